@@ -1,0 +1,296 @@
+"""FeedActor: one per venue. Replays bars (or, later, relays a live venue) to its subscribers.
+
+Delivery policy (the Ray floor is ~0.5 ms per message, so one message per bar per strategy cannot
+keep up): each subscriber has its own pending buffer and at most ONE call in flight. Whatever arrived
+while that call was in flight goes out as the next batch: one timestamp's bars under light load, more
+under heavy load; nothing skipped and order kept, so a slow strategy only receives bigger batches and
+never stalls the feed for the others. If a subscriber's buffer exceeds ``max_pending`` bars it is
+coalesced to the latest bar per symbol and the dropped bars are counted (``skipped``), which bounds lag
+and memory; ``stats()`` exposes lag and skips per subscriber.
+
+Pacing: ``max`` (as fast as the per-subscriber in-flight limit allows), ``speed`` (N x real time),
+``lockstep`` (the next timestamp goes out only after the order router acknowledged the previous one:
+used where paper must reproduce a backtest exactly).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+
+from mmats.data import BarArrays
+
+BarTuple = tuple[str, int, float, float, float, float, float]
+
+
+@dataclass
+class _Subscriber:
+    handle: Any
+    symbols: frozenset[str] | None
+    method: str
+    pending: list[BarTuple] = field(default_factory=list)
+    in_flight: Any = None
+    sent_bars: int = 0
+    sent_msgs: int = 0
+    skipped: int = 0
+    last_sent_ts: int = 0
+
+
+@ray.remote(max_restarts=-1)
+class FeedActor:
+    def __init__(self, venue: str, series: dict[str, BarArrays], pace: str = "max", speed: float = 60.0,
+                 max_pending: int = 50_000, history_len: int = 5_000, stale_after_s: float = 30.0,
+                 lockstep_timeout_s: float = 3.0, persist: dict[str, Any] | None = None) -> None:
+        self.lockstep_timeout_s = lockstep_timeout_s
+        self.lockstep_timeouts = 0
+        self.venue = venue
+        self.series = series
+        self.pace = pace
+        self.speed = speed
+        self.max_pending = max_pending
+        self.stale_after_s = stale_after_s
+        self.subs: dict[str, _Subscriber] = {}
+        self.history: dict[str, deque[BarTuple]] = {s: deque(maxlen=history_len) for s in series}
+        self._lock = threading.RLock()
+        self._acked = -1
+        self._ack_cv = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pause = threading.Event()
+        self.published = 0
+        self.publish_wall: dict[int, float] = {}  # bar time -> wall time it went out (latency benchmark)
+        self.last_update_wall = time.time()
+        self.done = False
+        self._timeline = self._build_timeline()
+        self._pos = 0
+        self._state = None
+        self._saved_wall = 0.0
+        self.resumed_from = 0
+        if persist is not None:
+            # A replay resumes where it stopped: replaying old bars would re-create old signals.
+            from actors.stores import open_stores
+
+            self._state = open_stores(persist).state
+            last = self._state.get(f"feed:{venue}:last_ts") or 0
+            while self._pos < len(self._timeline) and self._timeline[self._pos][0] <= last:
+                self._pos += 1
+            self.resumed_from = self._pos
+        self._published_ts = 0
+
+    def _build_timeline(self) -> list[tuple[int, list[BarTuple]]]:
+        """Bars of every symbol merged by timestamp (symbols in a fixed order within a timestamp)."""
+        by_ts: dict[int, list[BarTuple]] = {}
+        for sym in sorted(self.series):
+            a = self.series[sym]
+            rows = zip(a.ts_ns.tolist(), a.open.tolist(), a.high.tolist(), a.low.tolist(), a.close.tolist(),
+                       a.volume.tolist(), strict=True)
+            for ts, o, h, lo, c, v in rows:
+                by_ts.setdefault(ts, []).append((sym, ts, o, h, lo, c, v))
+        return sorted(by_ts.items())
+
+    # ------------------------------------------------------------------------------ subscriptions
+
+    def subscribe(self, sub_id: str, handle: Any, symbols: list[str] | None, method: str = "on_bars") -> int:
+        """Register (or re-register after a restart) a subscriber; returns the bars already published."""
+        with self._lock:
+            prev = self.subs.get(sub_id)
+            sub = _Subscriber(handle, None if symbols is None else frozenset(symbols), method)
+            if prev is not None:
+                sub.sent_bars, sub.sent_msgs, sub.skipped = prev.sent_bars, prev.sent_msgs, prev.skipped
+            self.subs[sub_id] = sub
+            return self.published
+
+    def unsubscribe(self, sub_id: str) -> None:
+        with self._lock:
+            self.subs.pop(sub_id, None)
+
+    def get_history(self, symbols: list[str], n: int) -> list[BarTuple]:
+        """The last ``n`` bars per symbol, merged in time order: how a restarted strategy warms up."""
+        with self._lock:
+            out = [b for s in symbols for b in list(self.history.get(s, ()))[-n:]]
+        return sorted(out, key=lambda b: (b[1], b[0]))
+
+    # -------------------------------------------------------------------------------------- replay
+
+    def start(self) -> bool:
+        if self._thread is not None and self._thread.is_alive():
+            return False
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"feed-{self.venue}", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._ack_cv:
+            self._ack_cv.notify_all()
+
+    def pause(self, paused: bool) -> None:
+        if paused:
+            self._pause.set()
+        else:
+            self._pause.clear()
+
+    def ack(self, ts_ns: int) -> None:
+        with self._ack_cv:
+            self._acked = max(self._acked, ts_ns)
+            self._ack_cv.notify_all()
+
+    def _run(self) -> None:
+        prev_ts: int | None = None
+        t_wall0 = time.perf_counter()
+        ts0: int | None = None
+        while self._pos < len(self._timeline) and not self._stop.is_set():
+            if self._pause.is_set():
+                time.sleep(0.05)
+                self._flush()
+                continue
+            ts, bars = self._timeline[self._pos]
+            if self.pace == "speed":
+                ts0 = ts if ts0 is None else ts0
+                due = t_wall0 + (ts - ts0) / 1e9 / self.speed
+                while not self._stop.is_set():
+                    delay = due - time.perf_counter()
+                    if delay <= 0:
+                        break
+                    self._flush()
+                    time.sleep(min(delay, 0.005))
+            elif self.pace == "lockstep" and prev_ts is not None:
+                # A crashed subscriber never acknowledges: wait at most lockstep_timeout_s, then go on.
+                give_up = time.perf_counter() + self.lockstep_timeout_s
+                while not self._stop.is_set() and time.perf_counter() < give_up:
+                    self._flush()  # a subscriber whose previous call just ended still waits for its batch
+                    with self._ack_cv:
+                        if self._acked >= prev_ts:
+                            break
+                        self._ack_cv.wait(timeout=0.001)
+                else:
+                    self.lockstep_timeouts += 1
+            self._publish(bars)
+            prev_ts = ts
+            self._pos += 1
+            if self._state is not None and time.time() - self._saved_wall > 0.5:
+                self._save_position(ts)
+            if self.pace == "max":
+                self._wait_for_room()
+        # Drain what is still pending, then report completion.
+        deadline = time.time() + 30
+        while any(s.pending for s in self.subs.values()) and time.time() < deadline and not self._stop.is_set():
+            self._flush()
+            time.sleep(0.002)
+        if prev_ts is not None and self._state is not None:
+            self._save_position(prev_ts)
+        self.done = True
+
+    def _save_position(self, ts: int) -> None:
+        assert self._state is not None
+        self._state.set(f"feed:{self.venue}:last_ts", ts)
+        self._saved_wall = time.time()
+
+    def _wait_for_room(self) -> None:
+        """Backpressure for ``max`` pace: never let any subscriber's buffer grow past a few batches."""
+        while not self._stop.is_set():
+            self._flush()
+            with self._lock:
+                worst = max((len(s.pending) for s in self.subs.values()), default=0)
+            if worst < 2_000:
+                return
+            time.sleep(0.0005)
+
+    def _publish(self, bars: list[BarTuple]) -> None:
+        with self._lock:
+            for b in bars:
+                self.history[b[0]].append(b)
+            self.published += len(bars)
+            if bars:
+                self.publish_wall[bars[-1][1]] = time.time()
+                if len(self.publish_wall) > 200_000:
+                    self.publish_wall.pop(next(iter(self.publish_wall)))
+            self._published_ts = bars[-1][1] if bars else self._published_ts
+            self.last_update_wall = time.time()
+            for sub in self.subs.values():
+                if sub.symbols is None:
+                    sub.pending.extend(bars)
+                else:
+                    sub.pending.extend(b for b in bars if b[0] in sub.symbols)
+                if len(sub.pending) > self.max_pending:
+                    self._coalesce(sub)
+        self._flush()
+
+    @staticmethod
+    def _coalesce(sub: _Subscriber) -> None:
+        latest: dict[str, BarTuple] = {}
+        for b in sub.pending:
+            latest[b[0]] = b
+        sub.skipped += len(sub.pending) - len(latest)
+        sub.pending = sorted(latest.values(), key=lambda b: (b[1], b[0]))
+
+    def _flush(self) -> None:
+        with self._lock:
+            for sub in self.subs.values():
+                if not sub.pending and sub.last_sent_ts >= self._published_ts:
+                    continue
+                if sub.in_flight is not None:
+                    ready, _ = ray.wait([sub.in_flight], timeout=0)
+                    if not ready:
+                        continue
+                batch, sub.pending = sub.pending, []
+                sub.in_flight = getattr(sub.handle, sub.method).remote(batch, self._published_ts)
+                sub.sent_bars += len(batch)
+                sub.sent_msgs += 1
+                sub.last_sent_ts = self._published_ts
+
+    # ------------------------------------------------------------------------------------- status
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "venue": self.venue,
+                "pace": self.pace,
+                "lockstep_timeouts": self.lockstep_timeouts,
+                "published": self.published,
+                "position": self._pos,
+                "resumed_from": self.resumed_from,
+                "timestamps": len(self._timeline),
+                "done": self.done,
+                "stale": (time.time() - self.last_update_wall) > self.stale_after_s and not self.done,
+                "seconds_since_update": round(time.time() - self.last_update_wall, 3),
+                "subscribers": {
+                    k: {"lag_bars": len(s.pending), "sent_bars": s.sent_bars, "messages": s.sent_msgs,
+                        "skipped": s.skipped, "bars_per_message": round(s.sent_bars / max(1, s.sent_msgs), 2)}
+                    for k, s in self.subs.items()
+                },
+            }
+
+    def publish_times(self) -> dict[int, float]:
+        with self._lock:
+            return dict(self.publish_wall)
+
+    def last_prices(self) -> dict[str, float]:
+        with self._lock:
+            return {s: h[-1][5] for s, h in self.history.items() if h}
+
+    def last_ts(self) -> int:
+        with self._lock:
+            return max((h[-1][1] for h in self.history.values() if h), default=0)
+
+    def ping(self) -> str:
+        return "ok"
+
+
+def arrays_from_bars(bars: list[BarTuple]) -> BarArrays:
+    """Rebuild BarArrays from bar tuples (one symbol)."""
+    return BarArrays(
+        ts_ns=np.array([b[1] for b in bars], dtype=np.int64),
+        open=np.array([b[2] for b in bars]),
+        high=np.array([b[3] for b in bars]),
+        low=np.array([b[4] for b in bars]),
+        close=np.array([b[5] for b in bars]),
+        volume=np.array([b[6] for b in bars]),
+    )

@@ -1,0 +1,238 @@
+"""RiskGatekeeper: the named singleton that is the ONLY path from a signal to the order router.
+
+Thin: ``mmats.gateway.SignalGateway`` sizes and risk-checks signals, the kernel kill switch decides what
+may pass. This actor adds the runtime parts: the operator/advisory mode with its two-step switch, the
+lockstep acknowledgement for exact replays, and the records of every signal and decision.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import ray
+
+from actors.stores import open_stores
+from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
+from mmats.model import Instrument, iso
+from mmats.risk.decision import RiskGate
+from mmats.risk.minimal import MinimalRiskGate
+
+KILL_STATES = ("RUNNING", "SOFT", "HARD", "FREEZE")
+TOKEN_TTL_S = 60.0
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1)
+class RiskGatekeeperActor:
+    def __init__(self, instruments: dict[str, Instrument], router: Any, allocation: float = 1.0,
+                 risk: dict[str, Any] | None = None, mode: str = "advisory", allow_operator: bool = False,
+                 lockstep: bool = False, router_error_limit: int = 5, persist: dict[str, Any] | None = None,
+                 supervisor_name: str | None = None, namespace: str | None = None) -> None:
+        risk = risk or {}
+        gate: RiskGate = MinimalRiskGate(float(risk.get("max_position_pct", 1.0)), risk.get("max_order_notional"))
+        if mode == "operator" and not allow_operator:
+            raise ValueError("mode 'operator' needs allow_operator: true in the config")
+        self.stores = open_stores(persist) if persist is not None else None
+        claim = None
+        if self.stores is not None:
+            state = self.stores.state
+            claim = lambda key: bool(state.set_if_absent(key, 1, ttl_s=30 * 86400))
+        self.gateway = SignalGateway(gate, instruments, allocation, advisory=(mode != "operator"),
+                                     allowed=self._kill_veto, claim=claim)
+        self.allow_operator = allow_operator
+        self.router = router
+        self.lockstep = lockstep
+        self.strategies: dict[str, Any] = {}
+        self.reported: dict[str, int] = {}
+        self.kill: dict[str, Any] = {"state": "RUNNING", "trigger": "", "reason": "", "since": time.time()}
+        if self.stores is not None:
+            saved = self.stores.state.get("kill_switch")
+            if saved:  # durable across restarts: a HARD stop stays HARD until someone resets it
+                self.kill = dict(saved)
+        self.kill_history: list[dict[str, Any]] = []
+        self.signals: list[dict[str, Any]] = []
+        self.decisions: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []
+        self._operator_token: tuple[str, float] | None = None
+        self.router_errors = 0
+        self.router_error_limit = router_error_limit
+        self._acked = -1
+        if supervisor_name and ray.get_runtime_context().was_current_actor_reconstructed:
+            sup = ray.get_actor(supervisor_name, namespace=namespace)
+            handles = ray.get(sup.handles.remote())
+            self.strategies = dict(handles["strategies"])
+            self.reported = dict.fromkeys(self.strategies, -1)
+
+    # --------------------------------------------------------------------------------- wiring
+
+    def register_strategy(self, strategy_id: str, handle: Any) -> None:
+        self.strategies[strategy_id] = handle
+        self.reported.setdefault(strategy_id, -1)
+
+    def unregister_strategy(self, strategy_id: str) -> None:
+        self.strategies.pop(strategy_id, None)
+        self.reported.pop(strategy_id, None)
+
+    # ------------------------------------------------------------------------------- message path
+
+    def on_signals(self, strategy_id: str, upto_ts: int, items: list[PendingSignal]) -> None:
+        self.reported[strategy_id] = max(self.reported.get(strategy_id, -1), upto_ts)
+        self._dispatch(self.gateway.on_signals(items))
+
+    def on_account(self, account: Any, as_of_ns: int) -> None:
+        self._dispatch(self.gateway.on_account(account, as_of_ns))
+
+    def on_strategy_disabled(self, strategy_id: str, error: str) -> None:
+        self._alert("strategy_disabled", f"{strategy_id}: {error}")
+
+    def submit_external(self, strategy_id: str, signal: Any, price: float) -> dict[str, Any]:
+        """A signal from outside (manual order over HTTP, an external system): same gateway, rules and records.
+
+        It is stamped with the account's current bar time, so it is evaluated now (no lockstep watermark is
+        touched); the answer says what became of it: orders submitted, a rejection with reasons, or nothing.
+        """
+        p = PendingSignal(strategy_id, max(self.gateway.as_of_ns, 0), float(price), signal)
+        out = self.gateway.on_signals([p])
+        self._dispatch(out)
+        sid = signal.signal_id
+
+        def mine(s: str, signal_id: str) -> bool:
+            return s == strategy_id and signal_id == sid
+
+        return {
+            "evaluated": any(mine(x.strategy_id, x.signal.signal_id) for x in out.signals),
+            "advisory": self.gateway.advisory,
+            "decisions": [d.to_dict() for d in out.decisions if mine(d.intent.strategy_id, d.intent.signal_id)],
+            "rejected": [reason for s, o, reason in out.rejected if mine(s, o.signal_id)],
+            "orders": [o.client_order_id for o, _ in out.submits if mine(o.strategy_id, o.signal_id)],
+        }
+
+    def _kill_veto(self, p: PendingSignal) -> str | None:
+        """SOFT lets only exits through; HARD and FREEZE let nothing through."""
+        state = self.kill["state"]
+        if state == "RUNNING":
+            return None
+        if state == "SOFT":
+            return None if p.signal.action.value == "CLOSE" else "KillSwitch: SOFT (no new entries)"
+        return f"KillSwitch: {state}"
+
+    def strategy_handles(self) -> dict[str, Any]:
+        return dict(self.strategies)
+
+    def _dispatch(self, out: GatewayOutput) -> None:
+        if self.stores is not None and (out.signals or out.decisions):
+            # Journaled before anything reaches the router; one commit for the whole batch.
+            items: list[tuple[str, dict[str, Any], int]] = [
+                ("signal", {"strategy_id": p.strategy_id, "symbol": p.signal.symbol,
+                            "action": p.signal.action.value, "position_size": p.signal.position_size,
+                            "confidence": p.signal.confidence, "price": p.price,
+                            "reasoning": p.signal.reasoning}, p.ts_ns)
+                for p in out.signals
+            ]
+            items += [("risk_decision", d.to_dict(), d.intent.ts_ns) for d in out.decisions]
+            self.stores.journal.append_many(items)
+        for p in out.signals:
+            self.signals.append({"time": iso(p.ts_ns), "strategy_id": p.strategy_id, "symbol": p.signal.symbol,
+                                 "action": p.signal.action.value, "position_size": p.signal.position_size,
+                                 "confidence": p.signal.confidence, "price": p.price,
+                                 "reasoning": p.signal.reasoning})
+        for d in out.decisions:
+            self.decisions.append({"time": iso(d.intent.ts_ns), **d.to_dict()})
+        for strategy_id, order, reason in out.rejected:
+            handle = self.strategies.get(strategy_id)
+            if handle is not None:
+                handle.on_order_rejected.remote(order, reason)
+        ack = self._lockstep_ack()
+        if out.cancels or out.submits or ack is not None:
+            ts = max((o.created_ns for o, _ in out.submits), default=self.gateway.as_of_ns)
+            self.router.apply_commands.remote(out.cancels, out.submits, ts, ack)
+
+    def _lockstep_ack(self) -> int | None:
+        """The bar time every strategy has reported and the account has reached: safe to move on."""
+        if not self.lockstep:
+            return None
+        done = min([self.gateway.as_of_ns, *self.reported.values()])
+        if done > self._acked and self.gateway.waiting == 0:
+            self._acked = done
+            return done
+        return None
+
+    # ----------------------------------------------------------------------------------- controls
+
+    def set_kill_switch(self, state: str, reason: str, trigger: str = "manual") -> dict[str, Any]:
+        state = state.upper()
+        if state not in KILL_STATES:
+            raise ValueError(f"kill switch state must be one of {', '.join(KILL_STATES)}, got {state!r}")
+        if not reason.strip():
+            raise ValueError("a kill switch change needs a reason")
+        current = self.kill["state"]
+        if state == "RUNNING" or KILL_STATES.index(state) >= KILL_STATES.index(current):
+            new = {"state": state, "trigger": trigger, "reason": reason, "since": time.time()}
+            if self.stores is not None:  # audited and persisted before it takes effect
+                self.stores.journal.append("kill_switch", {**new, "previous": current}, time.time_ns())
+                self.stores.state.set("kill_switch", new)
+            self.kill = new
+            self.kill_history.append(dict(self.kill))
+            self._alert("kill_switch", f"{current} -> {state} ({trigger}: {reason})")
+        result: dict[str, Any] = {"kill_switch": dict(self.kill)}
+        if state == "HARD":
+            result["flatten"] = ray.get(self.router.flatten_all.remote(f"kill_{trigger}"))
+        elif state == "FREEZE":
+            result["canceled"] = ray.get(self.router.cancel_all.remote())
+        return result
+
+    def kill_switch(self) -> dict[str, Any]:
+        return {**self.kill, "history": self.kill_history[-20:]}
+
+    def request_operator(self) -> dict[str, Any]:
+        if not self.allow_operator:
+            raise ValueError("operator mode is not allowed: set allow_operator: true in the config")
+        token = secrets.token_urlsafe(8)
+        self._operator_token = (token, time.time() + TOKEN_TTL_S)
+        return {"token": token, "expires_in_s": TOKEN_TTL_S}
+
+    def confirm_operator(self, token: str) -> dict[str, Any]:
+        pending = self._operator_token
+        if pending is None or not secrets.compare_digest(pending[0], token) or time.time() > pending[1]:
+            raise ValueError("operator confirmation token is missing, wrong or expired: request a new one")
+        self._operator_token = None
+        self.gateway.advisory = False
+        self._alert("mode", "advisory -> operator (confirmed)")
+        return self.mode()
+
+    def set_advisory(self, reason: str) -> dict[str, Any]:
+        self.gateway.advisory = True
+        self._alert("mode", f"operator -> advisory ({reason})")
+        return self.mode()
+
+    def mode(self) -> dict[str, Any]:
+        return {"mode": "advisory" if self.gateway.advisory else "operator", "allow_operator": self.allow_operator}
+
+    def on_router_error(self, error: str) -> None:
+        """Repeated router errors downgrade operator to advisory automatically."""
+        self.router_errors += 1
+        self._alert("router_error", error)
+        if self.router_errors >= self.router_error_limit and not self.gateway.advisory:
+            self.set_advisory(f"{self.router_errors} router errors")
+
+    def _alert(self, kind: str, message: str) -> None:
+        self.alerts.append({"time": time.time(), "kind": kind, "message": message})
+
+    # ------------------------------------------------------------------------------------- reads
+
+    def get_signals(self, limit: int = 0) -> list[dict[str, Any]]:
+        return self.signals[-limit:] if limit else list(self.signals)
+
+    def get_decisions(self, limit: int = 0) -> list[dict[str, Any]]:
+        return self.decisions[-limit:] if limit else list(self.decisions)
+
+    def get_alerts(self) -> list[dict[str, Any]]:
+        return list(self.alerts)
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.gateway.state(), "kill_switch": self.kill["state"], "signals": len(self.signals),
+                "decisions": len(self.decisions), "strategies": len(self.strategies)}
+
+    def ping(self) -> str:
+        return "ok"

@@ -1,0 +1,156 @@
+"""PortfolioActor: the authoritative positions, cash, P&L and equity of the running system.
+
+It books the router's fills and pushes the resulting ``AccountState`` to the gatekeeper (with the
+watermark "as of bar time T", which the gatekeeper waits for before sizing signals of bar T) and, when
+something changed, to the strategies: state is pushed on change, never fetched per bar.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import ray
+
+from actors.stores import open_stores
+from mmats.model import Fill, Instrument, iso
+from mmats.portfolio import Portfolio
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1)
+class PortfolioActor:
+    def __init__(self, instruments: dict[str, Instrument], initial_cash: str, equity_every_s: int = 60,
+                 persist: dict[str, Any] | None = None, gatekeeper_name: str | None = None,
+                 namespace: str | None = None) -> None:
+        self.instruments = instruments
+        currency = next(iter(instruments.values())).quote_currency
+        self.portfolio = Portfolio(Decimal(initial_cash), currency)
+        for inst in instruments.values():
+            self.portfolio.register(inst)
+        self.gatekeeper: Any = None
+        self.strategies: dict[str, Any] = {}
+        self.equity_series: list[tuple[int, float]] = []
+        self.equity_every_ns = equity_every_s * 1_000_000_000
+        self.fills: list[Fill] = []
+        self.as_of = 0
+        self.day_start_equity: tuple[int, Decimal] = (0, Decimal(initial_cash))
+        self.stores = open_stores(persist) if persist is not None else None
+        self._last_snapshot_wall = 0.0
+        self._fill_ids: set[str] = set()
+        self.booked_wall: dict[str, float] = {}  # fill id -> wall time booked (latency benchmark)
+        if self.stores is not None:
+            # Positions and cash are a pure function of the fills: replay them all (exact Decimals).
+            for f in self.stores.storage.list_fills():
+                self.portfolio.apply_fill(f)
+                self.fills.append(f)
+                self._fill_ids.add(f.fill_id)
+        if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
+            self.gatekeeper = ray.get_actor(gatekeeper_name, namespace=namespace)
+            self.strategies = ray.get(self.gatekeeper.strategy_handles.remote())
+
+    def connect(self, gatekeeper: Any) -> None:
+        self.gatekeeper = gatekeeper
+
+    def register_strategy(self, strategy_id: str, handle: Any) -> None:
+        self.strategies[strategy_id] = handle
+
+    def on_fills(self, fills: list[Fill], as_of_ns: int, marks: dict[str, float]) -> None:
+        pf = self.portfolio
+        for f in fills:
+            if f.fill_id in self._fill_ids:
+                continue  # already booked (replayed from storage after a restart, then re-sent)
+            self._fill_ids.add(f.fill_id)
+            self.booked_wall[f.fill_id] = time.time()
+            pf.apply_fill(f)
+            self.fills.append(f)
+        for sym, px in marks.items():
+            inst = self.instruments.get(sym)
+            if inst is not None:
+                pf.mark(sym, inst.round_price(px))
+        self.as_of = max(self.as_of, as_of_ns)
+        snap = pf.snapshot(self.as_of)
+        day = self.as_of // 86_400_000_000_000
+        if day != self.day_start_equity[0]:
+            self.day_start_equity = (day, snap.equity)
+        if not self.equity_series or self.as_of - self.equity_series[-1][0] >= self.equity_every_ns or fills:
+            self.equity_series.append((self.as_of, float(snap.equity)))
+        if self.stores is not None and (fills or time.time() - self._last_snapshot_wall > 5.0):
+            self.stores.storage.save_equity_snapshot(snap)
+            self._last_snapshot_wall = time.time()
+        if self.gatekeeper is not None:
+            self.gatekeeper.on_account.remote(snap, self.as_of)
+        if fills:
+            for handle in self.strategies.values():
+                handle.on_account.remote(snap)
+
+    def account(self) -> Any:
+        return self.portfolio.snapshot(self.as_of)
+
+    def status(self) -> dict[str, Any]:
+        pf = self.portfolio
+        snap = pf.snapshot(self.as_of)
+        return {
+            "as_of": iso(self.as_of) if self.as_of else None,
+            "currency": pf.currency,
+            "cash": str(snap.cash),
+            "equity": str(snap.equity),
+            "initial_cash": str(pf.initial_cash),
+            "total_pnl": str(snap.equity - pf.initial_cash),
+            "daily_pnl": str(snap.equity - self.day_start_equity[1]),
+            "realized_pnl": str(pf.realized_pnl),
+            "unrealized_pnl": str(snap.unrealized_pnl),
+            "fees": str(pf.fees),
+            "peak_equity": str(snap.peak_equity),
+            "drawdown": float(snap.drawdown),
+            "positions": [
+                {"symbol": p.symbol, "market": p.market.value, "quantity": str(p.quantity),
+                 "avg_price": str(p.avg_price), "last_price": str(p.last_price),
+                 "unrealized_pnl": str(p.unrealized_pnl), "realized_pnl": str(p.realized_pnl)}
+                for p in snap.positions
+            ],
+            "attribution": pf.attribution(),
+            "trades": len(pf.trades),
+            "fills": len(self.fills),
+        }
+
+    def recent_fills(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The last ``limit`` fills booked, oldest first (the control API's live view)."""
+        return [f.to_dict() for f in self.fills[-limit:]] if limit > 0 else []
+
+    def strategy_stats(self) -> dict[str, dict[str, Any]]:
+        """Per strategy: fills, closing trades, wins (closing fill net of its fee > 0), realized P&L, fees.
+
+        Recomputed by replaying the booked fills through a scratch ledger (fills are few), cached per count.
+        """
+        cached = getattr(self, "_stats_cache", None)
+        if cached is not None and cached[0] == len(self.fills):
+            return dict(cached[1])
+        scratch = Portfolio(self.portfolio.initial_cash, self.portfolio.currency)
+        for inst in self.instruments.values():
+            scratch.register(inst)
+        stats: dict[str, dict[str, Any]] = {}
+        for f in self.fills:
+            before = scratch.realized_pnl
+            scratch.apply_fill(f)
+            pnl = scratch.realized_pnl - before
+            s = stats.setdefault(f.strategy_id, {"fills": 0, "trades": 0, "wins": 0, "realized_pnl": Decimal(0),
+                                                 "fees": Decimal(0)})
+            s["fills"] += 1
+            s["fees"] += f.fee
+            if pnl != 0:
+                s["trades"] += 1
+                s["realized_pnl"] += pnl
+                s["wins"] += int(pnl - f.fee > 0)
+        out = {k: {**v, "realized_pnl": str(v["realized_pnl"]), "fees": str(v["fees"])} for k, v in stats.items()}
+        self._stats_cache = (len(self.fills), out)
+        return dict(out)
+
+    def booked_times(self) -> dict[str, float]:
+        return dict(self.booked_wall)
+
+    def equity(self) -> list[tuple[int, float]]:
+        return list(self.equity_series)
+
+    def ping(self) -> str:
+        return "ok"

@@ -1,0 +1,193 @@
+"""OrderRouter: owns order state and idempotency, routes orders to the (paper) broker, reports fills.
+
+The paper broker is the kernel's simulated broker on the feed's bars (``mmats.paper``), so paper fills
+follow exactly the backtest's rules. Real venues plug in through the Broker port (adapters issue).
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import ray
+
+from actors.stores import open_stores
+from mmats.execution import ExecutionConfig
+from mmats.model import Fill, Instrument, Order, OrderStatus
+from mmats.paper import BarUpdate, PaperExecution
+
+BarTuple = tuple[str, int, float, float, float, float, float]
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1)
+class OrderRouterActor:
+    def __init__(self, instruments: dict[str, Instrument], initial_cash: str, costs: dict[str, Any],
+                 portfolio: Any, feed: Any, persist: dict[str, Any] | None = None,
+                 gatekeeper_name: str | None = None, namespace: str | None = None) -> None:
+        from mmats.runconfig import CommissionSpec, SlippageSpec
+
+        self.paper = PaperExecution(
+            instruments, Decimal(initial_cash),
+            SlippageSpec(**costs.get("slippage", {})).build(bool(costs.get("volume_in_quote", False))),
+            CommissionSpec(**costs.get("commission", {})).build(),
+            ExecutionConfig(costs.get("max_volume_share"), bool(costs.get("volume_in_quote", False)),
+                            bool(costs.get("cash_only", True))),
+        )
+        self.portfolio = portfolio
+        self.feed = feed
+        self.strategies: dict[str, Any] = {}
+        self.last_prices: dict[str, float] = {}
+        self.last_ts = 0
+        self.errors = 0
+        self.submitted = 0
+        self.duplicates = 0
+        self.stores = open_stores(persist) if persist is not None else None
+        self.restored_working = 0
+        self.accept_wall: dict[str, float] = {}  # client order id -> wall time accepted (latency benchmark)
+        if self.stores is not None:
+            # Whether first start or restart: the system of record says what exists.
+            storage = self.stores.storage
+            self.restored_working = self.paper.restore(storage.list_orders(), storage.list_fills())
+        if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
+            # Re-wire what registrations gave the previous process.
+            gk = ray.get_actor(gatekeeper_name, namespace=namespace)
+            self.strategies = ray.get(gk.strategy_handles.remote())
+
+    def register_strategy(self, strategy_id: str, handle: Any) -> None:
+        self.strategies[strategy_id] = handle
+
+    def on_bars(self, batch: list[BarTuple], upto_ts: int) -> int:
+        fills: list[Fill] = []
+        for b in batch:
+            self.last_prices[b[0]] = b[5]
+            new = self.paper.on_bar(BarUpdate(*b))
+            if new:
+                self._persist_fills(new)
+                fills += new
+        self.last_ts = max(self.last_ts, upto_ts)
+        self._report(fills, upto_ts)
+        return len(fills)
+
+    def _persist_fills(self, fills: list[Fill]) -> None:
+        """Journal, then commit fill + order + resulting position in one transaction."""
+        if self.stores is None:
+            return
+        for f in fills:
+            self.stores.journal.append("fill", f.to_dict(), f.ts_ns)
+            order = self.paper.orders.get(f.client_order_id)
+            self.stores.storage.record_fill(f, self.paper.ledger.positions[f.symbol], order)
+            if order is not None and order.status is OrderStatus.FILLED:
+                self._activated_children(order)
+
+    def _activated_children(self, parent: Order) -> None:
+        if self.stores is None:
+            return
+        for o in self.paper.orders.values():
+            if o.parent_id == parent.client_order_id:
+                self.stores.storage.save_order(o)
+
+    def _save_order(self, order: Order, ts_ns: int) -> None:
+        if self.stores is not None:
+            self.stores.journal.append("order", order.to_dict(), ts_ns)
+            self.stores.storage.save_order(order)
+
+    def _report(self, fills: list[Fill], upto_ts: int) -> None:
+        # Always report, even with no fills: the portfolio's answer moves the gatekeeper's watermark.
+        self.portfolio.on_fills.remote(fills, upto_ts, dict(self.last_prices))
+        for f in fills:
+            order = self.paper.orders.get(f.client_order_id)
+            if order is not None and order.status is OrderStatus.FILLED:
+                handle = self.strategies.get(order.strategy_id)
+                if handle is not None:
+                    handle.on_order_filled.remote(order)
+
+    def apply_commands(self, cancels: list[tuple[str, str]], submits: list[tuple[Order, list[Order]]],
+                       ts_ns: int, ack_ts: int | None = None) -> int:
+        for strategy_id, symbol in cancels:
+            for order in self.paper.cancel_strategy(strategy_id, symbol, ts_ns):
+                self._save_order(order, ts_ns)
+        accepted = 0
+        for order, children in submits:
+            if order.client_order_id in self.paper.orders:
+                self.duplicates += 1  # a retried or replayed signal: never a second order
+                continue
+            if self.stores is not None:  # journaled before it takes effect
+                self.stores.journal.append("order", order.to_dict(), ts_ns)
+            if self.paper.submit(order, children, ts_ns):
+                accepted += 1
+                self.accept_wall[order.client_order_id] = time.time()
+            if self.stores is not None:
+                self.stores.storage.save_order(order)
+                for child in children:
+                    self.stores.storage.save_order(child)
+        self.submitted += accepted
+        if ack_ts is not None:
+            self.feed.ack.remote(ack_ts)
+        return accepted
+
+    def flatten_all(self, reason: str) -> dict[str, Any]:
+        """HARD kill switch: cancel everything, then close every position now at the last price."""
+        t0 = time.perf_counter()
+        canceled, fills = self.paper.flatten_all(self.last_ts, self.last_prices, reason)
+        for order in canceled:
+            self._save_order(order, self.last_ts)
+        for f in fills:
+            flat = self.paper.orders.get(f.client_order_id)
+            if flat is not None:
+                self._save_order(flat, self.last_ts)
+        self._persist_fills(fills)
+        self._report(fills, self.last_ts)
+        return {"canceled": len(canceled), "flatten_fills": len(fills),
+                "ms": round((time.perf_counter() - t0) * 1000, 3)}
+
+    def cancel_all(self) -> int:
+        canceled = self.paper.cancel_all(self.last_ts)
+        for order in canceled:
+            self._save_order(order, self.last_ts)
+        return len(canceled)
+
+    def cancel_order(self, client_order_id: str) -> bool:
+        order = self.paper.orders.get(client_order_id)
+        if order is None or order.status.is_terminal:
+            return False
+        self.paper.brokers[order.symbol].cancel(order, self.last_ts)
+        self._save_order(order, self.last_ts)
+        return True
+
+    def orders(self, status: str | None = None, symbol: str | None = None,
+               strategy_id: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for o in self.paper.orders.values():
+            if status and o.status.value != status.upper():
+                continue
+            if symbol and o.symbol != symbol:
+                continue
+            if strategy_id and o.strategy_id != strategy_id:
+                continue
+            out.append(o.to_dict())
+        return out
+
+    def recent_orders(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The last ``limit`` orders created, oldest first: what a live view needs without copying every order."""
+        out = []
+        for o in reversed(self.paper.orders.values()):
+            if len(out) >= limit:
+                break
+            out.append(o.to_dict())
+        out.reverse()
+        return out
+
+    def accept_times(self) -> dict[str, float]:
+        return dict(self.accept_wall)
+
+    def open_orders(self) -> list[dict[str, Any]]:
+        return [o.to_dict() for o in self.paper.open_orders()]
+
+    def stats(self) -> dict[str, Any]:
+        return {"orders": len(self.paper.orders), "open": len(self.paper.open_orders()),
+                "restored_working": self.restored_working,
+                "submitted": self.submitted, "duplicates_ignored": self.duplicates, "errors": self.errors}
+
+    def ping(self) -> str:
+        return "ok"

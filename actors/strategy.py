@@ -1,0 +1,65 @@
+"""StrategyActor: hosts one strategy instance (one IStrategy object per symbol it trades).
+
+Thin by design: the kernel's ``StrategyHost`` does the work (streaming indicators, warm-up, error
+counting); this actor only receives bar batches from the feed and sends ONE message per batch to the
+gatekeeper. A crash of the process is restarted by Ray; the new process re-subscribes and rebuilds its
+indicators and strategy state from the feed's history without emitting signals for the past.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+
+from mmats.host import StrategyHost
+from mmats.model import Environment, MarketType
+
+log = logging.getLogger("mmats.strategy")
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class StrategyActor:
+    def __init__(self, strategy_id: str, ref: str, params: dict[str, Any], symbols: list[str], market: str,
+                 feed: Any, gatekeeper: Any, environment: str = "PAPER", max_errors: int = 5,
+                 warmup_bars: int = 2_000) -> None:
+        self.strategy_id = strategy_id
+        self.gatekeeper = gatekeeper
+        self.feed = feed
+        self.host = StrategyHost(strategy_id, ref, params, symbols, MarketType(market), Environment(environment),
+                                 max_errors=max_errors)
+        # After a restart: rebuild state from history, silently, then resume live.
+        history = ray.get(feed.get_history.remote(symbols, warmup_bars))
+        self.host.warm_up(history)
+        ray.get(feed.subscribe.remote(strategy_id, ray.get_runtime_context().current_actor, symbols))
+        self.restarts = ray.get_runtime_context().was_current_actor_reconstructed
+
+    @ray.method(max_task_retries=0)
+    def on_bars(self, batch: list[tuple[str, int, float, float, float, float, float]], upto_ts: int) -> int:
+        signals, disabled_now = self.host.on_bars(batch)
+        # Report every batch, even without signals: the gatekeeper's lockstep watermark counts on it.
+        self.gatekeeper.on_signals.remote(self.strategy_id, upto_ts, signals)
+        if disabled_now:
+            log.error("strategy %s disabled after %d consecutive errors: %s", self.strategy_id,
+                      self.host.max_errors, self.host.last_error)
+            self.gatekeeper.on_strategy_disabled.remote(self.strategy_id, self.host.last_error)
+        return len(signals)
+
+    def on_account(self, account: Any) -> None:
+        self.host.account = account
+
+    def on_order_filled(self, order: Any) -> None:
+        self.host.order_filled(order)
+
+    def on_order_rejected(self, order: Any, reason: str) -> None:
+        self.host.order_rejected(order, reason)
+
+    def set_enabled(self, enabled: bool) -> None:
+        self.host.set_enabled(enabled)
+
+    def health(self) -> dict[str, Any]:
+        return {**self.host.health(), "restarted": bool(self.restarts)}
+
+    def ping(self) -> str:
+        return "ok"

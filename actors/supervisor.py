@@ -1,0 +1,263 @@
+"""Supervisor: builds the actor graph from config, starts/stops it, submits strategies, reports health.
+
+It is a named actor (``mmats_supervisor`` in namespace ``mmats``), so the CLI and the Serve app find
+it from any process connected to the cluster.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from typing import Any
+
+import ray
+
+from actors.feed import FeedActor
+from actors.gatekeeper import RiskGatekeeperActor
+from actors.portfolio import PortfolioActor
+from actors.router import OrderRouterActor
+from actors.strategy import StrategyActor
+from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
+from mmats.errors import ConfigError
+from mmats.model import Instrument, MarketType, default_instrument
+from mmats.system_config import StrategyConfig, SystemConfig
+
+NAMESPACE = "mmats"
+SUPERVISOR = "mmats_supervisor"  # f"{system_name}_supervisor" with the default system_name
+
+
+def placement(market: MarketType | str) -> dict[str, Any]:
+    """Pin to a node advertising ``market_<market>`` when the cluster has one (multi-node deployments)."""
+    key = f"market_{MarketType(market).value}"
+    return {"resources": {key: 0.001}} if ray.cluster_resources().get(key) else {}
+
+
+@ray.remote(max_restarts=0)
+class SupervisorActor:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = SystemConfig.model_validate(config)
+        self.started = time.time()
+        self.instruments: dict[str, Instrument] = {}
+        self.series: list[tuple[Any, dict[str, BarArrays]]] = []
+        self.feeds: dict[str, Any] = {}
+        self.strategies: dict[str, dict[str, Any]] = {}
+        self.router: Any = None
+        self.portfolio: Any = None
+        self.gatekeeper: Any = None
+        self.running = False
+
+    # ------------------------------------------------------------------------------------- build
+
+    def build(self) -> dict[str, Any]:
+        cfg = self.config
+        for feed in cfg.feeds:
+            data: dict[str, BarArrays] = {}
+            for sym, path in feed.files.items():
+                data[sym] = to_arrays(load_bars(path))
+            for sym in feed.generated_symbols:
+                seed = zlib.crc32(sym.encode())
+                data[sym] = to_arrays(generate_bars(feed.generated_bars, seed=seed))
+            for sym in data:
+                self.instruments[sym] = default_instrument(sym, feed.market)
+            self.series.append((feed, data))
+        if not self.instruments:
+            raise ConfigError("no symbols: configure at least one feed with files or generated_symbols")
+        cash = repr(cfg.initial_cash)
+        first_market = cfg.feeds[0].market
+        persist = self.persist_settings()
+        ns = ray.get_runtime_context().namespace
+        gk_name = f"{cfg.system_name}_gatekeeper"
+        self.portfolio = PortfolioActor.options(**placement(first_market)).remote(
+            self.instruments, cash, persist=persist, gatekeeper_name=gk_name, namespace=ns)
+        lockstep = any(f.pace == "lockstep" for f in cfg.feeds)
+        for feed, data in self.series:
+            self.feeds[feed.venue] = FeedActor.options(**placement(feed.market)).remote(
+                feed.venue, data, feed.pace, feed.speed, feed.max_pending, stale_after_s=feed.stale_after_s,
+                persist=persist)
+        feed0 = next(iter(self.feeds.values()))
+        self.router = OrderRouterActor.options(**placement(first_market)).remote(
+            self.instruments, cash, cfg.costs.model_dump(), self.portfolio, feed0, persist, gk_name, ns)
+        allocation = {s.id: s.allocation for s in cfg.strategies}
+        self.gatekeeper = RiskGatekeeperActor.options(name=gk_name).remote(
+            self.instruments, self.router, allocation, cfg.risk, cfg.mode, cfg.allow_operator, lockstep,
+            persist=persist, supervisor_name=f"{cfg.system_name}_supervisor", namespace=ns)
+        ray.get(self.portfolio.connect.remote(self.gatekeeper))
+        for feed_handle in self.feeds.values():
+            ray.get(feed_handle.subscribe.remote("router", self.router, None))
+        for s in cfg.strategies:
+            self._start_strategy(s)
+        return self.topology()
+
+    def persist_settings(self) -> dict[str, Any] | None:
+        cfg = self.config
+        if not cfg.persist:
+            return None
+        return {"environment": cfg.environment.value, "home": cfg.home, "database_url": cfg.database_url,
+                "redis_url": cfg.redis_url, "redis_prefix": f"mmats:{cfg.environment.value.lower()}:{cfg.system_name}:"}
+
+    def _feed_for(self, symbols: list[str]) -> Any:
+        for feed, data in self.series:
+            if all(sym in data for sym in symbols):
+                return self.feeds[feed.venue]
+        raise ConfigError(f"no single feed provides all of {symbols}")
+
+    def _start_strategy(self, s: StrategyConfig) -> None:
+        feed = self._feed_for(s.symbols)
+        handle = StrategyActor.options(**placement(s.market)).remote(
+            s.id, s.ref, s.params, s.symbols, s.market.value, feed, self.gatekeeper,
+            self.config.environment.value, self.config.max_strategy_errors)
+        ray.get(handle.ping.remote())  # surfaces a bad strategy reference or parameter now, not later
+        ray.get([self.gatekeeper.register_strategy.remote(s.id, handle),
+                 self.router.register_strategy.remote(s.id, handle),
+                 self.portfolio.register_strategy.remote(s.id, handle)])
+        self.strategies[s.id] = {"config": s, "handle": handle, "feed": feed}
+        if not s.enabled:
+            ray.get(handle.set_enabled.remote(False))
+
+    def start(self) -> None:
+        for feed in self.feeds.values():
+            ray.get(feed.start.remote())
+        self.running = True
+
+    # ---------------------------------------------------------------------------------- controls
+
+    def submit_strategy(self, spec: dict[str, Any]) -> dict[str, Any]:
+        s = StrategyConfig.model_validate(spec)
+        if s.id in self.strategies:
+            raise ConfigError(f"strategy id {s.id!r} already exists")
+        unknown = [x for x in s.symbols if x not in self.instruments]
+        if unknown:
+            raise ConfigError(f"strategy {s.id}: symbols {unknown} are not on any feed ({sorted(self.instruments)})")
+        self._start_strategy(s)
+        return {"id": s.id, "symbols": s.symbols}
+
+    def set_strategy_enabled(self, strategy_id: str, enabled: bool, close_positions: bool = False) -> dict[str, Any]:
+        entry = self.strategies.get(strategy_id)
+        if entry is None:
+            raise ConfigError(f"unknown strategy {strategy_id!r}")
+        ray.get(entry["handle"].set_enabled.remote(enabled))
+        entry["config"].enabled = enabled
+        return {"id": strategy_id, "enabled": enabled, "close_positions": close_positions}
+
+    def list_strategies(self) -> list[dict[str, Any]]:
+        out = []
+        for sid, entry in self.strategies.items():
+            try:
+                health = ray.get(entry["handle"].health.remote(), timeout=5)
+            except Exception as exc:  # a restarting actor is reported, not fatal
+                health = {"error": f"{type(exc).__name__}"}
+            out.append({"id": sid, "ref": entry["config"].ref, "params": entry["config"].params, **health})
+        return out
+
+    def kill(self, state: str, reason: str) -> dict[str, Any]:
+        result: dict[str, Any] = ray.get(self.gatekeeper.set_kill_switch.remote(state, reason))
+        return result
+
+    def status(self) -> dict[str, Any]:
+        gk, pf, rt = ray.get([self.gatekeeper.stats.remote(), self.portfolio.status.remote(),
+                              self.router.stats.remote()])
+        feeds = {k: ray.get(f.stats.remote()) for k, f in self.feeds.items()}
+        return {
+            "environment": self.config.environment.value,
+            "mode": "advisory" if gk["advisory"] else "operator",
+            "kill_switch": gk["kill_switch"],
+            "uptime_s": round(time.time() - self.started, 1),
+            "running": self.running,
+            "portfolio": pf,
+            "router": rt,
+            "gatekeeper": gk,
+            "feeds": feeds,
+            "strategies": self.list_strategies(),
+        }
+
+    def handles(self) -> dict[str, Any]:
+        return {"gatekeeper": self.gatekeeper, "router": self.router, "portfolio": self.portfolio,
+                "feeds": dict(self.feeds), "strategies": {k: v["handle"] for k, v in self.strategies.items()}}
+
+    def topology(self) -> dict[str, Any]:
+        return {"feeds": list(self.feeds), "strategies": list(self.strategies), "symbols": sorted(self.instruments)}
+
+    def down(self) -> dict[str, Any]:
+        """Graceful stop: feed stops, open orders canceled, final status returned as the summary."""
+        for feed in self.feeds.values():
+            ray.get(feed.stop.remote())
+        canceled = ray.get(self.router.cancel_all.remote())
+        self.running = False
+        summary = self.status()
+        summary["canceled_on_shutdown"] = canceled
+        return summary
+
+    # ----------------------------------------------------------------- control API (serve_app.py)
+
+    def get_config(self) -> dict[str, Any]:
+        """The running config (strategies as they are now) and what changed but needs a restart to apply."""
+        cfg = self.config.model_dump(mode="json")
+        cfg["strategies"] = [e["config"].model_dump(mode="json") for e in self.strategies.values()]
+        return {"config": cfg, "restart_required": sorted(getattr(self, "restart_required", set())),
+                "versions": {sid: e.get("version", 1) for sid, e in self.strategies.items()},
+                "started": self.started, "running": self.running}
+
+    def replace_strategy(self, strategy_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Hot-replace: a new version of the strategy (new ref/params) takes over from the old actor.
+
+        The old actor stops receiving bars and is killed; the new one warms up from the feed's history
+        and resumes live under the same id, so orders and P&L stay attributed to it.
+        """
+        entry = self.strategies.get(strategy_id)
+        if entry is None:
+            raise ConfigError(f"unknown strategy {strategy_id!r}")
+        s = StrategyConfig.model_validate({**entry["config"].model_dump(mode="json"), **spec, "id": strategy_id})
+        unknown = [x for x in s.symbols if x not in self.instruments]
+        if unknown:
+            raise ConfigError(f"strategy {s.id}: symbols {unknown} are not on any feed ({sorted(self.instruments)})")
+        old, version = entry["handle"], entry.get("version", 1)
+        ray.get(old.set_enabled.remote(False))
+        ray.get(entry["feed"].unsubscribe.remote(strategy_id))
+        try:
+            self._start_strategy(s)
+        except Exception:
+            self.strategies[strategy_id] = entry  # the old version keeps running
+            ray.get(entry["feed"].subscribe.remote(strategy_id, old, entry["config"].symbols))
+            ray.get([old.set_enabled.remote(entry["config"].enabled), self.gatekeeper.register_strategy.remote(
+                strategy_id, old), self.router.register_strategy.remote(strategy_id, old),
+                self.portfolio.register_strategy.remote(strategy_id, old)])
+            raise
+        self.strategies[strategy_id]["version"] = version + 1
+        ray.kill(old)
+        return {"id": strategy_id, "version": version + 1, "ref": s.ref, "params": s.params}
+
+    def apply_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Apply a new config version: strategy changes now, everything else flagged as needing a restart."""
+        new = SystemConfig.model_validate(config)
+        current = SystemConfig.model_validate(self.get_config()["config"])
+        restart: set[str] = set(getattr(self, "restart_required", set()))
+        applied: list[str] = []
+        for name in type(new).model_fields:
+            if name != "strategies" and getattr(new, name) != getattr(current, name):
+                restart.add(name)
+        live = {s.id: s for s in current.strategies}
+        for s in new.strategies:
+            old = live.get(s.id)
+            if old is None:
+                self.submit_strategy(s.model_dump(mode="json"))
+                applied.append(f"strategies.{s.id}: added")
+                continue
+            if old.allocation != s.allocation:
+                restart.add(f"strategies.{s.id}.allocation")
+            if old.model_dump(exclude={"enabled", "allocation"}) != s.model_dump(exclude={"enabled", "allocation"}):
+                res = self.replace_strategy(s.id, s.model_dump(mode="json"))
+                applied.append(f"strategies.{s.id}: replaced by version {res['version']}")
+            elif old.enabled != s.enabled:
+                self.set_strategy_enabled(s.id, s.enabled)
+                applied.append(f"strategies.{s.id}: {'enabled' if s.enabled else 'disabled'}")
+            self.strategies[s.id]["config"].allocation = s.allocation
+        for sid in live.keys() - {s.id for s in new.strategies}:
+            if live[sid].enabled:
+                self.set_strategy_enabled(sid, False)
+                applied.append(f"strategies.{sid}: disabled (not in the new config)")
+        self.config = new
+        self.restart_required = restart
+        return {"applied": applied, "restart_required": sorted(restart)}
+
+    def ping(self) -> str:
+        return "ok"

@@ -1,0 +1,513 @@
+"""The in-process backtest: strategy -> risk gate -> simulated broker -> portfolio, one bar at a time.
+
+Why it is fast without being dishonest:
+- indicators are computed once per series (TA-Lib, whole arrays) and read through a cursor, so a bar
+  costs a Python call into the strategy and little else: no per-bar allocation or validation;
+- equity is *derived* after the loop from the fills (cash and quantity are step functions between
+  fills), instead of being recomputed in Python on every bar;
+- the broker, the gate and the ledger run only when there is an order or a signal.
+Honesty: a decision taken on bar t's close is filled from bar t+1 on; indicator values at t use bars up
+to t only; every order passes the same ``RiskGate`` that guards live trading.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from mmats.audit import Journal
+from mmats.data import BarArrays
+from mmats.errors import StrategyError, ValidationError
+from mmats.execution import (
+    CommissionModel,
+    ExecutionConfig,
+    NoCommission,
+    NoSlippage,
+    SimulatedBroker,
+    SlippageModel,
+)
+from mmats.indicators import compute_batch
+from mmats.metrics import (
+    TradeRecord,
+    benchmark_metrics,
+    buy_and_hold_equity,
+    compute_metrics,
+    json_safe,
+    periods_per_year,
+)
+from mmats.model import (
+    AccountState,
+    Environment,
+    Fill,
+    Instrument,
+    Order,
+    OrderStatus,
+    SignalAction,
+    TradeSignal,
+    iso,
+    ns_to_datetime,
+)
+from mmats.orders import transition
+from mmats.portfolio import Portfolio
+from mmats.risk.decision import RiskDecision, RiskGate
+from mmats.risk.minimal import MinimalRiskGate
+from mmats.strategy import IStrategy, StrategyContext
+from mmats.trader import bracket_children, entry_order, flatten_order, intent_for, size_signal
+
+RESULT_VERSION = 1
+_CHUNK = 1 << 16
+
+
+class _Cursor:
+    """The current bar *and* its indicators, moved forward by setting ``i``: one object, no allocation.
+
+    It serves as both ``context.bar`` and ``context.indicators``. Bar columns become Python lists only
+    when first read (a list index is ~10x cheaper than a numpy scalar read, but converting a column of a
+    million floats costs ~30 ms, so columns nobody reads are never converted).
+    """
+
+    __slots__ = ("_arrays", "_c", "_cols", "_h", "_l", "_o", "_ts", "_v", "i")
+
+    def __init__(self, arrays: BarArrays, cols: dict[str, list[float]]) -> None:
+        self.i = 0
+        self._arrays = arrays
+        self._o: list[float] | None = None
+        self._h: list[float] | None = None
+        self._l: list[float] | None = None
+        self._c: list[float] = arrays.close.tolist()
+        self._v: list[float] | None = None
+        self._ts: list[int] = arrays.ts_ns.tolist()
+        self._cols = cols
+
+    def columns(self) -> tuple[list[float], list[float], list[float], list[float], list[float], list[int]]:
+        """All bar columns as lists, for the engine's order-processing branch."""
+        if self._o is None:
+            self._o = self._arrays.open.tolist()
+        if self._h is None:
+            self._h = self._arrays.high.tolist()
+        if self._l is None:
+            self._l = self._arrays.low.tolist()
+        if self._v is None:
+            self._v = self._arrays.volume.tolist()
+        return self._o, self._h, self._l, self._c, self._v, self._ts
+
+    @property
+    def open(self) -> float:
+        o = self._o
+        if o is None:
+            o = self._o = self._arrays.open.tolist()
+        return o[self.i]
+
+    @property
+    def high(self) -> float:
+        h = self._h
+        if h is None:
+            h = self._h = self._arrays.high.tolist()
+        return h[self.i]
+
+    @property
+    def low(self) -> float:
+        lo = self._l
+        if lo is None:
+            lo = self._l = self._arrays.low.tolist()
+        return lo[self.i]
+
+    @property
+    def close(self) -> float:
+        return self._c[self.i]
+
+    @property
+    def volume(self) -> float:
+        v = self._v
+        if v is None:
+            v = self._v = self._arrays.volume.tolist()
+        return v[self.i]
+
+    @property
+    def ts(self) -> Any:
+        return ns_to_datetime(self._ts[self.i])
+
+    @property
+    def ts_ns(self) -> int:
+        return self._ts[self.i]
+
+    def __getitem__(self, name: str) -> float:
+        try:
+            return self._cols[name][self.i]
+        except KeyError:
+            raise StrategyError(
+                f"indicator {name!r} was not declared in get_required_indicators() "
+                f"(available: {', '.join(sorted(self._cols))})"
+            ) from None
+
+    def get(self, name: str, default: float = math.nan) -> float:
+        col = self._cols.get(name)
+        return default if col is None else col[self.i]
+
+
+@dataclass(slots=True)
+class KillSwitchEvent:
+    ts_ns: int
+    state: str
+    trigger: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"time": iso(self.ts_ns), "state": self.state, "trigger": self.trigger, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class BacktestResult:
+    config: dict[str, Any]
+    instrument: Instrument
+    ts_ns: np.ndarray
+    equity: np.ndarray
+    benchmark_equity: np.ndarray
+    metrics: dict[str, float]
+    benchmark: dict[str, float]
+    trades: list[TradeRecord]
+    orders: list[Order]
+    fills: list[Fill]
+    decisions: list[RiskDecision]
+    kill_switch: list[KillSwitchEvent]
+    summary: dict[str, Any]
+    attribution: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self, equity_every: int = 1) -> dict[str, Any]:
+        """The documented JSON result schema (docs/result-schema.md)."""
+        money = self.instrument.money_precision
+        step = max(1, int(equity_every))
+        idx = np.arange(0, len(self.ts_ns), step)
+        if len(idx) and idx[-1] != len(self.ts_ns) - 1:
+            idx = np.append(idx, len(self.ts_ns) - 1)
+        times = [t + "Z" for t in np.datetime_as_string(self.ts_ns[idx].astype("datetime64[ns]"), unit="s")]
+        rejected = [d.to_dict() for d in self.decisions if d.status.value == "REJECTED"]
+        resized = [d.to_dict() for d in self.decisions if d.status.value == "RESIZED"]
+        return {
+            "mmats_result_version": RESULT_VERSION,
+            "config": self.config,
+            "metrics": json_safe(self.metrics),
+            "benchmark": json_safe(self.benchmark),
+            "summary": self.summary,
+            "trades": [_trade_dict(t, self.instrument) for t in self.trades],
+            "orders": [o.to_dict() for o in self.orders],
+            "fills": [f.to_dict() for f in self.fills],
+            "risk": {
+                "decisions": len(self.decisions),
+                "approved": sum(1 for d in self.decisions if d.status.value == "APPROVED"),
+                "resized": resized,
+                "rejected": rejected,
+            },
+            "kill_switch": [k.to_dict() for k in self.kill_switch],
+            "attribution": self.attribution,
+            "warnings": self.warnings,
+            "equity": [[t, round(float(v), money)] for t, v in zip(times, self.equity[idx], strict=True)],
+            "benchmark_equity": [
+                [t, round(float(v), money)] for t, v in zip(times, self.benchmark_equity[idx], strict=True)
+            ],
+        }
+
+    def to_json(self, equity_every: int = 1) -> str:
+        """Deterministic: same inputs, byte-identical text (no wall-clock time, fixed key order)."""
+        return json.dumps(self.to_dict(equity_every), indent=1, allow_nan=False) + "\n"
+
+
+def _trade_dict(t: TradeRecord, inst: Instrument) -> dict[str, Any]:
+    return {
+        "symbol": t.symbol,
+        "side": t.side,
+        "quantity": float(inst.round_quantity(t.quantity)),
+        "entry_time": iso(t.entry_ns),
+        "entry_price": float(inst.round_price(t.entry_price)),
+        "exit_time": iso(t.exit_ns),
+        "exit_price": float(inst.round_price(t.exit_price)),
+        "pnl": float(inst.round_money(t.pnl)),
+        "fees": float(inst.round_money(t.fees)),
+    }
+
+
+@dataclass(slots=True)
+class EngineSetup:
+    """The pluggable parts of one run: costs, execution rules, risk gate, journal."""
+
+    instrument: Instrument
+    initial_cash: float = 10_000.0
+    slippage: SlippageModel | None = None
+    commission: CommissionModel | None = None
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    gate: RiskGate | None = None
+    journal: Journal | None = None
+    allocation: float = 1.0
+    benchmark_fee_rate: float = 0.0
+    kill_switch: Any = None
+    environment: Environment = Environment.BACKTEST
+
+
+class BacktestEngine:
+    """Runs one strategy over one instrument's bars. Create a new engine per run."""
+
+    def __init__(self, strategy: IStrategy, bars: BarArrays, setup: EngineSetup, config: dict[str, Any]) -> None:
+        if len(bars) < 2:
+            raise ValidationError(f"backtest needs at least 2 bars, got {len(bars)}")
+        if not 0 < setup.allocation <= 10:
+            raise ValidationError(f"allocation must be in (0, 10], got {setup.allocation}")
+        self.strategy = strategy
+        self.bars = bars
+        self.setup = setup
+        self.config = config
+        self.instrument = setup.instrument
+        self.symbol = setup.instrument.symbol
+        self.broker = SimulatedBroker(
+            setup.instrument,
+            setup.slippage or NoSlippage(),
+            setup.commission or NoCommission(),
+            setup.execution,
+        )
+        self.portfolio = Portfolio(Decimal(repr(setup.initial_cash)), setup.instrument.quote_currency)
+        self.portfolio.register(setup.instrument)
+        self.gate: RiskGate = setup.gate if setup.gate is not None else MinimalRiskGate()
+        self.journal = setup.journal
+        self.orders: dict[str, Order] = {}
+        self.fills: list[Fill] = []
+        self.decisions: list[RiskDecision] = []
+        self.kill_events: list[KillSwitchEvent] = []
+        self.warnings: list[str] = []
+        self._cash_f = setup.initial_cash
+        self._qty_f = 0.0
+        self._ev_i: list[int] = []
+        self._ev_cash: list[float] = []
+        self._ev_qty: list[float] = []
+        self._halted = False
+
+    # ------------------------------------------------------------------------------------------ run
+
+    def run(self, progress: Callable[[int], None] | None = None) -> BacktestResult:
+        strategy = self.strategy
+        bars = self.bars
+        n = len(bars)
+        specs = strategy.get_required_indicators()
+        cols_np = compute_batch(specs, bars.open, bars.high, bars.low, bars.close, bars.volume)
+        cols = {k: v.tolist() for k, v in cols_np.items()}
+        first = _first_valid(cols_np, n)
+        if first >= n:
+            raise ValidationError(
+                f"not enough bars: indicators {', '.join(specs)} need more than the {n} bars given"
+            )
+        cur = _Cursor(bars, cols)
+        ctx = StrategyContext(cur, cur, self.setup.environment, self.symbol, self.instrument.market,
+                              strategy.strategy_id, self._account_now)
+        self._ctx_cursor = cur
+        c, ts = cur._c, cur._ts
+        on_bar = strategy.on_bar
+        broker = self.broker
+        hold = SignalAction.HOLD
+        kill = self.setup.kill_switch
+        on_equity = kill.on_equity if kill is not None else None
+
+        for start in range(first, n, _CHUNK):
+            stop = min(n, start + _CHUNK)
+            for i in range(start, stop):
+                if broker.open_orders:
+                    o, h, lo, _, v, _ = cur.columns()
+                    fills = broker.process_bar(i, ts[i], o[i], h[i], lo[i], c[i], v[i], self._qty_f, self._cash_f)
+                    if fills:
+                        self._on_fills(i, fills)
+                if on_equity is not None:
+                    transition_ = on_equity(ts[i], self._cash_f + self._qty_f * c[i])
+                    if transition_ is not None:
+                        self._on_kill_switch(i, transition_)
+                if self._halted:
+                    continue
+                cur.i = i
+                sig = on_bar(ctx)
+                if sig is not None and sig.action is not hold:
+                    self._on_signal(i, sig)
+            if progress is not None:
+                progress(stop)
+        return self._result()
+
+    # ------------------------------------------------------------------------------- event handlers
+
+    def _account_now(self) -> AccountState:
+        i = self._ctx_cursor.i
+        price = self.instrument.round_price(self._ctx_cursor._c[i])
+        self.portfolio.mark(self.symbol, price)
+        return self.portfolio.snapshot(self._ctx_cursor._ts[i])
+
+    def _on_signal(self, i: int, sig: TradeSignal) -> None:
+        ts_ns = self._ctx_cursor._ts[i]
+        price = self._ctx_cursor._c[i]
+        strategy_id = self.strategy.strategy_id
+        if sig.symbol != self.symbol:
+            raise StrategyError(f"strategy {strategy_id} signalled {sig.symbol!r} but trades {self.symbol!r}")
+        signal_id = sig.signal_id or str(ts_ns)
+        journal = self.journal
+        if journal is not None:
+            journal.append("signal", {"strategy_id": strategy_id, "signal_id": signal_id, "symbol": sig.symbol,
+                                      "action": sig.action.value, "position_size": sig.position_size,
+                                      "confidence": sig.confidence, "reasoning": sig.reasoning}, ts_ns)
+        # A new target supersedes whatever this strategy still had working.
+        if self.broker.open_orders:
+            for order in self.broker.cancel_all(ts_ns, lambda od: od.strategy_id == strategy_id):
+                self._journal_order(order, ts_ns)
+
+        sized = size_signal(sig, price, self._cash_f, self._qty_f, self.setup.allocation, self.instrument)
+        if sized is None:
+            return
+        account = self._account_now()
+        intent = intent_for(sig, sized, self.instrument, strategy_id, signal_id, price, ts_ns)
+        decision = self.gate.evaluate(intent, account)
+        self.decisions.append(decision)
+        if journal is not None:
+            journal.append("risk_decision", decision.to_dict(), ts_ns)
+        order = entry_order(sig, intent, decision.quantity if decision.approved else sized.quantity, ts_ns)
+        if not decision.approved:
+            transition(order, OrderStatus.REJECTED, ts_ns)
+            order.reject_reason = "; ".join(f"{r.rule}: {r.message}" for r in decision.reasons) or "rejected"
+            self.orders[order.client_order_id] = order
+            self._journal_order(order, ts_ns)
+            self.strategy.on_order_rejected(order, order.reject_reason)
+            return
+        children = [] if sized.reduces_position else bracket_children(sig, order, self.instrument, ts_ns)
+        self.orders[order.client_order_id] = order
+        for child in children:
+            self.orders[child.client_order_id] = child
+        transition(order, OrderStatus.SUBMITTED, ts_ns)
+        self._journal_order(order, ts_ns)
+        self.broker.submit(order, i, ts_ns, children)
+
+    def _on_fills(self, i: int, fills: list[Fill]) -> None:
+        pf = self.portfolio
+        for fill in fills:
+            if self.journal is not None:
+                self.journal.append("fill", fill.to_dict(), fill.ts_ns)
+            pf.apply_fill(fill)
+            self.fills.append(fill)
+            order = self.orders.get(fill.client_order_id)
+            if order is not None and order.status is OrderStatus.FILLED:
+                self._journal_order(order, fill.ts_ns)
+                self.strategy.on_order_filled(order)
+        self._cash_f = float(pf.cash)
+        self._qty_f = float(pf.positions[self.symbol].quantity)
+        self._ev_i.append(i)
+        self._ev_cash.append(self._cash_f)
+        self._ev_qty.append(self._qty_f)
+
+    def _on_kill_switch(self, i: int, change: Any) -> None:
+        ts_ns = self._ctx_cursor._ts[i]
+        state = str(getattr(change, "state", getattr(change, "new_state", change)))
+        state = state.rsplit(".", 1)[-1]
+        event = KillSwitchEvent(ts_ns, state, str(getattr(change, "trigger", "")), str(getattr(change, "reason", "")))
+        self.kill_events.append(event)
+        self._journal("kill_switch", event.to_dict(), ts_ns)
+        if state in ("HARD", "FREEZE"):
+            self._halted = True
+            for order in self.broker.cancel_all(ts_ns):
+                self._journal_order(order, ts_ns)
+        if state == "HARD" and self._qty_f != 0:
+            order = flatten_order(self.symbol, self.portfolio.positions[self.symbol].quantity, ts_ns)
+            self.orders[order.client_order_id] = order
+            transition(order, OrderStatus.SUBMITTED, ts_ns)
+            self._journal_order(order, ts_ns)
+            self.broker.submit(order, i, ts_ns)
+
+    def _journal(self, kind: str, payload: dict[str, Any], ts_ns: int) -> None:
+        if self.journal is not None:
+            self.journal.append(kind, payload, ts_ns)
+
+    def _journal_order(self, order: Order, ts_ns: int) -> None:
+        if self.journal is not None:  # no payload built when nobody journals: the signal path is hot
+            self.journal.append("order", order.to_dict(), ts_ns)
+
+    # ------------------------------------------------------------------------------------- result
+
+    def _result(self) -> BacktestResult:
+        bars = self.bars
+        n = len(bars)
+        close = bars.close
+        init = self.setup.initial_cash
+        if self._ev_i:
+            ev_i = np.asarray(self._ev_i)
+            last_ev = np.searchsorted(ev_i, np.arange(n), side="right") - 1
+            has = last_ev >= 0
+            safe = np.where(has, last_ev, 0)
+            cash = np.where(has, np.asarray(self._ev_cash)[safe], init)
+            qty = np.where(has, np.asarray(self._ev_qty)[safe], 0.0)
+            equity = cash + qty * close
+        else:
+            equity = np.full(n, init, dtype=np.float64)
+        ppy = periods_per_year(_spacing_s(bars.ts_ns), self.instrument.market)
+        trades = list(self.portfolio.trades)
+        metrics = compute_metrics(equity, bars.ts_ns, trades, ppy)
+        bench_eq = buy_and_hold_equity(close, init, self.setup.benchmark_fee_rate)
+        benchmark = benchmark_metrics(close, bars.ts_ns, init, ppy, self.setup.benchmark_fee_rate, self.symbol)
+
+        pf = self.portfolio
+        last_price = self.instrument.round_price(float(close[-1]))
+        pf.mark(self.symbol, last_price)
+        ledger_equity = pf.equity
+        inst = self.instrument
+        pos = pf.positions[self.symbol]
+        summary = {
+            "bars": n,
+            "first_bar": iso(int(bars.ts_ns[0])),
+            "last_bar": iso(int(bars.ts_ns[-1])),
+            "initial_cash": float(inst.round_money(init)),
+            "final_equity": float(inst.round_money(ledger_equity)),
+            "cash": float(inst.round_money(pf.cash)),
+            "realized_pnl": float(inst.round_money(pf.realized_pnl)),
+            "unrealized_pnl": float(inst.round_money(pf.unrealized_pnl)),
+            "fees": float(inst.round_money(pf.fees)),
+            "open_position": {"symbol": self.symbol, "quantity": str(pos.quantity),
+                              "avg_price": str(inst.round_price(pos.avg_price))} if pos.quantity else None,
+            "orders": len(self.orders),
+            "fills": len(self.fills),
+            # Reconciliation: the float curve must end where the Decimal ledger does.
+            "equity_curve_final": round(float(equity[-1]), inst.money_precision),
+            "reconciled": abs(float(ledger_equity) - float(equity[-1])) <= max(1e-6, 1e-9 * abs(float(equity[-1]))),
+        }
+        if not summary["reconciled"]:
+            self.warnings.append(
+                f"equity curve ends at {equity[-1]!r} but the ledger at {ledger_equity}: report this as a bug"
+            )
+        return BacktestResult(
+            config=self.config,
+            instrument=inst,
+            ts_ns=bars.ts_ns,
+            equity=equity,
+            benchmark_equity=bench_eq,
+            metrics=metrics,
+            benchmark=benchmark,
+            trades=trades,
+            orders=sorted(self.orders.values(), key=lambda od: (od.created_ns, od.client_order_id)),
+            fills=self.fills,
+            decisions=self.decisions,
+            kill_switch=self.kill_events,
+            summary=summary,
+            attribution=pf.attribution(),
+            warnings=self.warnings,
+        )
+
+
+def _first_valid(cols: dict[str, np.ndarray], n: int) -> int:
+    """First bar at which every required indicator has a value: strategies never see a warm-up NaN."""
+    first = 0
+    for arr in cols.values():
+        valid = np.flatnonzero(~np.isnan(arr))
+        if len(valid) == 0:
+            return n
+        first = max(first, int(valid[0]))
+    return first
+
+
+def _spacing_s(ts_ns: np.ndarray) -> int:
+    if len(ts_ns) < 2:
+        return 60
+    return max(1, int(np.median(np.diff(ts_ns[: min(len(ts_ns), 10_001)])) // 1_000_000_000))

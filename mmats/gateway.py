@@ -1,0 +1,162 @@
+"""The live side of the risk gatekeeper: signals in, risk decisions and order commands out.
+
+It runs inside the ``RiskGatekeeper`` actor. Two things make paper trading reproduce a backtest:
+- sizing and order construction are the backtest's own functions (``mmats.trader``);
+- a signal decided on bar t is evaluated only once the account is known *as of* bar t (its fills at
+  bar t's open booked). Signals that arrive earlier wait in a buffer, in arrival order. In live
+  trading the account is almost always already there; in a fast replay this barrier is what keeps the
+  result deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from mmats.model import AccountState, Instrument, Order, OrderStatus, PositionSnapshot, SignalAction, TradeSignal
+from mmats.orders import transition
+from mmats.risk.decision import RiskDecision, RiskGate
+from mmats.trader import bracket_children, entry_order, intent_for, size_signal
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSignal:
+    strategy_id: str
+    ts_ns: int
+    price: float
+    signal: TradeSignal
+
+
+@dataclass(slots=True)
+class GatewayOutput:
+    """What one step produced: cancels first, then submissions; decisions and rejections to record."""
+
+    cancels: list[tuple[str, str]] = field(default_factory=list)  # (strategy_id, symbol)
+    submits: list[tuple[Order, list[Order]]] = field(default_factory=list)
+    decisions: list[RiskDecision] = field(default_factory=list)
+    rejected: list[tuple[str, Order, str]] = field(default_factory=list)  # (strategy_id, order, reason)
+    signals: list[PendingSignal] = field(default_factory=list)
+
+    def extend(self, other: GatewayOutput) -> None:
+        self.cancels += other.cancels
+        self.submits += other.submits
+        self.decisions += other.decisions
+        self.rejected += other.rejected
+        self.signals += other.signals
+
+
+def remark(account: AccountState, marks: dict[str, Decimal]) -> AccountState:
+    """The same account valued at new prices (the backtest marks at the decision bar's close)."""
+    positions = tuple(
+        PositionSnapshot(p.symbol, p.market, p.quantity, p.avg_price, marks.get(p.symbol, p.last_price),
+                         p.quantity * (marks.get(p.symbol, p.last_price) - p.avg_price), p.realized_pnl)
+        for p in account.positions
+    )
+    equity = account.cash + sum((p.quantity * p.last_price for p in positions), Decimal(0))
+    return AccountState(
+        ts_ns=account.ts_ns, currency=account.currency, cash=account.cash, equity=equity, positions=positions,
+        realized_pnl=account.realized_pnl, unrealized_pnl=sum((p.unrealized_pnl for p in positions), Decimal(0)),
+        fees=account.fees, peak_equity=max(account.peak_equity, equity),
+        gross_exposure=sum((p.notional for p in positions), Decimal(0)),
+    )
+
+
+class SignalGateway:
+    """Turns strategy signals into risk-checked order commands, in deterministic order."""
+
+    def __init__(
+        self,
+        gate: RiskGate,
+        instruments: dict[str, Instrument],
+        allocation: float | dict[str, float] = 1.0,
+        advisory: bool = True,
+        allowed: Callable[[PendingSignal], str | None] | None = None,
+        claim: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.gate = gate
+        self.instruments = instruments
+        # Share of equity a position_size of 1.0 means, per strategy ("*" = everyone else).
+        self.allocation = dict(allocation) if isinstance(allocation, dict) else {"*": float(allocation)}
+        self.advisory = advisory
+        self.allowed = allowed
+        # Idempotency: claim(key) is True only the first time a (strategy, signal id) is seen; with a
+        # durable state store behind it, that holds across restarts and nodes.
+        self.claim = claim
+        self.account: AccountState | None = None
+        self.as_of_ns = -1
+        self._buffer: list[PendingSignal] = []
+        self._seen_signal_ids: set[tuple[str, str]] = set()
+
+    def on_account(self, account: AccountState, as_of_ns: int) -> GatewayOutput:
+        self.account = account
+        self.as_of_ns = max(self.as_of_ns, as_of_ns)
+        return self._release()
+
+    def on_signals(self, items: list[PendingSignal]) -> GatewayOutput:
+        self._buffer.extend(items)
+        return self._release()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._buffer)
+
+    def _release(self) -> GatewayOutput:
+        out = GatewayOutput()
+        if self.account is None:
+            return out
+        ready = [p for p in self._buffer if p.ts_ns <= self.as_of_ns]
+        if not ready:
+            return out
+        self._buffer = [p for p in self._buffer if p.ts_ns > self.as_of_ns]
+        for pending in ready:
+            out.extend(self._evaluate(pending))
+        return out
+
+    def _evaluate(self, p: PendingSignal) -> GatewayOutput:
+        out = GatewayOutput(signals=[p])
+        sig = p.signal
+        if sig.action is SignalAction.HOLD:
+            return out
+        signal_id = sig.signal_id or str(p.ts_ns)
+        key = (p.strategy_id, signal_id)
+        if self.claim is not None:
+            if not self.claim(f"signal:{p.strategy_id}:{signal_id}"):
+                return out  # a retried or duplicated signal never makes a second order
+        elif key in self._seen_signal_ids:
+            return out
+        else:
+            self._seen_signal_ids.add(key)
+        inst = self.instruments.get(sig.symbol)
+        assert self.account is not None
+        if inst is None:
+            return out
+        veto = self.allowed(p) if self.allowed is not None else None
+        if self.advisory is False:
+            out.cancels.append((p.strategy_id, sig.symbol))
+        pos = self.account.position(sig.symbol)
+        qty = float(pos.quantity) if pos is not None else 0.0
+        alloc = self.allocation.get(p.strategy_id, self.allocation.get("*", 1.0))
+        sized = size_signal(sig, p.price, float(self.account.cash), qty, alloc, inst)
+        if sized is None:
+            return out
+        account = remark(self.account, {sig.symbol: inst.round_price(p.price)})
+        intent = intent_for(sig, sized, inst, p.strategy_id, signal_id, p.price, p.ts_ns)
+        decision = self.gate.evaluate(intent, account)
+        out.decisions.append(decision)
+        order = entry_order(sig, intent, decision.quantity if decision.approved else sized.quantity, p.ts_ns)
+        if veto is not None or not decision.approved:
+            reason = veto or "; ".join(f"{r.rule}: {r.message}" for r in decision.reasons) or "rejected"
+            transition(order, OrderStatus.REJECTED, p.ts_ns)
+            order.reject_reason = reason
+            out.rejected.append((p.strategy_id, order, reason))
+            return out
+        if self.advisory:
+            return out
+        children = [] if sized.reduces_position else bracket_children(sig, order, inst, p.ts_ns)
+        out.submits.append((order, children))
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"advisory": self.advisory, "as_of_ns": self.as_of_ns, "waiting": len(self._buffer)}

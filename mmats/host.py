@@ -1,0 +1,140 @@
+"""Hosting one strategy on live bars: streaming indicators, warm-up, error isolation.
+
+The StrategyActor is a thin shell around this class, so everything that decides what a live strategy
+does is testable without Ray. A strategy that raises is caught here: the error is counted and kept
+with its context; after ``max_errors`` consecutive errors the strategy is disabled (the actor reports it
+to the gatekeeper, which journals it). One symbol's error never affects another strategy.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from mmats.gateway import PendingSignal
+from mmats.indicators import StreamingIndicators
+from mmats.model import AccountState, Environment, MarketType, Order, SignalAction, ns_to_datetime
+from mmats.registry import create_strategy
+from mmats.strategy import IndicatorDict, IStrategy, StrategyContext
+
+BarTuple = tuple[str, int, float, float, float, float, float]
+
+
+class LiveBar:
+    __slots__ = ("close", "high", "low", "open", "ts_ns", "volume")
+
+    def __init__(self, b: BarTuple) -> None:
+        _, self.ts_ns, self.open, self.high, self.low, self.close, self.volume = b
+
+    @property
+    def ts(self) -> datetime:
+        return ns_to_datetime(self.ts_ns)
+
+
+class StrategyHost:
+    def __init__(self, strategy_id: str, ref: str, params: dict[str, Any], symbols: list[str], market: MarketType,
+                 environment: Environment, max_errors: int = 5) -> None:
+        self.strategy_id = strategy_id
+        self.ref = ref
+        self.market = market
+        self.environment = environment
+        self.max_errors = max_errors
+        self.strategies: dict[str, IStrategy] = {}
+        self.indicators: dict[str, StreamingIndicators] = {}
+        self.specs: dict[str, list[str]] = {}
+        for sym in symbols:
+            strat = create_strategy(ref, params)
+            strat.strategy_id = strategy_id
+            self.strategies[sym] = strat
+            self.specs[sym] = strat.get_required_indicators()
+            self.indicators[sym] = StreamingIndicators(self.specs[sym])
+        self.account: AccountState | None = None
+        self.enabled = True
+        self.errors_total = 0
+        self.consecutive_errors = 0
+        self.last_error = ""
+        self.bars_seen = 0
+        self.signals_emitted = 0
+        self.last_bar_ns = 0
+
+    def _account(self) -> AccountState:
+        if self.account is None:
+            return AccountState(0, "USD", Decimal(0), Decimal(0))
+        return self.account
+
+    def warm_up(self, history: list[BarTuple]) -> None:
+        """Replay past bars through indicators and strategy, discarding signals (no orders for the past)."""
+        for b in history:
+            self._step(b, emit=False)
+
+    def on_bars(self, batch: list[BarTuple]) -> tuple[list[PendingSignal], bool]:
+        out: list[PendingSignal] = []
+        was_enabled = self.enabled
+        for b in batch:
+            p = self._step(b, emit=True)
+            if p is not None:
+                out.append(p)
+        return out, was_enabled and not self.enabled
+
+    def _step(self, b: BarTuple, emit: bool) -> PendingSignal | None:
+        sym = b[0]
+        strat = self.strategies.get(sym)
+        if strat is None:
+            return None
+        self.bars_seen += 1
+        self.last_bar_ns = b[1]
+        values = self.indicators[sym].update(b[2], b[3], b[4], b[5], b[6])
+        # Every output of every declared indicator must have a value, as in the backtest's warm-up.
+        if any(math.isnan(v) for v in values.values()):
+            return None
+        if not self.enabled and emit:
+            return None
+        ctx = StrategyContext(LiveBar(b), IndicatorDict(values), self.environment, sym, self.market,
+                              self.strategy_id, self._account)
+        try:
+            sig = strat.on_bar(ctx)
+        except Exception as exc:  # isolation: a strategy's bug is its own problem, counted and reported
+            self.errors_total += 1
+            self.consecutive_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3).splitlines()[-2:]}"
+            if self.consecutive_errors >= self.max_errors:
+                self.enabled = False
+            return None
+        self.consecutive_errors = 0
+        if sig is None or sig.action is SignalAction.HOLD or not emit:
+            return None
+        self.signals_emitted += 1
+        return PendingSignal(self.strategy_id, b[1], b[5], sig)
+
+    def order_filled(self, order: Order) -> None:
+        strat = self.strategies.get(order.symbol)
+        if strat is not None:
+            strat.on_order_filled(order)
+
+    def order_rejected(self, order: Order, reason: str) -> None:
+        strat = self.strategies.get(order.symbol)
+        if strat is not None:
+            strat.on_order_rejected(order, reason)
+
+    def set_enabled(self, enabled: bool) -> None:
+        self.enabled = enabled
+        if enabled:
+            self.consecutive_errors = 0
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "strategy_id": self.strategy_id,
+            "ref": self.ref,
+            "symbols": sorted(self.strategies),
+            "enabled": self.enabled,
+            "bars_seen": self.bars_seen,
+            "signals": self.signals_emitted,
+            "errors_total": self.errors_total,
+            "consecutive_errors": self.consecutive_errors,
+            "last_error": self.last_error,
+            "last_bar_ns": self.last_bar_ns,
+        }
+

@@ -1,0 +1,510 @@
+"""Value types shared by every part of MMATS.
+
+Hot loops (the backtest) read plain floats from arrays; these types exist for the boundaries where
+correctness matters more than nanoseconds: orders, fills, positions and account snapshots carry
+``Decimal`` quantities and prices rounded to the instrument's precision, so that what a report shows is
+what a venue would accept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
+from typing import Any
+
+from mmats.errors import ValidationError
+
+
+class MarketType(StrEnum):
+    CRYPTO = "crypto"
+    FOREX = "forex"
+    STOCK = "stock"
+
+
+class Timeframe(StrEnum):
+    M1 = "1m"
+    M5 = "5m"
+    M15 = "15m"
+    H1 = "1h"
+    H4 = "4h"
+    D1 = "1d"
+
+    @property
+    def seconds(self) -> int:
+        return _TIMEFRAME_SECONDS[self.value]
+
+    @property
+    def pandas_rule(self) -> str:
+        return _PANDAS_RULES[self.value]
+
+    @classmethod
+    def parse(cls, text: str) -> Timeframe:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            allowed = ", ".join(t.value for t in cls)
+            raise ValidationError(f"unknown timeframe {text!r}; expected one of {allowed}") from None
+
+
+_TIMEFRAME_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
+_PANDAS_RULES = {"1m": "1min", "5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h", "1d": "1D"}
+
+
+class Environment(StrEnum):
+    BACKTEST = "BACKTEST"
+    PAPER = "PAPER"
+    LIVE = "LIVE"
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+    STOP_LIMIT = "STOP_LIMIT"
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    DAY = "DAY"
+
+
+class OrderStatus(StrEnum):
+    NEW = "NEW"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def is_open(self) -> bool:
+        return not self.is_terminal
+
+
+_TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
+
+
+class SignalAction(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+    HOLD = "HOLD"
+    CLOSE = "CLOSE"
+
+
+class TimeHorizon(StrEnum):
+    INTRADAY = "INTRADAY"
+    SWING = "SWING"
+    LONG = "LONG"
+
+
+class Liquidity(StrEnum):
+    MAKER = "MAKER"
+    TAKER = "TAKER"
+
+
+def utc(ts: datetime) -> datetime:
+    """Reject naive datetimes instead of guessing: a silent local-time bar is a look-ahead bug."""
+    if ts.tzinfo is None:
+        raise ValidationError(f"naive datetime {ts.isoformat()} (MMATS is UTC everywhere; attach tzinfo)")
+    return ts.astimezone(UTC)
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).replace(microsecond=(ns // 1000) % 1_000_000)
+
+
+def datetime_to_ns(ts: datetime) -> int:
+    ts = utc(ts)
+    return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
+
+
+def iso(ts: datetime | int) -> str:
+    """ISO 8601 UTC with a trailing Z, the one textual time format of every MMATS output."""
+    dt = ns_to_datetime(ts) if isinstance(ts, int) else utc(ts)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}"
+    return text + "Z"
+
+
+def dec_str(d: Decimal) -> str:
+    """Plain decimal text without exponent or trailing zeros: '50', '0.125', never '5E+1'."""
+    text = format(d.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+# Money precision per market type: what a report rounds cash, P&L and fees to.
+MONEY_PRECISION = {MarketType.CRYPTO: 8, MarketType.FOREX: 5, MarketType.STOCK: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """What a venue accepts for one symbol: tick and lot sizes, minimum notional, quote currency."""
+
+    symbol: str
+    market: MarketType
+    quote_currency: str
+    price_precision: int
+    quantity_precision: int
+    lot_size: Decimal
+    min_notional: Decimal = Decimal(0)
+    pip_size: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        if not self.symbol:
+            raise ValidationError("instrument symbol is empty")
+        if self.lot_size <= 0:
+            raise ValidationError(f"instrument {self.symbol}: lot_size must be > 0, got {self.lot_size}")
+        if self.min_notional < 0:
+            raise ValidationError(f"instrument {self.symbol}: min_notional must be >= 0")
+        if not (0 <= self.price_precision <= 12 and 0 <= self.quantity_precision <= 12):
+            raise ValidationError(f"instrument {self.symbol}: precisions must be within 0..12")
+
+    @property
+    def money_precision(self) -> int:
+        return MONEY_PRECISION[self.market]
+
+    def round_price(self, price: float | Decimal) -> Decimal:
+        return _quantize(price, self.price_precision, ROUND_HALF_EVEN)
+
+    def round_quantity(self, quantity: float | Decimal) -> Decimal:
+        """Round *down* to a whole number of lots: rounding up could push an order past a risk limit."""
+        q = Decimal(str(quantity)) if isinstance(quantity, float) else quantity
+        lots = (abs(q) / self.lot_size).to_integral_value(rounding=ROUND_DOWN)
+        rounded = _quantize(lots * self.lot_size, self.quantity_precision, ROUND_DOWN)
+        return rounded if q >= 0 else -rounded
+
+    def round_money(self, amount: float | Decimal) -> Decimal:
+        return _quantize(amount, self.money_precision, ROUND_HALF_EVEN)
+
+    def meets_min_notional(self, quantity: Decimal, price: Decimal) -> bool:
+        return abs(quantity) * price >= self.min_notional
+
+
+_QUANTA = tuple(Decimal(1).scaleb(-p) for p in range(13))
+
+
+def _quantize(value: float | Decimal, places: int, rounding: str) -> Decimal:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(f"cannot convert non-finite value {value!r} to money")
+        value = Decimal(repr(value))
+    return value.quantize(_QUANTA[places], rounding=rounding)
+
+
+def default_instrument(symbol: str, market: MarketType | str) -> Instrument:
+    """Conventional venue precisions when the user gives none (documented in docs/configuration.md)."""
+    m = MarketType(market)
+    if m is MarketType.CRYPTO:
+        quote = symbol.split("/")[1] if "/" in symbol else "USDT"
+        return Instrument(symbol, m, quote, 2, 6, Decimal("0.000001"), Decimal("5"))
+    if m is MarketType.FOREX:
+        quote = symbol.replace("_", "/").split("/")[1] if ("/" in symbol or "_" in symbol) else symbol[-3:]
+        jpy = quote.upper() == "JPY"
+        return Instrument(symbol, m, quote.upper(), 3 if jpy else 5, 0, Decimal(1), Decimal(0),
+                          Decimal("0.01") if jpy else Decimal("0.0001"))
+    return Instrument(symbol, m, "USD", 2, 0, Decimal(1), Decimal(1))
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One OHLCV bar; ``ts`` is the bar's open time in UTC."""
+
+    symbol: str
+    ts: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+
+    def __post_init__(self) -> None:
+        utc(self.ts)
+        vals = (self.open, self.high, self.low, self.close, self.volume)
+        if not all(math.isfinite(v) for v in vals):
+            raise ValidationError(f"bar {self.symbol} {iso(self.ts)}: non-finite value in {vals}")
+        if self.high < max(self.open, self.close, self.low) or self.low > min(self.open, self.close):
+            raise ValidationError(f"bar {self.symbol} {iso(self.ts)}: inconsistent OHLC {vals[:4]}")
+        if self.volume < 0:
+            raise ValidationError(f"bar {self.symbol} {iso(self.ts)}: negative volume {self.volume}")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    symbol: str
+    ts: datetime
+    bid: float
+    ask: float
+    last: float | None = None
+    volume: float = 0.0
+
+    def __post_init__(self) -> None:
+        utc(self.ts)
+        if self.bid > self.ask:
+            raise ValidationError(f"tick {self.symbol} {iso(self.ts)}: crossed quote bid={self.bid} ask={self.ask}")
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class TradeSignal:
+    """What a strategy wants: a *target exposure*, not an order.
+
+    BUY p means "be long p of my allocated capital", SELL p "be short p", CLOSE "be flat", HOLD nothing.
+    Target semantics make a repeated signal harmless: the second BUY 1.0 finds the target met.
+    """
+
+    action: SignalAction
+    symbol: str
+    position_size: float = 1.0
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    confidence: float = 1.0
+    reasoning: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    strategy_id: str = ""
+    signal_id: str = ""
+    max_slippage_bps: float | None = None
+    max_notional: float | None = None
+    time_horizon: TimeHorizon = TimeHorizon.INTRADAY
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.action, SignalAction):
+            try:
+                object.__setattr__(self, "action", SignalAction(str(self.action).upper()))
+            except ValueError:
+                raise ValidationError(f"signal.action: {self.action!r} is not BUY, SELL, HOLD or CLOSE") from None
+        if not self.symbol:
+            raise ValidationError("signal.symbol is empty")
+        if not (0.0 <= self.position_size <= 1.0) or math.isnan(self.position_size):
+            raise ValidationError(f"signal.position_size: {self.position_size} is outside 0..1")
+        if not (0.0 <= self.confidence <= 1.0) or math.isnan(self.confidence):
+            raise ValidationError(f"signal.confidence: {self.confidence} is outside 0..1")
+        for name in ("stop_loss", "take_profit"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ValidationError(f"signal.{name}: {v} must be a positive price")
+
+    @property
+    def target_exposure(self) -> float:
+        """Signed fraction of allocated capital the strategy wants to hold after this signal."""
+        if self.action is SignalAction.BUY:
+            return self.position_size
+        if self.action is SignalAction.SELL:
+            return -self.position_size
+        return 0.0
+
+
+@dataclass(slots=True)
+class Order:
+    """A venue order. Mutable only through the order state machine (`mmats.orders`)."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType = OrderType.MARKET
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    strategy_id: str = ""
+    signal_id: str = ""
+    parent_id: str | None = None
+    oco_group: str | None = None
+    reduce_only: bool = False
+    status: OrderStatus = OrderStatus.NEW
+    filled_quantity: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    created_ns: int = 0
+    updated_ns: int = 0
+    reject_reason: str = ""
+    venue_order_id: str | None = None
+    triggered: bool = False
+
+    def __post_init__(self) -> None:
+        if self.quantity <= 0:
+            raise ValidationError(f"order {self.client_order_id}: quantity must be > 0, got {self.quantity}")
+        if self.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and (self.price is None or self.price <= 0):
+            raise ValidationError(f"order {self.client_order_id}: {self.order_type} needs a positive price")
+        if self.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and (
+            self.stop_price is None or self.stop_price <= 0
+        ):
+            raise ValidationError(f"order {self.client_order_id}: {self.order_type} needs a positive stop_price")
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_order_id": self.client_order_id,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "type": self.order_type.value,
+            "quantity": str(self.quantity),
+            "price": None if self.price is None else str(self.price),
+            "stop_price": None if self.stop_price is None else str(self.stop_price),
+            "time_in_force": self.time_in_force.value,
+            "strategy_id": self.strategy_id,
+            "signal_id": self.signal_id,
+            "parent_id": self.parent_id,
+            "oco_group": self.oco_group,
+            "reduce_only": self.reduce_only,
+            "status": self.status.value,
+            "filled_quantity": str(self.filled_quantity),
+            "avg_fill_price": None if self.avg_fill_price is None else str(self.avg_fill_price),
+            "created": iso(self.created_ns),
+            "updated": iso(self.updated_ns or self.created_ns),
+            "reject_reason": self.reject_reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    ts_ns: int
+    liquidity: Liquidity = Liquidity.TAKER
+    strategy_id: str = ""
+    fill_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.quantity <= 0:
+            raise ValidationError(f"fill for {self.client_order_id}: quantity must be > 0")
+        if self.price <= 0:
+            raise ValidationError(f"fill for {self.client_order_id}: price must be > 0")
+        if self.fee < 0:
+            raise ValidationError(f"fill for {self.client_order_id}: fee must be >= 0 (rebates not modelled)")
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side is Side.BUY else -self.quantity
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fill_id": self.fill_id,
+            "client_order_id": self.client_order_id,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "quantity": str(self.quantity),
+            "price": str(self.price),
+            "fee": str(self.fee),
+            "time": iso(self.ts_ns),
+            "liquidity": self.liquidity.value,
+            "strategy_id": self.strategy_id,
+        }
+
+
+@dataclass(slots=True)
+class Position:
+    """Net position in one symbol; ``quantity`` is signed (negative = short)."""
+
+    symbol: str
+    market: MarketType
+    quantity: Decimal = Decimal(0)
+    avg_price: Decimal = Decimal(0)
+    realized_pnl: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    opened_ns: int = 0
+    last_price: Decimal = Decimal(0)
+    strategy_id: str = ""
+
+    @property
+    def is_flat(self) -> bool:
+        return self.quantity == 0
+
+    @property
+    def is_long(self) -> bool:
+        return self.quantity > 0
+
+    @property
+    def is_short(self) -> bool:
+        return self.quantity < 0
+
+    @property
+    def notional(self) -> Decimal:
+        return abs(self.quantity) * self.last_price
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return self.quantity * (self.last_price - self.avg_price)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSnapshot:
+    symbol: str
+    market: MarketType
+    quantity: Decimal
+    avg_price: Decimal
+    last_price: Decimal
+    unrealized_pnl: Decimal
+    realized_pnl: Decimal
+
+    @property
+    def notional(self) -> Decimal:
+        return abs(self.quantity) * self.last_price
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """An immutable snapshot: what the risk gatekeeper and strategies see of the account at one time."""
+
+    ts_ns: int
+    currency: str
+    cash: Decimal
+    equity: Decimal
+    positions: tuple[PositionSnapshot, ...] = ()
+    realized_pnl: Decimal = Decimal(0)
+    unrealized_pnl: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    peak_equity: Decimal = Decimal(0)
+    gross_exposure: Decimal = Decimal(0)
+
+    @property
+    def leverage(self) -> Decimal:
+        return self.gross_exposure / self.equity if self.equity > 0 else Decimal(0)
+
+    @property
+    def drawdown(self) -> Decimal:
+        """Fraction below peak equity, <= 0."""
+        if self.peak_equity <= 0:
+            return Decimal(0)
+        return min(Decimal(0), self.equity / self.peak_equity - 1)
+
+    def position(self, symbol: str) -> PositionSnapshot | None:
+        for p in self.positions:
+            if p.symbol == symbol:
+                return p
+        return None

@@ -1,0 +1,149 @@
+"""Paper execution: the backtest's simulated broker fed with live (or replayed) bars.
+
+Hosted by the ``OrderRouter`` actor. It keeps one ``SimulatedBroker`` per symbol, the order registry
+(client order id -> order, so a duplicated submit is ignored), and a mirror ledger for the cash the
+broker's cash-only rule needs. The mirror applies the very fills the portfolio applies, in Decimal, so
+it never drifts from the authoritative portfolio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from mmats.execution import CommissionModel, ExecutionConfig, NoCommission, NoSlippage, SimulatedBroker, SlippageModel
+from mmats.model import Fill, Instrument, Order, OrderStatus
+from mmats.orders import transition
+from mmats.portfolio import Portfolio
+from mmats.trader import flatten_order
+
+
+@dataclass(frozen=True, slots=True)
+class BarUpdate:
+    """One bar as it travels between actors: a plain tuple-like value, cheap to serialise."""
+
+    symbol: str
+    ts_ns: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class PaperExecution:
+    def __init__(
+        self,
+        instruments: dict[str, Instrument],
+        initial_cash: Decimal,
+        slippage: SlippageModel | None = None,
+        commission: CommissionModel | None = None,
+        config: ExecutionConfig | None = None,
+    ) -> None:
+        self.instruments = instruments
+        cfg = config or ExecutionConfig()
+        self.brokers = {
+            s: SimulatedBroker(i, slippage or NoSlippage(), commission or NoCommission(), cfg)
+            for s, i in instruments.items()
+        }
+        self.ledger = Portfolio(initial_cash, next(iter(instruments.values())).quote_currency)
+        for inst in instruments.values():
+            self.ledger.register(inst)
+        self.orders: dict[str, Order] = {}
+        self.bar_index: dict[str, int] = dict.fromkeys(instruments, -1)
+
+    def restore(self, orders: list[Order], fills: list[Fill]) -> int:
+        """Rebuild after a restart from the system of record: the ledger from every fill, the registry from
+        every order (so a replayed signal stays a duplicate), the brokers from the orders still working."""
+        for f in fills:
+            self.ledger.apply_fill(f)
+        children: dict[str, list[Order]] = {}
+        for o in orders:
+            self.orders[o.client_order_id] = o
+            if o.parent_id and o.status is OrderStatus.NEW:
+                children.setdefault(o.parent_id, []).append(o)
+        working = 0
+        for o in orders:
+            if o.status.is_open and o.status is not OrderStatus.NEW and o.symbol in self.brokers:
+                self.brokers[o.symbol].restore(o, self.bar_index[o.symbol], children.get(o.client_order_id))
+                working += 1
+        return working
+
+    def on_bar(self, bar: BarUpdate) -> list[Fill]:
+        """Advance one symbol by one bar and return the fills it produced (already booked in the mirror)."""
+        if bar.symbol not in self.brokers:
+            return []
+        i = self.bar_index[bar.symbol] + 1
+        self.bar_index[bar.symbol] = i
+        broker = self.brokers[bar.symbol]
+        if not broker.open_orders:
+            return []
+        pos = float(self.ledger.positions[bar.symbol].quantity)
+        fills = broker.process_bar(i, bar.ts_ns, bar.open, bar.high, bar.low, bar.close, bar.volume, pos,
+                                   float(self.ledger.cash))
+        for f in fills:
+            self.ledger.apply_fill(f)
+        return fills
+
+    def submit(self, order: Order, children: list[Order], ts_ns: int) -> bool:
+        """Accept an order unless its client id is known (idempotency); eligible from the next bar."""
+        if order.client_order_id in self.orders:
+            return False
+        broker = self.brokers.get(order.symbol)
+        if broker is None:
+            transition(order, OrderStatus.REJECTED, ts_ns)
+            order.reject_reason = f"no paper venue for {order.symbol}"
+            self.orders[order.client_order_id] = order
+            return False
+        self.orders[order.client_order_id] = order
+        for child in children:
+            self.orders[child.client_order_id] = child
+        if order.status is OrderStatus.NEW:
+            transition(order, OrderStatus.SUBMITTED, ts_ns)
+        broker.submit(order, self.bar_index[order.symbol], ts_ns, children)
+        return True
+
+    def cancel_strategy(self, strategy_id: str, symbol: str | None, ts_ns: int) -> list[Order]:
+        out: list[Order] = []
+        for sym, broker in self.brokers.items():
+            if symbol is None or sym == symbol:
+                out += broker.cancel_all(ts_ns, lambda o: o.strategy_id == strategy_id)
+        return out
+
+    def cancel_all(self, ts_ns: int) -> list[Order]:
+        out: list[Order] = []
+        for broker in self.brokers.values():
+            out += broker.cancel_all(ts_ns)
+        return out
+
+    def flatten_all(self, ts_ns: int, last_prices: dict[str, float], reason: str) -> tuple[list[Order], list[Fill]]:
+        """HARD kill switch: cancel everything, then close every position *now* at its last price.
+
+        Largest exposure first, so the riskiest position is gone first if anything fails midway.
+        """
+        canceled = self.cancel_all(ts_ns)
+        fills: list[Fill] = []
+        positions = sorted(
+            ((s, p.quantity) for s, p in self.ledger.positions.items() if p.quantity != 0),
+            key=lambda sp: -abs(float(sp[1]) * last_prices.get(sp[0], 0.0)),
+        )
+        for symbol, qty in positions:
+            px = last_prices.get(symbol)
+            if px is None:
+                continue
+            order = flatten_order(symbol, qty, ts_ns, reason)
+            if order.client_order_id in self.orders:
+                continue
+            self.orders[order.client_order_id] = order
+            transition(order, OrderStatus.SUBMITTED, ts_ns)
+            i = self.bar_index[symbol]
+            broker = self.brokers[symbol]
+            broker.submit(order, i - 1, ts_ns)  # eligible at the current bar: no waiting for the next one
+            new = broker.process_bar(i, ts_ns, px, px, px, px, 0.0, float(qty), float(self.ledger.cash))
+            for f in new:
+                self.ledger.apply_fill(f)
+            fills += new
+        return canceled, fills
+
+    def open_orders(self) -> list[Order]:
+        return [o for b in self.brokers.values() for o in b.open_orders]

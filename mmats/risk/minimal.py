@@ -1,0 +1,49 @@
+"""The minimal pre-trade gate of the kernel issue: max position size and max order notional.
+
+The full gatekeeper (`mmats.risk.gatekeeper`) implements the same ``RiskGate`` protocol and replaces
+this one in the backtest engine without any change to the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from mmats.model import AccountState
+from mmats.risk.decision import OrderIntent, RiskDecision, RiskReason, decide
+
+
+@dataclass(frozen=True, slots=True)
+class MinimalRiskGate:
+    """``max_position_pct``: |position| x price <= pct x equity after the order (1.0 = all-in, no leverage)."""
+
+    max_position_pct: float = 1.0
+    max_order_notional: float | None = None
+
+    def evaluate(self, intent: OrderIntent, account: AccountState) -> RiskDecision:
+        allowed = intent.quantity
+        reasons: list[RiskReason] = []
+        price = intent.price
+        if self.max_order_notional is not None:
+            cap = Decimal(repr(self.max_order_notional)) / price
+            if cap < allowed:
+                allowed = cap
+                reasons.append(RiskReason("MaxOrderNotional", self.max_order_notional, float(intent.notional),
+                                          "order notional above the limit"))
+        if not intent.reduces_position and account.equity > 0:
+            pos = account.position(intent.symbol)
+            current = pos.quantity if pos is not None else Decimal(0)
+            limit_qty = Decimal(repr(self.max_position_pct)) * account.equity / price
+            after = abs(current + intent.signed_quantity)
+            if after > limit_qty:
+                room = max(Decimal(0), limit_qty - abs(current)) if _same_direction(current, intent) else (
+                    abs(current) + limit_qty)
+                if room < allowed:
+                    allowed = room
+                    reasons.append(RiskReason("MaxPositionSize", self.max_position_pct,
+                                              float(after * price / account.equity), "position above % of equity"))
+        return decide(intent, allowed, reasons)
+
+
+def _same_direction(current: Decimal, intent: OrderIntent) -> bool:
+    return current == 0 or (current > 0) == (intent.signed_quantity > 0)

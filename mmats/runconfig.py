@@ -1,0 +1,231 @@
+"""A backtest run described as data: everything needed to reproduce it, validated at the edge.
+
+The same ``BacktestConfig`` is what the CLI builds from flags, what a sweep varies, and what the JSON
+result stores under ``config``; ``run_backtest`` turns it into an engine and runs it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from mmats.audit import Journal
+from mmats.backtest import BacktestEngine, BacktestResult, EngineSetup
+from mmats.data import BarArrays, generate_bars, infer_timeframe, load_bars, resample, slice_dates, to_arrays
+from mmats.errors import ConfigError, DataError
+from mmats.execution import (
+    CommissionModel,
+    ExecutionConfig,
+    FixedBpsSlippage,
+    NoCommission,
+    NoSlippage,
+    PercentCommission,
+    PerShareCommission,
+    SlippageModel,
+    SpreadCommission,
+    VolatilitySlippage,
+    VolumeSlippage,
+)
+from mmats.model import Instrument, Liquidity, MarketType, Timeframe, default_instrument
+from mmats.registry import create_strategy
+from mmats.risk.decision import RiskGate
+from mmats.risk.minimal import MinimalRiskGate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CommissionSpec(_Strict):
+    model: Literal["none", "percent", "per_share", "spread"] = "none"
+    taker_bps: float = Field(0.0, ge=0)
+    maker_bps: float | None = Field(None, ge=0)
+    per_share: float = Field(0.005, ge=0)
+    minimum: float = Field(1.0, ge=0)
+    max_pct: float = Field(0.01, ge=0)
+    pips: float = Field(0.0, ge=0)
+    pip_size: float = Field(0.0001, gt=0)
+
+    def build(self) -> CommissionModel:
+        if self.model == "percent":
+            return PercentCommission(self.taker_bps, self.maker_bps)
+        if self.model == "per_share":
+            return PerShareCommission(self.per_share, self.minimum, self.max_pct)
+        if self.model == "spread":
+            return SpreadCommission(self.pips, self.pip_size)
+        return NoCommission()
+
+
+class SlippageSpec(_Strict):
+    model: Literal["none", "fixed", "volatility", "volume"] = "none"
+    bps: float = Field(0.0, ge=0)
+    k: float = Field(0.1, ge=0)
+    impact: float = Field(0.1, ge=0)
+
+    def build(self, volume_in_quote: bool) -> SlippageModel:
+        if self.model == "fixed":
+            return FixedBpsSlippage(self.bps)
+        if self.model == "volatility":
+            return VolatilitySlippage(self.k)
+        if self.model == "volume":
+            return VolumeSlippage(self.impact, self.bps, volume_in_quote)
+        return NoSlippage()
+
+
+class InstrumentSpec(_Strict):
+    price_precision: int | None = Field(None, ge=0, le=12)
+    quantity_precision: int | None = Field(None, ge=0, le=12)
+    lot_size: str | None = None
+    min_notional: str | None = None
+    quote_currency: str | None = None
+
+
+class RiskSpec(_Strict):
+    """Either the minimal gate's two limits, or a full gatekeeper config (``gatekeeper``, see docs/risk.md)."""
+
+    max_position_pct: float = Field(1.0, gt=0)
+    max_order_notional: float | None = Field(None, gt=0)
+    gatekeeper: dict[str, Any] | None = None
+
+
+class GeneratedData(_Strict):
+    bars: int = Field(50_000, ge=10)
+    seed: int = 42
+    start: str = "2024-01-01"
+    start_price: float = Field(30_000.0, gt=0)
+
+
+class BacktestConfig(_Strict):
+    strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    data: str | None = None
+    generated: GeneratedData | None = None
+    symbol: str | None = None
+    market: MarketType | None = None
+    timeframe: Timeframe | None = None
+    start: str | None = None
+    end: str | None = None
+    initial_cash: float = Field(10_000.0, gt=0)
+    allocation: float = Field(1.0, gt=0, le=10)
+    commission: CommissionSpec = Field(default_factory=CommissionSpec)
+    slippage: SlippageSpec = Field(default_factory=SlippageSpec)
+    max_volume_share: float | None = Field(None, gt=0, le=1)
+    volume_in_quote: bool = False
+    cash_only: bool = True
+    instrument: InstrumentSpec = Field(default_factory=InstrumentSpec)
+    risk: RiskSpec = Field(default_factory=RiskSpec)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BacktestConfig:
+        if self.data is not None and self.generated is not None:
+            raise ValueError("give either data or generated, not both")
+        return self
+
+
+def parse_config(raw: dict[str, Any]) -> BacktestConfig:
+    """Validate a raw dict; the error names the field path (``commission.taker_bps: ...``)."""
+    try:
+        return BacktestConfig.model_validate(raw)
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        path = ".".join(str(p) for p in err["loc"]) or "config"
+        raise ConfigError(f"{path}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+_PREFIX_MARKET = {"crypto": MarketType.CRYPTO, "forex": MarketType.FOREX, "stock": MarketType.STOCK}
+
+
+def infer_symbol_market(path: str) -> tuple[str, MarketType]:
+    """``crypto_BTCPERP_1m.parquet`` -> ("BTCPERP", crypto): the shared data's naming convention."""
+    stem = Path(path).stem
+    m = re.match(r"(crypto|forex|stock)_([A-Za-z0-9]+)", stem)
+    if m:
+        return m.group(2), _PREFIX_MARKET[m.group(1)]
+    return stem.upper(), MarketType.CRYPTO
+
+
+def load_run_data(cfg: BacktestConfig) -> tuple[BarArrays, Instrument, list[str], dict[str, Any]]:
+    """Bars and instrument for a config, plus warnings and the resolved facts to store in the result."""
+    warnings: list[str] = []
+    if cfg.data is not None:
+        df = load_bars(cfg.data)
+        sym, market = infer_symbol_market(cfg.data)
+        source = cfg.data
+    else:
+        gen = cfg.generated or GeneratedData()
+        df = generate_bars(gen.bars, seed=gen.seed, start=gen.start, start_price=gen.start_price)
+        sym, market = "SYNTH/USDT", MarketType.CRYPTO
+        source = f"generated(bars={gen.bars}, seed={gen.seed})"
+        warnings.append(f"no data file given: using deterministic generated bars ({source})")
+    symbol = cfg.symbol or sym
+    market = cfg.market or market
+    if cfg.start or cfg.end:
+        df = slice_dates(df, cfg.start, cfg.end)
+    source_tf = infer_timeframe(df)
+    tf = cfg.timeframe or source_tf
+    if tf != source_tf:
+        df = resample(df, tf)
+    arrays = to_arrays(df)
+    if len(arrays) < 2:
+        raise DataError(f"{source}: fewer than 2 bars after slicing/resampling")
+    inst = default_instrument(symbol, market)
+    spec = cfg.instrument
+    if any(v is not None for v in spec.model_dump().values()):
+        inst = Instrument(
+            symbol, market, spec.quote_currency or inst.quote_currency,
+            inst.price_precision if spec.price_precision is None else spec.price_precision,
+            inst.quantity_precision if spec.quantity_precision is None else spec.quantity_precision,
+            inst.lot_size if spec.lot_size is None else Decimal(spec.lot_size),
+            inst.min_notional if spec.min_notional is None else Decimal(spec.min_notional),
+            inst.pip_size,
+        )
+    resolved = {"symbol": symbol, "market": market.value, "timeframe": tf.value, "source": source}
+    return arrays, inst, warnings, resolved
+
+
+def build_gate(cfg: BacktestConfig, instrument: Instrument, journal: Journal | None) -> tuple[RiskGate, Any]:
+    """The minimal gate, or the full gatekeeper when ``risk.gatekeeper`` is configured."""
+    if cfg.risk.gatekeeper is None:
+        return MinimalRiskGate(cfg.risk.max_position_pct, cfg.risk.max_order_notional), None
+    from mmats.risk.gatekeeper import build_backtest_gatekeeper
+
+    return build_backtest_gatekeeper(cfg.risk.gatekeeper, cfg.initial_cash, journal)
+
+
+def run_backtest(
+    cfg: BacktestConfig,
+    *,
+    bars: tuple[BarArrays, Instrument, list[str], dict[str, Any]] | None = None,
+    journal: Journal | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BacktestResult:
+    """Pure function of the config (and the bars, when pre-loaded by a sweep): same input, same result."""
+    arrays, inst, warnings, resolved = bars if bars is not None else load_run_data(cfg)
+    strategy = create_strategy(cfg.strategy, cfg.params)
+    gate, kill = build_gate(cfg, inst, journal)
+    commission = cfg.commission.build()
+    setup = EngineSetup(
+        instrument=inst,
+        initial_cash=cfg.initial_cash,
+        slippage=cfg.slippage.build(cfg.volume_in_quote),
+        commission=commission,
+        execution=ExecutionConfig(cfg.max_volume_share, cfg.volume_in_quote, cfg.cash_only),
+        gate=gate,
+        journal=journal,
+        allocation=cfg.allocation,
+        benchmark_fee_rate=commission.fee(1.0, 1.0, Liquidity.TAKER),
+        kill_switch=kill,
+    )
+    config = cfg.model_dump(mode="json")
+    config["resolved"] = resolved
+    config["strategy_metadata"] = strategy.metadata()
+    engine = BacktestEngine(strategy, arrays, setup, config)
+    result = engine.run(progress)
+    result.warnings[:0] = warnings
+    return result

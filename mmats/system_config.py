@@ -1,0 +1,122 @@
+"""Configuration of the running system (``mmats up``): feeds, strategies, costs, risk, mode.
+
+Precedence: built-in defaults < file (YAML/TOML/JSON) < environment (``MMATS_*``) < CLI flags.
+Invalid config fails at load with the field path (``strategies.0.symbols: ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from mmats.errors import ConfigError
+from mmats.model import Environment, MarketType
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeedConfig(_Strict):
+    venue: str = "replay"
+    market: MarketType = MarketType.CRYPTO
+    files: dict[str, str] = Field(default_factory=dict, description="symbol -> Parquet/CSV path")
+    generated_symbols: list[str] = Field(default_factory=list, description="symbols replayed from generated bars")
+    generated_bars: int = Field(20_000, ge=100)
+    pace: Literal["max", "speed", "lockstep"] = "speed"
+    speed: float = Field(600.0, gt=0, description="x real time when pace=speed")
+    max_pending: int = Field(50_000, ge=10)
+    stale_after_s: float = Field(30.0, gt=0)
+
+
+class StrategyConfig(_Strict):
+    id: str = Field(min_length=1)
+    ref: str = Field(min_length=1, description="built-in name or path/to/file.py:Class or module:Class")
+    symbols: list[str] = Field(min_length=1)
+    market: MarketType = MarketType.CRYPTO
+    params: dict[str, Any] = Field(default_factory=dict)
+    allocation: float = Field(1.0, gt=0, le=10)
+    enabled: bool = True
+
+
+class CostsConfig(_Strict):
+    commission: dict[str, Any] = Field(default_factory=lambda: {"model": "percent", "taker_bps": 10.0})
+    slippage: dict[str, Any] = Field(default_factory=lambda: {"model": "fixed", "bps": 2.0})
+    max_volume_share: float | None = None
+    volume_in_quote: bool = False
+    cash_only: bool = True
+
+
+class SystemConfig(_Strict):
+    environment: Environment = Environment.PAPER
+    mode: Literal["advisory", "operator"] = "advisory"
+    allow_operator: bool = False
+    initial_cash: float = Field(100_000.0, gt=0)
+    home: str = "var"
+    system_name: str = Field("mmats", pattern=r"^[A-Za-z0-9_-]+$", description="prefix of the named actors")
+    persist: bool = Field(True, description="write orders, fills, audit and state to storage (docs/persistence.md)")
+    database_url: str | None = Field(None, description="default: $MMATS_DATABASE_URL, else SQLite under home")
+    redis_url: str | None = Field(None, description="default: $MMATS_REDIS_URL, else the embedded state store")
+    feeds: list[FeedConfig] = Field(default_factory=lambda: [FeedConfig(generated_symbols=["SYNTH/USDT"])])
+    strategies: list[StrategyConfig] = Field(default_factory=list)
+    costs: CostsConfig = Field(default_factory=CostsConfig)
+    risk: dict[str, Any] = Field(default_factory=dict)
+    max_strategy_errors: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> SystemConfig:
+        if self.mode == "operator" and not self.allow_operator:
+            raise ValueError("mode: operator needs allow_operator: true")
+        ids = [s.id for s in self.strategies]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"strategy ids must be unique, got {ids}")
+        known = {sym for f in self.feeds for sym in [*f.files, *f.generated_symbols]}
+        for s in self.strategies:
+            missing = [x for x in s.symbols if x not in known]
+            if missing:
+                raise ValueError(f"strategy {s.id}: no feed provides {missing} (feeds have {sorted(known)})")
+        if self.environment is Environment.LIVE and any(f.venue.startswith("replay") for f in self.feeds):
+            raise ValueError("environment LIVE cannot use a replay feed")
+        return self
+
+
+def load_system_config(path: str | None = None, overrides: dict[str, Any] | None = None,
+                       env: dict[str, str] | None = None) -> SystemConfig:
+    """defaults < file < MMATS_* environment < overrides (CLI flags)."""
+    raw: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text = p.read_text()
+        try:
+            if p.suffix in (".yaml", ".yml"):
+                import yaml
+
+                raw = yaml.safe_load(text) or {}
+            elif p.suffix == ".toml":
+                raw = tomllib.loads(text)
+            else:
+                raw = json.loads(text)
+        except Exception as exc:
+            raise ConfigError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from None
+    env = dict(os.environ) if env is None else env
+    for key, field in (("MMATS_ENVIRONMENT", "environment"), ("MMATS_MODE", "mode"), ("MMATS_HOME", "home"),
+                       ("MMATS_INITIAL_CASH", "initial_cash")):
+        if key in env:
+            raw[field] = env[key]
+    if "MMATS_ALLOW_OPERATOR" in env:
+        raw["allow_operator"] = env["MMATS_ALLOW_OPERATOR"].lower() in ("1", "true", "yes")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return SystemConfig.model_validate(raw)
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "config"
+        raise ConfigError(f"{where}: {err['msg']}") from None

@@ -1,0 +1,382 @@
+"""The ``mmats`` command line: research from the shell, and (later issues) the runtime's controls.
+
+Bad input ends with one line ``error: ...`` and exit status 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mmats.errors import ConfigError, MmatsError
+
+EPILOG_BACKTEST = """\
+examples:
+  mmats backtest --strategy sma_cross --data ../shared/data/crypto_BTCPERP_1m.parquet \\
+        --param fast=10 --param slow=30 --fees 10bps --slippage 2bps \\
+        --json out/result.json --report out/report.html
+  mmats backtest --strategy rsi_reversion --data stock_SPY_1d.parquet --commission per_share
+  mmats backtest --strategy my_strats.py:MyStrategy --timeframe 1h --start 2022-01-05 --end 2022-01-20
+  mmats backtest --strategy sma_cross            # no --data: deterministic generated bars
+
+costs: --fees and --slippage take '10bps', '0.1%' or a plain number of bps.
+fills: market orders fill at the NEXT bar's open; limit/stop orders when touched (at the open if the
+bar gaps through). Result schema: docs/result-schema.md.
+"""
+
+
+def _kv(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    k, _, v = text.partition("=")
+    return k.strip(), v.strip()
+
+
+def _add_backtest_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to run")
+    g.add_argument("--strategy", help="built-in name (sma_cross, rsi_reversion, donchian_breakout) "
+                   "or path/to/file.py:ClassName")
+    g.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE",
+                   help="strategy parameter, repeatable: --param fast=10 --param slow=30")
+    g.add_argument("--config", metavar="FILE", help="YAML/JSON run config; flags given here override it")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", metavar="PATH", help="OHLCV Parquet or CSV (ts, open, high, low, close[, volume]); "
+                   "omitted: deterministic generated bars")
+    d.add_argument("--bars", type=int, metavar="N", help="number of generated bars when --data is omitted")
+    d.add_argument("--symbol", help="symbol name (default: from the file name, e.g. crypto_BTCPERP_1m -> BTCPERP)")
+    d.add_argument("--market", choices=["crypto", "forex", "stock"], help="market type (default: from file name)")
+    d.add_argument("--timeframe", choices=["1m", "5m", "15m", "1h", "4h", "1d"],
+                   help="resample to this timeframe before running (default: the data's own)")
+    d.add_argument("--start", help="first bar to use, inclusive (e.g. 2022-01-05)")
+    d.add_argument("--end", help="last bar to use, exclusive")
+    c = p.add_argument_group("account and costs")
+    c.add_argument("--cash", type=float, help="initial cash in quote currency (default 10000)")
+    c.add_argument("--allocation", type=float, help="share of equity a position_size of 1.0 means (default 1.0)")
+    c.add_argument("--fees", help="taker fee, e.g. 10bps or 0.1%% (percent commission model)")
+    c.add_argument("--maker-fees", help="maker fee for limit fills (default: same as --fees)")
+    c.add_argument("--commission", choices=["none", "percent", "per_share", "spread"],
+                   help="commission model (default: percent when --fees is given)")
+    c.add_argument("--per-share", type=float, help="per-share fee for --commission per_share (default 0.005)")
+    c.add_argument("--min-fee", type=float, help="minimum fee per order for per_share (default 1.0)")
+    c.add_argument("--spread-pips", type=float, help="spread in pips for --commission spread (forex)")
+    c.add_argument("--slippage", help="slippage in bps for the fixed model (e.g. 2bps)")
+    c.add_argument("--slippage-model", choices=["none", "fixed", "volatility", "volume"],
+                   help="fixed (bps), volatility (k x bar range) or volume (sqrt impact); default fixed if --slippage")
+    c.add_argument("--max-volume-share", type=float, metavar="F",
+                   help="partial fills: cap each fill at F x bar volume (off by default; ignored when volume is 0)")
+    c.add_argument("--volume-in-quote", action="store_true", help="the data's volume column is quote notional")
+    c.add_argument("--allow-leverage", action="store_true", help="margin account: buys are not capped by cash")
+    r = p.add_argument_group("risk")
+    r.add_argument("--max-position", type=float, metavar="PCT",
+                   help="max position as a fraction of equity for the minimal gate (default 1.0)")
+    r.add_argument("--max-order-notional", type=float, help="max notional of one order")
+    r.add_argument("--risk-config", metavar="FILE", help="full gatekeeper config (YAML/JSON, see docs/risk.md)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", metavar="PATH", help="write the result JSON here")
+    o.add_argument("--report", metavar="PATH", help="write a self-contained HTML report here")
+    o.add_argument("--audit", metavar="PATH", help="write the hash-chained audit journal (JSONL) here")
+    o.add_argument("--equity-every", type=int, default=1, metavar="N", help="keep every Nth equity point in JSON")
+    o.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = p.read_text()
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif p.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def _parse_value(v: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v
+
+
+def build_run_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge: defaults < --config file < flags. Returns the raw dict to validate."""
+    from mmats.execution import parse_bps
+
+    raw: dict[str, Any] = _read_config_file(args.config) if args.config else {}
+    if args.strategy:
+        raw["strategy"] = args.strategy
+    if not raw.get("strategy"):
+        raise ConfigError("--strategy is required (e.g. --strategy sma_cross)")
+    params = dict(raw.get("params") or {})
+    for k, v in args.param:
+        params[k] = _parse_value(v)
+    raw["params"] = params
+    for flag, key in (("data", "data"), ("symbol", "symbol"), ("market", "market"), ("timeframe", "timeframe"),
+                      ("start", "start"), ("end", "end"), ("cash", "initial_cash"), ("allocation", "allocation"),
+                      ("max_volume_share", "max_volume_share")):
+        val = getattr(args, flag)
+        if val is not None:
+            raw[key] = val
+    if args.bars is not None:
+        raw["generated"] = {**raw.get("generated", {}), "bars": args.bars}
+    if args.volume_in_quote:
+        raw["volume_in_quote"] = True
+    if args.allow_leverage:
+        raw["cash_only"] = False
+    com = dict(raw.get("commission") or {})
+    if args.fees is not None:
+        com["taker_bps"] = parse_bps(args.fees, "--fees")
+        com.setdefault("model", "percent")
+    if args.maker_fees is not None:
+        com["maker_bps"] = parse_bps(args.maker_fees, "--maker-fees")
+    if args.commission is not None:
+        com["model"] = args.commission
+    if args.per_share is not None:
+        com["per_share"] = args.per_share
+    if args.min_fee is not None:
+        com["minimum"] = args.min_fee
+    if args.spread_pips is not None:
+        com["pips"] = args.spread_pips
+        com.setdefault("model", "spread")
+    if com:
+        raw["commission"] = com
+    slip = dict(raw.get("slippage") or {})
+    if args.slippage is not None:
+        slip["bps"] = parse_bps(args.slippage, "--slippage")
+        slip.setdefault("model", "fixed")
+    if args.slippage_model is not None:
+        slip["model"] = args.slippage_model
+    if slip:
+        raw["slippage"] = slip
+    risk = dict(raw.get("risk") or {})
+    if args.max_position is not None:
+        risk["max_position_pct"] = args.max_position
+    if args.max_order_notional is not None:
+        risk["max_order_notional"] = args.max_order_notional
+    if args.risk_config:
+        risk["gatekeeper"] = _read_config_file(args.risk_config)
+    if risk:
+        raw["risk"] = risk
+    return raw
+
+
+def _progress(total: int, quiet: bool, desc: str) -> tuple[Any, Any]:
+    if quiet:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="bar", unit_scale=True, desc=desc, file=sys.stderr, leave=False)
+
+    def update(done: int) -> None:
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from mmats.runconfig import load_run_data, parse_config, run_backtest
+
+    cfg = parse_config(build_run_config(args))
+    loaded = load_run_data(cfg)
+    journal = None
+    if args.audit:
+        from mmats.audit import FileJournal
+
+        Path(args.audit).parent.mkdir(parents=True, exist_ok=True)
+        if Path(args.audit).exists():
+            Path(args.audit).unlink()  # one journal per run: never chain two runs together
+        journal = FileJournal(args.audit)
+    bar, update = _progress(len(loaded[0]), args.quiet, f"backtest {cfg.strategy}")
+    t0 = time.perf_counter()
+    try:
+        result = run_backtest(cfg, bars=loaded, journal=journal, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+        if journal is not None and hasattr(journal, "close"):
+            journal.close()
+    elapsed = time.perf_counter() - t0
+    doc = result.to_dict(args.equity_every)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(result.to_json(args.equity_every))
+    if args.report:
+        from mmats.report import write_report
+
+        write_report(doc, args.report)
+    if not args.quiet:
+        _print_summary(doc, elapsed)
+        for path, what in ((args.json, "result"), (args.report, "report"), (args.audit, "audit journal")):
+            if path:
+                print(f"{what}: {path}")
+    return 0
+
+
+def _fmt(key: str, v: Any) -> str:
+    if v is None:
+        return "–"
+    if key in ("num_trades",):
+        return str(int(v))
+    if key in ("sharpe", "sortino", "profit_factor"):
+        return f"{v:.2f}"
+    if key == "avg_trade_duration_s":
+        return f"{v / 3600:.1f} h"
+    return f"{v * 100:.2f} %"
+
+
+def _print_summary(doc: dict[str, Any], elapsed: float) -> None:
+    s = doc["summary"]
+    r = doc["config"]["resolved"]
+    for w in doc["warnings"]:
+        print(f"note: {w}")
+    print(f"{doc['config']['strategy']} on {r['symbol']} ({r['market']}, {r['timeframe']}): "
+          f"{s['bars']:,} bars {s['first_bar']} .. {s['last_bar']} in {elapsed:.2f} s")
+    print(f"{'metric':<22}{'strategy':>14}{'buy & hold':>14}")
+    for k in doc["metrics"]:
+        print(f"{k:<22}{_fmt(k, doc['metrics'][k]):>14}{_fmt(k, doc['benchmark'][k]):>14}")
+    print(f"final equity {s['final_equity']:,} (fees {s['fees']:,}); orders {s['orders']}, fills {s['fills']}, "
+          f"risk rejections {len(doc['risk']['rejected'])}")
+    for k in doc["kill_switch"]:
+        print(f"kill switch -> {k['state']} at {k['time']} ({k['trigger']}: {k['reason']})")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A first look: one backtest on the real BTC month if ../shared is present, else generated bars."""
+    candidates = [Path(args.shared) / "data" / "crypto_BTCPERP_1m.parquet"] if args.shared else []
+    candidates += [Path("../shared/data/crypto_BTCPERP_1m.parquet")]
+    data = next((str(p) for p in candidates if p.is_file()), None)
+    out = Path(args.out)
+    ns = build_parser().parse_args([
+        "backtest", "--strategy", "sma_cross", "--param", "fast=10", "--param", "slow=30",
+        "--fees", "10bps", "--slippage", "2bps", "--json", str(out / "result.json"),
+        "--report", str(out / "report.html"), "--audit", str(out / "audit.jsonl"),
+        *(["--data", data, "--volume-in-quote"] if data else ["--bars", "100000"]),
+    ])
+    if data is None:
+        print("demo: ../shared/data not found, running on 100,000 deterministic generated 1m bars")
+    else:
+        print(f"demo: running on real data {data}")
+    return cmd_backtest(ns)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from mmats.audit import verify_file
+
+    res = verify_file(args.path)
+    if res.ok:
+        print(f"audit OK: {res.records} records, hash chain intact ({args.path})")
+        return 0
+    print(f"audit FAILED at record {res.first_bad_seq}: {res.problem} ({args.path})")
+    return 1
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from mmats.data import find_gaps, infer_timeframe, load_bars
+
+    df = load_bars(args.path)
+    tf = infer_timeframe(df)
+    gaps = find_gaps(df, tf)
+    print(f"{args.path}: {len(df):,} bars, {tf.value}, {df.index[0]} .. {df.index[-1]}; valid")
+    missing = sum(g.missing_bars for g in gaps)
+    print(f"gaps: {len(gaps)} ({missing:,} missing bars)")
+    for g in sorted(gaps, key=lambda g: -g.missing_bars)[: args.top]:
+        print(f"  {g.start} -> {g.end}: {g.missing_bars} bars missing")
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from mmats.registry import BUILTIN, load_strategy_class
+
+    for name in sorted(BUILTIN):
+        cls = load_strategy_class(name)
+        print(f"{name:<20} v{cls.version:<8} {cls.description}")
+        print(f"{'':<20} params: {dict(cls.default_params)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmats",
+        description="MMATS: multi-market automated trading system. Research (backtest), "
+        "audit and (with Ray) paper/live trading.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    bt = sub.add_parser("backtest", help="run one backtest", formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Run one strategy over historical bars, in one process.", epilog=EPILOG_BACKTEST)
+    _add_backtest_args(bt)
+    bt.set_defaults(func=cmd_backtest)
+
+    demo = sub.add_parser("demo", help="first look: a backtest with report (works without ../shared)")
+    demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    demo.add_argument("--shared", default=None, help="path to the shared folder holding data/")
+    demo.set_defaults(func=cmd_demo)
+
+    audit = sub.add_parser("audit", help="audit journal tools")
+    asub = audit.add_subparsers(dest="audit_cmd", metavar="ACTION", required=True)
+    verify = asub.add_parser("verify", help="check a journal's hash chain; exit 1 naming the first bad record",
+                             epilog="example: mmats audit verify out/audit.jsonl")
+    verify.add_argument("path")
+    verify.set_defaults(func=cmd_audit_verify)
+
+    data = sub.add_parser("data", help="market data tools")
+    dsub = data.add_subparsers(dest="data_cmd", metavar="ACTION", required=True)
+    val = dsub.add_parser("validate", help="load and validate a bar file, report gaps",
+                          epilog="example: mmats data validate ../shared/data/forex_EURUSD_1h.parquet")
+    val.add_argument("path")
+    val.add_argument("--top", type=int, default=5, help="list the N largest gaps")
+    val.set_defaults(func=cmd_data_validate)
+
+    st = sub.add_parser("strategies", help="list the shipped strategies and their parameters")
+    st.set_defaults(func=cmd_strategies)
+
+
+    from mmats_cli.runtime import register as register_runtime
+
+    register_runtime(sub)
+    from mmats_cli.research import register
+
+    register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except MmatsError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""``mmats up | status | strategy | kill | signals | mode | down``: the running system from the shell.
+
+``up`` starts (or joins) a Ray cluster and runs the actor system in the foreground; every other command
+connects to the cluster (``--address``, default ``auto``) and talks to the named Supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mmats.errors import ConfigError, MmatsError
+
+SHARED_BTC = Path("../shared/data/crypto_BTCPERP_1m.parquet")
+
+
+def _ray_env() -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def connect(address: str | None) -> Any:
+    _ray_env()
+    import ray
+
+    from actors.supervisor import NAMESPACE, SUPERVISOR
+
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address or "auto", namespace=NAMESPACE, logging_level="ERROR",
+                     log_to_driver=False)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ConfigError(f"no running MMATS cluster found ({exc}); start one with `mmats up`") from None
+    try:
+        return ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
+    except ValueError:
+        raise ConfigError("Ray is running but MMATS is not: start it with `mmats up`") from None
+
+
+def demo_config(data: str | None, speed: float) -> dict[str, Any]:
+    """The embedded defaults of ``mmats up``: paper, operator allowed, two strategies on one symbol."""
+    path = data or (str(SHARED_BTC) if SHARED_BTC.is_file() else None)
+    feed: dict[str, Any] = {"venue": "replay-crypto", "market": "crypto", "pace": "speed", "speed": speed}
+    symbol = "BTCPERP" if path else "SYNTH/USDT"
+    if path:
+        feed["files"] = {symbol: path}
+    else:
+        feed["generated_symbols"] = [symbol]
+    return {
+        "environment": "PAPER",
+        "mode": "operator",
+        "allow_operator": True,
+        "feeds": [feed],
+        "costs": {"commission": {"model": "percent", "taker_bps": 10.0}, "slippage": {"model": "fixed", "bps": 2.0},
+                  "volume_in_quote": bool(path)},
+        "strategies": [
+            {"id": "sma_fast", "ref": "sma_cross", "symbols": [symbol], "params": {"fast": 5, "slow": 20},
+             "allocation": 0.4},
+            {"id": "rsi_rev", "ref": "rsi_reversion", "symbols": [symbol], "params": {"period": 14},
+             "allocation": 0.4},
+        ],
+    }
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _ray_env()
+    import ray
+
+    from actors.supervisor import NAMESPACE, SUPERVISOR, SupervisorActor
+    from mmats.system_config import load_system_config
+
+    if args.config:
+        cfg = load_system_config(args.config, {"home": args.home})
+    else:
+        cfg = load_system_config(None, {**demo_config(args.data, args.speed), "home": args.home})
+    ray.init(address=args.address, namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
+             num_cpus=args.num_cpus if args.address is None else None)
+    try:
+        sup = SupervisorActor.options(name=SUPERVISOR, get_if_exists=False).remote(cfg.model_dump(mode="json"))
+        topo = ray.get(sup.build.remote())
+        ray.get(sup.start.remote())
+        print(f"MMATS up: {cfg.environment.value}, mode {cfg.mode}, feeds {topo['feeds']}, "
+              f"strategies {topo['strategies']}, symbols {topo['symbols']}")
+        try:  # the HTTP control plane and dashboard (serve_app.py); the CLI works without it
+            from mmats_cli.serve_glue import start_control_plane
+
+            print("\n".join(start_control_plane(args.host, args.port, cfg.home)), flush=True)
+        except Exception as exc:
+            print(f"control plane not started ({type(exc).__name__}: {exc}); the CLI still works", flush=True)
+        print("controls: mmats status | mmats kill soft|hard|freeze --reason ... | mmats down  (Ctrl-C stops)")
+        while True:
+            time.sleep(args.status_every)
+            st = ray.get(sup.status.remote())
+            if not st["running"]:
+                print("MMATS stopped by `mmats down`")
+                break
+            _print_status_line(st)
+    except KeyboardInterrupt:
+        summary = ray.get(sup.down.remote())
+        _print_summary(summary)
+    finally:
+        ray.shutdown()
+    return 0
+
+
+def _print_status_line(st: dict[str, Any]) -> None:
+    pf = st["portfolio"]
+    feed = next(iter(st["feeds"].values()), {})
+    print(f"[{pf['as_of']}] equity {float(pf['equity']):,.2f} pnl {float(pf['total_pnl']):+,.2f} "
+          f"positions {len(pf['positions'])} fills {pf['fills']} kill {st['kill_switch']} "
+          f"bars {feed.get('published', 0):,}", flush=True)
+
+
+def _print_summary(st: dict[str, Any]) -> None:
+    pf = st["portfolio"]
+    print(f"summary: equity {pf['equity']} (start {pf['initial_cash']}), realized {pf['realized_pnl']}, "
+          f"fees {pf['fees']}, fills {pf['fills']}, open positions {len(pf['positions'])}, "
+          f"orders canceled on shutdown {st.get('canceled_on_shutdown', 0)}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import ray
+
+    st = ray.get(connect(args.address).status.remote())
+    if args.json:
+        print(json.dumps(st, indent=1, default=str))
+        return 0
+    pf = st["portfolio"]
+    print(f"environment {st['environment']}  mode {st['mode']}  kill switch {st['kill_switch']}  "
+          f"uptime {st['uptime_s']} s")
+    print(f"equity {pf['equity']}  cash {pf['cash']}  total P&L {pf['total_pnl']}  daily P&L {pf['daily_pnl']}  "
+          f"fees {pf['fees']}")
+    for p in pf["positions"]:
+        print(f"  position {p['symbol']}: {p['quantity']} @ {p['avg_price']} (uP&L {p['unrealized_pnl']})")
+    for s in st["strategies"]:
+        state = "enabled" if s.get("enabled") else "DISABLED"
+        print(f"  strategy {s['id']:<12} {state:<9} bars {s.get('bars_seen', 0):>7} signals {s.get('signals', 0):>4} "
+              f"errors {s.get('errors_total', 0)}")
+    for name, f in st["feeds"].items():
+        lag = max((x["lag_bars"] for x in f["subscribers"].values()), default=0)
+        print(f"  feed {name}: {f['published']:,} bars, max lag {lag}, stale {f['stale']}")
+    return 0
+
+
+def cmd_strategy(args: argparse.Namespace) -> int:
+    import ray
+
+    sup = connect(args.address)
+    if args.action == "list":
+        for s in ray.get(sup.list_strategies.remote()):
+            print(json.dumps(s, default=str))
+        return 0
+    if args.action == "submit":
+        from mmats_cli.main import _parse_value
+
+        spec = {"id": args.id or args.ref.rsplit(":", 1)[-1].lower(), "ref": args.ref,
+                "symbols": args.symbol, "market": args.market,
+                "params": {k: _parse_value(v) for k, v in args.param}}
+        try:
+            print(json.dumps(ray.get(sup.submit_strategy.remote(spec))))
+        except ray.exceptions.RayTaskError as exc:
+            raise ConfigError(str(exc.cause) if exc.cause else str(exc)) from None
+        return 0
+    enabled = args.action == "enable"
+    print(json.dumps(ray.get(sup.set_strategy_enabled.remote(args.strategy_id, enabled, args.close_positions))))
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    import ray
+
+    sup = connect(args.address)
+    state = "RUNNING" if args.state == "reset" else args.state.upper()
+    t0 = time.perf_counter()
+    try:
+        res = ray.get(sup.kill.remote(state, args.reason))
+    except ray.exceptions.RayTaskError as exc:
+        raise ConfigError(str(exc.cause) if exc.cause else str(exc)) from None
+    print(json.dumps({**res, "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}, default=str))
+    return 0
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    import ray
+
+    sup = connect(args.address)
+    handles = ray.get(sup.handles.remote())
+    rows = ray.get(handles["gatekeeper"].get_signals.remote())
+    out = io.StringIO()
+    if args.format == "json":
+        json.dump(rows, out, indent=1)
+        out.write("\n")
+    else:
+        fields = ["time", "strategy_id", "symbol", "action", "position_size", "confidence", "price", "reasoning"]
+        w = csv.DictWriter(out, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    if args.output:
+        Path(args.output).write_text(out.getvalue())
+        print(f"{len(rows)} signals -> {args.output}")
+    else:
+        sys.stdout.write(out.getvalue())
+    return 0
+
+
+def cmd_mode(args: argparse.Namespace) -> int:
+    import ray
+
+    sup = connect(args.address)
+    gk = ray.get(sup.handles.remote())["gatekeeper"]
+    try:
+        if args.target == "advisory":
+            res = ray.get(gk.set_advisory.remote("manual"))
+        elif args.confirm:
+            res = ray.get(gk.confirm_operator.remote(args.confirm))
+        else:
+            res = ray.get(gk.request_operator.remote())
+            res["next"] = f"mmats mode operator --confirm {res['token']}  (within {int(res['expires_in_s'])} s)"
+    except ray.exceptions.RayTaskError as exc:
+        raise ConfigError(str(exc.cause) if exc.cause else str(exc)) from None
+    print(json.dumps(res))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    import ray
+
+    summary = ray.get(connect(args.address).down.remote())
+    _print_summary(summary)
+    return 0
+
+
+def register(sub: Any) -> None:
+    up = sub.add_parser("up", help="start the actor system (paper by default) and keep it running",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="examples:\n  mmats up                       # local Ray, paper, replaying data\n"
+                               "  mmats up --address auto        # join a cluster started with `ray start --head`\n"
+                               "  mmats up --config system.yaml  # your feeds, strategies, risk (docs/)")
+    up.add_argument("--config", help="system config file (YAML/TOML/JSON)")
+    up.add_argument("--address", default=None, help="Ray address to join (default: start a local cluster)")
+    up.add_argument("--data", help="bar file to replay in the default config (default: ../shared BTC or generated)")
+    up.add_argument("--speed", type=float, default=600.0, help="replay speed, x real time (default 600)")
+    up.add_argument("--home", default=os.environ.get("MMATS_HOME", "var"), help="state folder (default ./var)")
+    up.add_argument("--host", default="127.0.0.1", help="control API bind address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=8000, help="control API port (default 8000)")
+    up.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local cluster")
+    up.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    up.set_defaults(func=cmd_up)
+
+    def add_address(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--address", default="auto", help="Ray address (default auto)")
+
+    st = sub.add_parser("status", help="mode, kill switch, equity, positions, per-strategy health")
+    add_address(st)
+    st.add_argument("--json", action="store_true", help="full status as JSON")
+    st.set_defaults(func=cmd_status)
+
+    strat = sub.add_parser("strategy", help="submit, list, enable or disable strategies",
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="example:\n  mmats strategy submit strategies/sma_cross.py:SmaCross "
+                                  "--symbol BTCPERP --market crypto --param fast=10 --param slow=30")
+    ssub = strat.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sl = ssub.add_parser("list", help="strategies with health")
+    add_address(sl)
+    sm = ssub.add_parser("submit", help="start a new strategy actor")
+    sm.add_argument("ref", help="built-in name, path/to/file.py:Class or module:Class")
+    sm.add_argument("--id", help="strategy id (default: class name)")
+    sm.add_argument("--symbol", action="append", required=True, help="symbol to trade, repeatable")
+    sm.add_argument("--market", default="crypto", choices=["crypto", "forex", "stock"])
+    sm.add_argument("--timeframe", default="1m", help="bar timeframe (the feed's)")
+    from mmats_cli.main import _kv
+
+    sm.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
+    add_address(sm)
+    for action in ("enable", "disable"):
+        p = ssub.add_parser(action, help=f"{action} a strategy")
+        p.add_argument("strategy_id")
+        p.add_argument("--close-positions", action="store_true", help="also close its positions (disable)")
+        add_address(p)
+    strat.set_defaults(func=cmd_strategy)
+
+    kill = sub.add_parser("kill", help="kill switch: soft | hard | freeze | reset",
+                          epilog="example: mmats kill hard --reason 'exchange outage'")
+    kill.add_argument("state", choices=["soft", "hard", "freeze", "reset"])
+    kill.add_argument("--reason", required=True)
+    add_address(kill)
+    kill.set_defaults(func=cmd_kill)
+
+    sig = sub.add_parser("signals", help="export recorded signals")
+    ssig = sig.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ex = ssig.add_parser("export", help="signals as CSV or JSON")
+    ex.add_argument("--format", choices=["csv", "json"], default="csv")
+    ex.add_argument("--output", "-o", help="file (default stdout)")
+    add_address(ex)
+    sig.set_defaults(func=cmd_signals)
+
+    mode = sub.add_parser("mode", help="switch advisory <-> operator (operator needs a two-step confirmation)",
+                          epilog="example: mmats mode operator   then   mmats mode operator --confirm TOKEN")
+    mode.add_argument("target", choices=["advisory", "operator"])
+    mode.add_argument("--confirm", help="token returned by the first call")
+    add_address(mode)
+    mode.set_defaults(func=cmd_mode)
+
+    down = sub.add_parser("down", help="graceful stop: cancel open orders, summary")
+    add_address(down)
+    down.set_defaults(func=cmd_down)
+
+
+__all__ = ["MmatsError", "register"]

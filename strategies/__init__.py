@@ -1,0 +1,1 @@
+"""Strategies shipped with MMATS: each module one plain ``IStrategy``, selectable by name."""
