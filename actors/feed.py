@@ -26,6 +26,8 @@ import ray
 
 from mmats.data import BarArrays
 
+HEARTBEAT_S = 1.0  # how often the gatekeeper hears that this feed is alive (and whether it is stale)
+
 BarTuple = tuple[str, int, float, float, float, float, float]
 
 
@@ -82,6 +84,8 @@ class FeedActor:
                 self._pos += 1
             self.resumed_from = self._pos
         self._published_ts = 0
+        self.risk_listener: Any = None
+        self._heartbeat_wall = 0.0
 
     def _build_timeline(self) -> list[tuple[int, list[BarTuple]]]:
         """Bars of every symbol merged by timestamp (symbols in a fixed order within a timestamp)."""
@@ -106,6 +110,18 @@ class FeedActor:
             self.subs[sub_id] = sub
             return self.published
 
+    def set_risk_listener(self, handle: Any) -> None:
+        """The gatekeeper: it hears this feed's heartbeat about once a second (staleness is a kill trigger)."""
+        self.risk_listener = handle
+
+    def _heartbeat(self, force: bool = False) -> None:
+        now = time.time()
+        if self.risk_listener is None or (not force and now - self._heartbeat_wall < HEARTBEAT_S):
+            return
+        self._heartbeat_wall = now
+        stale = (now - self.last_update_wall) > self.stale_after_s and not self.done
+        self.risk_listener.on_feed_status.remote(self.venue, int(self.last_update_wall * 1e9), self.done, stale)
+
     def unsubscribe(self, sub_id: str) -> None:
         with self._lock:
             self.subs.pop(sub_id, None)
@@ -122,6 +138,7 @@ class FeedActor:
         if self._thread is not None and self._thread.is_alive():
             return False
         self._stop.clear()
+        self.last_update_wall = time.time()  # silence before the start is not staleness
         self._thread = threading.Thread(target=self._run, name=f"feed-{self.venue}", daemon=True)
         self._thread.start()
         return True
@@ -147,6 +164,7 @@ class FeedActor:
         t_wall0 = time.perf_counter()
         ts0: int | None = None
         while self._pos < len(self._timeline) and not self._stop.is_set():
+            self._heartbeat()
             if self._pause.is_set():
                 time.sleep(0.05)
                 self._flush()
@@ -160,6 +178,7 @@ class FeedActor:
                     if delay <= 0:
                         break
                     self._flush()
+                    self._heartbeat()
                     time.sleep(min(delay, 0.005))
             elif self.pace == "lockstep" and prev_ts is not None:
                 # A crashed subscriber never acknowledges: wait at most lockstep_timeout_s, then go on.
@@ -187,6 +206,7 @@ class FeedActor:
         if prev_ts is not None and self._state is not None:
             self._save_position(prev_ts)
         self.done = True
+        self._heartbeat(force=True)  # a finished replay is not a stale feed
 
     def _save_position(self, ts: int) -> None:
         assert self._state is not None

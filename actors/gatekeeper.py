@@ -1,8 +1,11 @@
 """RiskGatekeeper: the named singleton that is the ONLY path from a signal to the order router.
 
-Thin: ``mmats.gateway.SignalGateway`` sizes and risk-checks signals, the kernel kill switch decides what
-may pass. This actor adds the runtime parts: the operator/advisory mode with its two-step switch, the
-lockstep acknowledgement for exact replays, and the records of every signal and decision.
+Thin: ``mmats.gateway.SignalGateway`` sizes signals and the kernel ``RiskGatekeeper`` checks them with
+the same rules, sizing and kill switch a backtest uses (``risk`` in the system config, docs/risk.md).
+This actor adds the runtime parts: the operator/advisory mode with its two-step switch (persisted and
+audited), the kill switch's persistence and its effects (HARD flattens through the router, FREEZE
+cancels), feed staleness and router errors as kill-switch triggers, the lockstep acknowledgement for
+exact replays, and the records of every signal and decision.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import ray
 
 from actors.stores import open_stores
 from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
-from mmats.model import Instrument, iso
-from mmats.risk.decision import RiskGate
-from mmats.risk.minimal import MinimalRiskGate
+from mmats.model import Environment, Instrument, iso
+from mmats.risk.gatekeeper import RiskGatekeeper, with_flat_limits
+from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransition, KillTrigger
 
-KILL_STATES = ("RUNNING", "SOFT", "HARD", "FREEZE")
+KILL_STATES = tuple(s.value for s in KillSwitchState)
 TOKEN_TTL_S = 60.0
 
 
@@ -28,32 +31,44 @@ class RiskGatekeeperActor:
     def __init__(self, instruments: dict[str, Instrument], router: Any, allocation: float = 1.0,
                  risk: dict[str, Any] | None = None, mode: str = "advisory", allow_operator: bool = False,
                  lockstep: bool = False, router_error_limit: int = 5, persist: dict[str, Any] | None = None,
-                 supervisor_name: str | None = None, namespace: str | None = None) -> None:
-        risk = risk or {}
-        gate: RiskGate = MinimalRiskGate(float(risk.get("max_position_pct", 1.0)), risk.get("max_order_notional"))
+                 supervisor_name: str | None = None, namespace: str | None = None,
+                 environment: str = "PAPER", initial_equity: float | None = None) -> None:
         if mode == "operator" and not allow_operator:
             raise ValueError("mode 'operator' needs allow_operator: true in the config")
         self.stores = open_stores(persist) if persist is not None else None
+        journal = self.stores.journal if self.stores is not None else None
         claim = None
+        saved_mode = None
+        switch = KillSwitch(journal)
         if self.stores is not None:
             state = self.stores.state
             claim = lambda key: bool(state.set_if_absent(key, 1, ttl_s=30 * 86400))
-        self.gateway = SignalGateway(gate, instruments, allocation, advisory=(mode != "operator"),
+            saved = state.get("kill_switch")
+            if saved:  # durable across restarts: a HARD stop stays HARD until someone resets it
+                switch = KillSwitch.from_dict(saved, journal)
+            saved_mode = state.get("mode")
+        # Signals and decisions are journaled here in one batch (``_dispatch``); the kill switch journals
+        # its own transitions before they take effect.
+        self.risk = RiskGatekeeper(with_flat_limits(risk), Environment(environment), journal=None,
+                                   kill_switch=switch, initial_equity=initial_equity, observe_equity=False)
+        self.switch = switch
+        self.monitor = self.risk.monitor
+        if saved_mode in ("advisory", "operator") and (saved_mode == "advisory" or allow_operator):
+            mode = saved_mode  # an automatic downgrade to advisory survives a restart
+        self.gateway = SignalGateway(self.risk, instruments, allocation, advisory=(mode != "operator"),
                                      allowed=self._kill_veto, claim=claim)
         self.allow_operator = allow_operator
         self.router = router
         self.lockstep = lockstep
         self.strategies: dict[str, Any] = {}
         self.reported: dict[str, int] = {}
-        self.kill: dict[str, Any] = {"state": "RUNNING", "trigger": "", "reason": "", "since": time.time()}
-        if self.stores is not None:
-            saved = self.stores.state.get("kill_switch")
-            if saved:  # durable across restarts: a HARD stop stays HARD until someone resets it
-                self.kill = dict(saved)
         self.kill_history: list[dict[str, Any]] = []
+        self._effects: list[KillSwitchTransition] = []
+        switch.add_listener(self._on_transition)
         self.signals: list[dict[str, Any]] = []
         self.decisions: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
+        self.stale_feeds: set[str] = set()
         self._operator_token: tuple[str, float] | None = None
         self.router_errors = 0
         self.router_error_limit = router_error_limit
@@ -81,7 +96,24 @@ class RiskGatekeeperActor:
         self._dispatch(self.gateway.on_signals(items))
 
     def on_account(self, account: Any, as_of_ns: int) -> None:
+        # Drawdown and daily-loss triggers watch every account update, not only those with a signal.
+        self.monitor.on_equity(as_of_ns, float(account.equity))
         self._dispatch(self.gateway.on_account(account, as_of_ns))
+
+    def on_feed_status(self, venue: str, last_update_ns: int, done: bool, stale: bool) -> None:
+        """A feed's heartbeat (wall clock): staleness is a kill-switch trigger (``kill_switch.stale_data_s``)."""
+        if done:
+            self.monitor.forget_feed(venue)
+            self.stale_feeds.discard(venue)
+            return
+        self.monitor.on_data(venue, last_update_ns)
+        if stale and venue not in self.stale_feeds:
+            self.stale_feeds.add(venue)
+            self._alert("stale_data", f"feed {venue}: no update for {(time.time_ns() - last_update_ns) / 1e9:.0f} s")
+        elif not stale:
+            self.stale_feeds.discard(venue)
+        self.monitor.check_stale(time.time_ns())
+        self._apply_effects()
 
     def on_strategy_disabled(self, strategy_id: str, error: str) -> None:
         self._alert("strategy_disabled", f"{strategy_id}: {error}")
@@ -109,13 +141,13 @@ class RiskGatekeeperActor:
         }
 
     def _kill_veto(self, p: PendingSignal) -> str | None:
-        """SOFT lets only exits through; HARD and FREEZE let nothing through."""
-        state = self.kill["state"]
-        if state == "RUNNING":
+        """SOFT lets only exits through; HARD and FREEZE let nothing through (the flatten goes via the router)."""
+        state = self.switch.state
+        if state is KillSwitchState.RUNNING:
             return None
-        if state == "SOFT":
+        if state is KillSwitchState.SOFT:
             return None if p.signal.action.value == "CLOSE" else "KillSwitch: SOFT (no new entries)"
-        return f"KillSwitch: {state}"
+        return f"KillSwitch: {state.value}"
 
     def strategy_handles(self) -> dict[str, Any]:
         return dict(self.strategies)
@@ -143,6 +175,7 @@ class RiskGatekeeperActor:
             handle = self.strategies.get(strategy_id)
             if handle is not None:
                 handle.on_order_rejected.remote(order, reason)
+        self._apply_effects()
         ack = self._lockstep_ack()
         if out.cancels or out.submits or ack is not None:
             ts = max((o.created_ns for o, _ in out.submits), default=self.gateway.as_of_ns)
@@ -161,29 +194,51 @@ class RiskGatekeeperActor:
     # ----------------------------------------------------------------------------------- controls
 
     def set_kill_switch(self, state: str, reason: str, trigger: str = "manual") -> dict[str, Any]:
+        """Escalate, or reset with RUNNING (or any lower state); journaled and persisted before it acts."""
         state = state.upper()
         if state not in KILL_STATES:
             raise ValueError(f"kill switch state must be one of {', '.join(KILL_STATES)}, got {state!r}")
         if not reason.strip():
             raise ValueError("a kill switch change needs a reason")
-        current = self.kill["state"]
-        if state == "RUNNING" or KILL_STATES.index(state) >= KILL_STATES.index(current):
-            new = {"state": state, "trigger": trigger, "reason": reason, "since": time.time()}
-            if self.stores is not None:  # audited and persisted before it takes effect
-                self.stores.journal.append("kill_switch", {**new, "previous": current}, time.time_ns())
-                self.stores.state.set("kill_switch", new)
-            self.kill = new
-            self.kill_history.append(dict(self.kill))
-            self._alert("kill_switch", f"{current} -> {state} ({trigger}: {reason})")
-        result: dict[str, Any] = {"kill_switch": dict(self.kill)}
-        if state == "HARD":
+        target = KillSwitchState(state)
+        now = time.time_ns()
+        if target.rank < self.switch.state.rank:
+            self.switch.reset(reason.strip(), now, target)
+        else:
+            self.switch.engage(target, KillTrigger(trigger), reason.strip(), now)
+        self._effects.clear()  # a manual change acts now and reports what it did
+        result: dict[str, Any] = {"kill_switch": self._kill_dict()}
+        if target is KillSwitchState.HARD:
             result["flatten"] = ray.get(self.router.flatten_all.remote(f"kill_{trigger}"))
-        elif state == "FREEZE":
+        elif target is KillSwitchState.FREEZE:
             result["canceled"] = ray.get(self.router.cancel_all.remote())
         return result
 
+    def _on_transition(self, t: KillSwitchTransition) -> None:
+        """Every transition (manual or triggered): persist it, alert, and queue its effect on the router."""
+        if self.stores is not None:
+            self.stores.state.set("kill_switch", self.switch.to_dict())
+        self.kill_history.append({**t.to_dict(), "since": t.ts_ns / 1e9})
+        self._alert("kill_switch", f"{t.previous.value} -> {t.state.value} ({t.trigger.value}: {t.reason})")
+        if t.state in (KillSwitchState.HARD, KillSwitchState.FREEZE):
+            self._effects.append(t)
+
+    def _apply_effects(self) -> None:
+        """A triggered HARD flattens, a triggered FREEZE cancels: one-way calls, the router orders them."""
+        while self._effects:
+            t = self._effects.pop(0)
+            if t.state is KillSwitchState.HARD:
+                self.router.flatten_all.remote(f"kill_{t.trigger.value}")
+            else:
+                self.router.cancel_all.remote()
+
+    def _kill_dict(self) -> dict[str, Any]:
+        ks = self.switch
+        return {"state": ks.state.value, "trigger": ks.trigger.value, "reason": ks.reason,
+                "since": ks.since_ns / 1e9 if ks.since_ns else None}
+
     def kill_switch(self) -> dict[str, Any]:
-        return {**self.kill, "history": self.kill_history[-20:]}
+        return {**self._kill_dict(), "history": self.kill_history[-20:]}
 
     def request_operator(self) -> dict[str, Any]:
         if not self.allow_operator:
@@ -197,24 +252,38 @@ class RiskGatekeeperActor:
         if pending is None or not secrets.compare_digest(pending[0], token) or time.time() > pending[1]:
             raise ValueError("operator confirmation token is missing, wrong or expired: request a new one")
         self._operator_token = None
-        self.gateway.advisory = False
-        self._alert("mode", "advisory -> operator (confirmed)")
+        self._set_mode("operator", "confirmed by the two-step switch")
         return self.mode()
 
     def set_advisory(self, reason: str) -> dict[str, Any]:
-        self.gateway.advisory = True
-        self._alert("mode", f"operator -> advisory ({reason})")
+        self._set_mode("advisory", reason)
         return self.mode()
+
+    def _set_mode(self, mode: str, reason: str) -> None:
+        previous = "advisory" if self.gateway.advisory else "operator"
+        if self.stores is not None:  # audited and persisted before it takes effect
+            self.stores.journal.append("mode", {"previous": previous, "mode": mode, "reason": reason},
+                                       time.time_ns())
+            self.stores.state.set("mode", mode)
+        self.gateway.advisory = mode != "operator"
+        self._alert("mode", f"{previous} -> {mode} ({reason})")
 
     def mode(self) -> dict[str, Any]:
         return {"mode": "advisory" if self.gateway.advisory else "operator", "allow_operator": self.allow_operator}
 
     def on_router_error(self, error: str) -> None:
-        """Repeated router errors downgrade operator to advisory automatically."""
+        """Repeated router errors downgrade operator to advisory automatically; each one counts toward the
+        kill switch's ``max_consecutive_errors`` trigger."""
         self.router_errors += 1
         self._alert("router_error", error)
+        self.monitor.on_error(time.time_ns(), error)
         if self.router_errors >= self.router_error_limit and not self.gateway.advisory:
             self.set_advisory(f"{self.router_errors} router errors")
+        self._apply_effects()
+
+    def on_router_ok(self) -> None:
+        self.router_errors = 0
+        self.monitor.on_success()
 
     def _alert(self, kind: str, message: str) -> None:
         self.alerts.append({"time": time.time(), "kind": kind, "message": message})
@@ -231,8 +300,13 @@ class RiskGatekeeperActor:
         return list(self.alerts)
 
     def stats(self) -> dict[str, Any]:
-        return {**self.gateway.state(), "kill_switch": self.kill["state"], "signals": len(self.signals),
-                "decisions": len(self.decisions), "strategies": len(self.strategies)}
+        return {**self.gateway.state(), "kill_switch": self.switch.state.value, "signals": len(self.signals),
+                "decisions": len(self.decisions), "strategies": len(self.strategies),
+                "router_errors": self.router_errors, "stale_feeds": sorted(self.stale_feeds)}
+
+    def risk_status(self) -> dict[str, Any]:
+        """The kernel gatekeeper's view: environment, profile, kill switch, equity references."""
+        return self.risk.status()
 
     def ping(self) -> str:
         return "ok"

@@ -2,6 +2,9 @@
 
 The paper broker is the kernel's simulated broker on the feed's bars (``mmats.paper``), so paper fills
 follow exactly the backtest's rules. Real venues plug in through the Broker port (adapters issue).
+Every submit goes through ``mmats.routing.OrderSubmitter``: retryable venue errors are retried with
+backoff, a lost answer leaves the order UNKNOWN until reconciliation asks the venue, and a streak of
+failures is reported to the gatekeeper (which downgrades operator to advisory).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from actors.stores import open_stores
 from mmats.execution import ExecutionConfig
 from mmats.model import Fill, Instrument, Order, OrderStatus
 from mmats.paper import BarUpdate, PaperExecution
+from mmats.routing import OrderSubmitter, RetryPolicy, SubmitOutcome, SubmitResult
+
+RECONCILE_EVERY_S = 0.5
 
 BarTuple = tuple[str, int, float, float, float, float, float]
 
@@ -24,10 +30,13 @@ BarTuple = tuple[str, int, float, float, float, float, float]
 class OrderRouterActor:
     def __init__(self, instruments: dict[str, Instrument], initial_cash: str, costs: dict[str, Any],
                  portfolio: Any, feed: Any, persist: dict[str, Any] | None = None,
-                 gatekeeper_name: str | None = None, namespace: str | None = None) -> None:
+                 gatekeeper_name: str | None = None, namespace: str | None = None,
+                 paper_venue: str | None = None, retry: dict[str, Any] | None = None) -> None:
+        from mmats.registry import load_object
         from mmats.runconfig import CommissionSpec, SlippageSpec
 
-        self.paper = PaperExecution(
+        venue_cls = PaperExecution if paper_venue is None else load_object(paper_venue, PaperExecution)
+        self.paper = venue_cls(
             instruments, Decimal(initial_cash),
             SlippageSpec(**costs.get("slippage", {})).build(bool(costs.get("volume_in_quote", False))),
             CommissionSpec(**costs.get("commission", {})).build(),
@@ -40,6 +49,10 @@ class OrderRouterActor:
         self.last_prices: dict[str, float] = {}
         self.last_ts = 0
         self.errors = 0
+        self.error_streak = 0
+        self.submitter = OrderSubmitter(RetryPolicy(**(retry or {})))
+        self._reconciled_wall = 0.0
+        self.gatekeeper: Any = None
         self.submitted = 0
         self.duplicates = 0
         self.stores = open_stores(persist) if persist is not None else None
@@ -49,13 +62,20 @@ class OrderRouterActor:
             # Whether first start or restart: the system of record says what exists.
             storage = self.stores.storage
             self.restored_working = self.paper.restore(storage.list_orders(), storage.list_fills())
+            for o in self.paper.orders.values():
+                if o.status is OrderStatus.UNKNOWN:  # lost answers from before the restart: ask again
+                    self.submitter.unknown[o.client_order_id] = o
         if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
             # Re-wire what registrations gave the previous process.
             gk = ray.get_actor(gatekeeper_name, namespace=namespace)
             self.strategies = ray.get(gk.strategy_handles.remote())
+            self.gatekeeper = gk
 
     def register_strategy(self, strategy_id: str, handle: Any) -> None:
         self.strategies[strategy_id] = handle
+
+    def connect_gatekeeper(self, handle: Any) -> None:
+        self.gatekeeper = handle
 
     def on_bars(self, batch: list[BarTuple], upto_ts: int) -> int:
         fills: list[Fill] = []
@@ -67,7 +87,28 @@ class OrderRouterActor:
                 fills += new
         self.last_ts = max(self.last_ts, upto_ts)
         self._report(fills, upto_ts)
+        if self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
+            self.reconcile()
         return len(fills)
+
+    def reconcile(self) -> int:
+        """Resolve UNKNOWN orders from what the venue holds; returns how many were resolved."""
+        self._reconciled_wall = time.time()
+
+        def venue_status(cid: str) -> OrderStatus | None:
+            return OrderStatus.ACCEPTED if self.paper.holds(cid) else None
+
+        changed = self.submitter.reconcile(venue_status, self.last_ts)
+        for order in changed:
+            self._save_order(order, self.last_ts)
+            if order.status is OrderStatus.REJECTED:
+                self._tell_rejected(order)
+        return len(changed)
+
+    def _tell_rejected(self, order: Order) -> None:
+        handle = self.strategies.get(order.strategy_id)
+        if handle is not None:
+            handle.on_order_rejected.remote(order, order.reject_reason)
 
     def _persist_fills(self, fills: list[Fill]) -> None:
         """Journal, then commit fill + order + resulting position in one transaction."""
@@ -109,14 +150,21 @@ class OrderRouterActor:
                 self._save_order(order, ts_ns)
         accepted = 0
         for order, children in submits:
-            if order.client_order_id in self.paper.orders:
+            cid = order.client_order_id
+            if cid in self.paper.orders:
                 self.duplicates += 1  # a retried or replayed signal: never a second order
                 continue
             if self.stores is not None:  # journaled before it takes effect
                 self.stores.journal.append("order", order.to_dict(), ts_ns)
-            if self.paper.submit(order, children, ts_ns):
+            result = self.submitter.submit(order, lambda o=order, c=children: self.paper.submit(o, c, ts_ns), ts_ns)
+            if result.outcome is SubmitOutcome.ACCEPTED:
                 accepted += 1
-                self.accept_wall[order.client_order_id] = time.time()
+                self.accept_wall[cid] = time.time()
+            elif result.outcome is SubmitOutcome.DUPLICATE:
+                self.duplicates += 1
+            if cid not in self.paper.orders:  # failed before the venue took it: still on record
+                self.paper.orders[cid] = order
+            self._note(result, order)
             if self.stores is not None:
                 self.stores.storage.save_order(order)
                 for child in children:
@@ -125,6 +173,22 @@ class OrderRouterActor:
         if ack_ts is not None:
             self.feed.ack.remote(ack_ts)
         return accepted
+
+    def _note(self, result: SubmitResult, order: Order) -> None:
+        """Count failures; a streak goes to the gatekeeper, and the first success after it ends it."""
+        if order.status is OrderStatus.REJECTED and result.outcome is not SubmitOutcome.ACCEPTED:
+            self._tell_rejected(order)
+        if result.is_error:
+            self.errors += 1
+            self.error_streak += 1
+            if self.gatekeeper is not None:
+                last = result.errors[-1] if result.errors else result.outcome.value
+                message = f"order {order.client_order_id}: {result.outcome.value} ({last})"
+                self.gatekeeper.on_router_error.remote(message)
+        elif self.error_streak:
+            self.error_streak = 0
+            if self.gatekeeper is not None:
+                self.gatekeeper.on_router_ok.remote()
 
     def flatten_all(self, reason: str) -> dict[str, Any]:
         """HARD kill switch: cancel everything, then close every position now at the last price."""
@@ -187,7 +251,8 @@ class OrderRouterActor:
     def stats(self) -> dict[str, Any]:
         return {"orders": len(self.paper.orders), "open": len(self.paper.open_orders()),
                 "restored_working": self.restored_working,
-                "submitted": self.submitted, "duplicates_ignored": self.duplicates, "errors": self.errors}
+                "submitted": self.submitted, "duplicates_ignored": self.duplicates, "errors": self.errors,
+                "retries": self.submitter.retries, "unknown": len(self.submitter.unknown)}
 
     def ping(self) -> str:
         return "ok"

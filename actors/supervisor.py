@@ -76,14 +76,19 @@ class SupervisorActor:
                 persist=persist)
         feed0 = next(iter(self.feeds.values()))
         self.router = OrderRouterActor.options(**placement(first_market)).remote(
-            self.instruments, cash, cfg.costs.model_dump(), self.portfolio, feed0, persist, gk_name, ns)
+            self.instruments, cash, cfg.costs.model_dump(), self.portfolio, feed0, persist, gk_name, ns,
+            paper_venue=cfg.paper_venue, retry=cfg.router_retry.model_dump())
         allocation = {s.id: s.allocation for s in cfg.strategies}
         self.gatekeeper = RiskGatekeeperActor.options(name=gk_name).remote(
             self.instruments, self.router, allocation, cfg.risk, cfg.mode, cfg.allow_operator, lockstep,
-            persist=persist, supervisor_name=f"{cfg.system_name}_supervisor", namespace=ns)
+            router_error_limit=cfg.router_error_limit, persist=persist,
+            supervisor_name=f"{cfg.system_name}_supervisor", namespace=ns,
+            environment=cfg.environment.value, initial_equity=cfg.initial_cash)
         ray.get(self.portfolio.connect.remote(self.gatekeeper))
+        ray.get(self.router.connect_gatekeeper.remote(self.gatekeeper))
         for feed_handle in self.feeds.values():
             ray.get(feed_handle.subscribe.remote("router", self.router, None))
+            ray.get(feed_handle.set_risk_listener.remote(self.gatekeeper))
         for s in cfg.strategies:
             self._start_strategy(s)
         return self.topology()

@@ -103,6 +103,12 @@ class PaperExecution:
         broker.submit(order, self.bar_index[order.symbol], ts_ns, children)
         return True
 
+    def holds(self, client_order_id: str) -> bool:
+        """Whether the venue is working this order (what reconciliation asks about an UNKNOWN one)."""
+        order = self.orders.get(client_order_id)
+        broker = self.brokers.get(order.symbol) if order is not None else None
+        return broker is not None and order in broker.open_orders
+
     def cancel_strategy(self, strategy_id: str, symbol: str | None, ts_ns: int) -> list[Order]:
         out: list[Order] = []
         for sym, broker in self.brokers.items():

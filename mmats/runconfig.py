@@ -35,7 +35,7 @@ from mmats.execution import (
 from mmats.model import Instrument, Liquidity, MarketType, Timeframe, default_instrument
 from mmats.registry import create_strategy
 from mmats.risk.decision import RiskGate
-from mmats.risk.minimal import MinimalRiskGate
+from mmats.risk.gatekeeper import build_backtest_gatekeeper, with_flat_limits
 
 
 class _Strict(BaseModel):
@@ -190,12 +190,15 @@ def load_run_data(cfg: BacktestConfig) -> tuple[BarArrays, Instrument, list[str]
 
 
 def build_gate(cfg: BacktestConfig, instrument: Instrument, journal: Journal | None) -> tuple[RiskGate, Any]:
-    """The minimal gate, or the full gatekeeper when ``risk.gatekeeper`` is configured."""
-    if cfg.risk.gatekeeper is None:
-        return MinimalRiskGate(cfg.risk.max_position_pct, cfg.risk.max_order_notional), None
-    from mmats.risk.gatekeeper import build_backtest_gatekeeper
+    """The full gatekeeper, as in paper and live: ``risk.gatekeeper`` plus the flat limits as global ones.
 
-    return build_backtest_gatekeeper(cfg.risk.gatekeeper, cfg.initial_cash, journal)
+    The second value is the kill-switch monitor the engine feeds equity to on every bar, or None when
+    no equity trigger is configured (nothing to watch, so the hot loop does not pay for it).
+    """
+    raw = with_flat_limits(cfg.risk.gatekeeper, max_position_pct=cfg.risk.max_position_pct,
+                           max_order_notional=cfg.risk.max_order_notional)
+    gate, monitor = build_backtest_gatekeeper(raw, cfg.initial_cash, journal)
+    return gate, (monitor if monitor.watches_equity else None)
 
 
 def run_backtest(

@@ -17,6 +17,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mmats.errors import ConfigError
 from mmats.model import Environment, MarketType
+from mmats.risk.gatekeeper import with_flat_limits
+from mmats.risk.limits import parse_risk_config
 
 
 class _Strict(BaseModel):
@@ -53,6 +55,15 @@ class CostsConfig(_Strict):
     cash_only: bool = True
 
 
+class RetryConfig(_Strict):
+    """How the order router retries a submit that failed with a retryable venue error (mmats.routing)."""
+
+    max_attempts: int = Field(4, ge=1, le=20)
+    base_delay_s: float = Field(0.05, ge=0)
+    factor: float = Field(2.0, ge=1)
+    max_delay_s: float = Field(2.0, ge=0)
+
+
 class SystemConfig(_Strict):
     environment: Environment = Environment.PAPER
     mode: Literal["advisory", "operator"] = "advisory"
@@ -68,6 +79,11 @@ class SystemConfig(_Strict):
     costs: CostsConfig = Field(default_factory=CostsConfig)
     risk: dict[str, Any] = Field(default_factory=dict)
     max_strategy_errors: int = Field(5, ge=1)
+    router_error_limit: int = Field(5, ge=1, description="failed or lost submits in a row that downgrade "
+                                    "operator to advisory")
+    router_retry: RetryConfig = Field(default_factory=RetryConfig)
+    paper_venue: str | None = Field(None, description="path/to/file.py:Class, a PaperExecution subclass that "
+                                    "models a venue's latency, rejections or outages in paper mode")
 
     @model_validator(mode="after")
     def _check(self) -> SystemConfig:
@@ -115,8 +131,12 @@ def load_system_config(path: str | None = None, overrides: dict[str, Any] | None
         raw["allow_operator"] = env["MMATS_ALLOW_OPERATOR"].lower() in ("1", "true", "yes")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return SystemConfig.model_validate(raw)
+        cfg = SystemConfig.model_validate(raw)
     except PydanticValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "config"
         raise ConfigError(f"{where}: {err['msg']}") from None
+    # The risk block is the kernel gatekeeper's config (docs/risk.md): invalid keys fail here, at load,
+    # with their path (``risk.global.max_position_pct: ...``), not when the gatekeeper actor starts.
+    parse_risk_config(with_flat_limits(cfg.risk), "risk")
+    return cfg

@@ -361,6 +361,30 @@ def _signal_payload(intent: OrderIntent) -> dict[str, Any]:
     return out
 
 
+#: The minimal gate's flat keys; in the full config they are limits of the ``global`` level.
+FLAT_LIMIT_KEYS = ("max_position_pct", "max_order_notional")
+
+
+def with_flat_limits(raw: Mapping[str, Any] | None, **flat: float | None) -> dict[str, Any]:
+    """A full risk config from a leveled one plus flat ``max_position_pct``/``max_order_notional`` keys.
+
+    Flat keys found at the top of ``raw`` or passed as arguments become ``global`` limits, so that a
+    config written for the minimal gate runs unchanged through the full gatekeeper (backtest and live
+    then apply the very same rules). An explicit ``global`` value wins over a flat one.
+    """
+    out = dict(raw or {})
+    glob = dict(out.get("global") or {})
+    for key in FLAT_LIMIT_KEYS:
+        value = out.pop(key, None)
+        if value is None:
+            value = flat.get(key)
+        if value is not None:
+            glob.setdefault(key, value)
+    if glob:
+        out["global"] = glob
+    return out
+
+
 def build_backtest_gatekeeper(
     raw: Mapping[str, Any] | None, initial_cash: float, journal: Any = None
 ) -> tuple[RiskGatekeeper, KillSwitchMonitor]:

@@ -194,6 +194,15 @@ class KillSwitchMonitor:
     def consecutive_errors(self) -> int:
         return self._errors
 
+    @property
+    def watches_equity(self) -> bool:
+        """False when no drawdown or daily-loss trigger is configured: callers may skip ``on_equity``."""
+        return self._dd_on or self._daily_on
+
+    def forget_feed(self, feed: str) -> None:
+        """A feed that ended (a replay that finished) is not a stale feed."""
+        self._last_data.pop(feed, None)
+
     def on_data(self, feed: str, ts_ns: int) -> None:
         if ts_ns > self._last_data.get(feed, -1):
             self._last_data[feed] = ts_ns
