@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo is the running system: local Ray, every actor in PAPER, Serve API + dashboard on 127.0.0.1:8000.
 demo: $(STAMP)
-	$(BIN)/mmats demo
+	$(BIN)/mmats up
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,11 +11,13 @@ exact replays, and the records of every signal and decision.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from typing import Any
 
 import ray
 
+from actors.control import CONTROL, GROUPS, locked
 from actors.stores import open_stores
 from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
 from mmats.model import Environment, Instrument, iso
@@ -26,13 +28,14 @@ KILL_STATES = tuple(s.value for s in KillSwitchState)
 TOKEN_TTL_S = 60.0
 
 
-@ray.remote(max_restarts=-1, max_task_retries=-1)
+@ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
 class RiskGatekeeperActor:
     def __init__(self, instruments: dict[str, Instrument], router: Any, allocation: float = 1.0,
                  risk: dict[str, Any] | None = None, mode: str = "advisory", allow_operator: bool = False,
                  lockstep: bool = False, router_error_limit: int = 5, persist: dict[str, Any] | None = None,
                  supervisor_name: str | None = None, namespace: str | None = None,
                  environment: str = "PAPER", initial_equity: float | None = None) -> None:
+        self._lock = threading.RLock()  # the message thread and the control thread (actors.control)
         if mode == "operator" and not allow_operator:
             raise ValueError("mode 'operator' needs allow_operator: true in the config")
         self.stores = open_stores(persist) if persist is not None else None
@@ -81,25 +84,30 @@ class RiskGatekeeperActor:
 
     # --------------------------------------------------------------------------------- wiring
 
+    @locked
     def register_strategy(self, strategy_id: str, handle: Any) -> None:
         self.strategies[strategy_id] = handle
         self.reported.setdefault(strategy_id, -1)
 
+    @locked
     def unregister_strategy(self, strategy_id: str) -> None:
         self.strategies.pop(strategy_id, None)
         self.reported.pop(strategy_id, None)
 
     # ------------------------------------------------------------------------------- message path
 
+    @locked
     def on_signals(self, strategy_id: str, upto_ts: int, items: list[PendingSignal]) -> None:
         self.reported[strategy_id] = max(self.reported.get(strategy_id, -1), upto_ts)
         self._dispatch(self.gateway.on_signals(items))
 
+    @locked
     def on_account(self, account: Any, as_of_ns: int) -> None:
         # Drawdown and daily-loss triggers watch every account update, not only those with a signal.
         self.monitor.on_equity(as_of_ns, float(account.equity))
         self._dispatch(self.gateway.on_account(account, as_of_ns))
 
+    @locked
     def on_feed_status(self, venue: str, last_update_ns: int, done: bool, stale: bool) -> None:
         """A feed's heartbeat (wall clock): staleness is a kill-switch trigger (``kill_switch.stale_data_s``)."""
         if done:
@@ -115,9 +123,11 @@ class RiskGatekeeperActor:
         self.monitor.check_stale(time.time_ns())
         self._apply_effects()
 
+    @locked
     def on_strategy_disabled(self, strategy_id: str, error: str) -> None:
         self._alert("strategy_disabled", f"{strategy_id}: {error}")
 
+    @locked
     def submit_external(self, strategy_id: str, signal: Any, price: float) -> dict[str, Any]:
         """A signal from outside (manual order over HTTP, an external system): same gateway, rules and records.
 
@@ -149,6 +159,7 @@ class RiskGatekeeperActor:
             return None if p.signal.action.value == "CLOSE" else "KillSwitch: SOFT (no new entries)"
         return f"KillSwitch: {state.value}"
 
+    @locked
     def strategy_handles(self) -> dict[str, Any]:
         return dict(self.strategies)
 
@@ -193,6 +204,8 @@ class RiskGatekeeperActor:
 
     # ----------------------------------------------------------------------------------- controls
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def set_kill_switch(self, state: str, reason: str, trigger: str = "manual") -> dict[str, Any]:
         """Escalate, or reset with RUNNING (or any lower state); journaled and persisted before it acts."""
         state = state.upper()
@@ -237,9 +250,13 @@ class RiskGatekeeperActor:
         return {"state": ks.state.value, "trigger": ks.trigger.value, "reason": ks.reason,
                 "since": ks.since_ns / 1e9 if ks.since_ns else None}
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def kill_switch(self) -> dict[str, Any]:
         return {**self._kill_dict(), "history": self.kill_history[-20:]}
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def request_operator(self) -> dict[str, Any]:
         if not self.allow_operator:
             raise ValueError("operator mode is not allowed: set allow_operator: true in the config")
@@ -247,6 +264,8 @@ class RiskGatekeeperActor:
         self._operator_token = (token, time.time() + TOKEN_TTL_S)
         return {"token": token, "expires_in_s": TOKEN_TTL_S}
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def confirm_operator(self, token: str) -> dict[str, Any]:
         pending = self._operator_token
         if pending is None or not secrets.compare_digest(pending[0], token) or time.time() > pending[1]:
@@ -255,6 +274,8 @@ class RiskGatekeeperActor:
         self._set_mode("operator", "confirmed by the two-step switch")
         return self.mode()
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def set_advisory(self, reason: str) -> dict[str, Any]:
         self._set_mode("advisory", reason)
         return self.mode()
@@ -268,9 +289,12 @@ class RiskGatekeeperActor:
         self.gateway.advisory = mode != "operator"
         self._alert("mode", f"{previous} -> {mode} ({reason})")
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def mode(self) -> dict[str, Any]:
         return {"mode": "advisory" if self.gateway.advisory else "operator", "allow_operator": self.allow_operator}
 
+    @locked
     def on_router_error(self, error: str) -> None:
         """Repeated router errors downgrade operator to advisory automatically; each one counts toward the
         kill switch's ``max_consecutive_errors`` trigger."""
@@ -281,6 +305,7 @@ class RiskGatekeeperActor:
             self.set_advisory(f"{self.router_errors} router errors")
         self._apply_effects()
 
+    @locked
     def on_router_ok(self) -> None:
         self.router_errors = 0
         self.monitor.on_success()
@@ -290,20 +315,30 @@ class RiskGatekeeperActor:
 
     # ------------------------------------------------------------------------------------- reads
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def get_signals(self, limit: int = 0) -> list[dict[str, Any]]:
         return self.signals[-limit:] if limit else list(self.signals)
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def get_decisions(self, limit: int = 0) -> list[dict[str, Any]]:
         return self.decisions[-limit:] if limit else list(self.decisions)
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def get_alerts(self) -> list[dict[str, Any]]:
         return list(self.alerts)
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def stats(self) -> dict[str, Any]:
         return {**self.gateway.state(), "kill_switch": self.switch.state.value, "signals": len(self.signals),
                 "decisions": len(self.decisions), "strategies": len(self.strategies),
                 "router_errors": self.router_errors, "stale_feeds": sorted(self.stale_feeds)}
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def risk_status(self) -> dict[str, Any]:
         """The kernel gatekeeper's view: environment, profile, kill switch, equity references."""
         return self.risk.status()

@@ -9,12 +9,14 @@ failures is reported to the gatekeeper (which downgrades operator to advisory).
 
 from __future__ import annotations
 
+import threading
 import time
 from decimal import Decimal
 from typing import Any
 
 import ray
 
+from actors.control import CONTROL, GROUPS, locked
 from actors.stores import open_stores
 from mmats.execution import ExecutionConfig
 from mmats.model import Fill, Instrument, Order, OrderStatus
@@ -26,12 +28,13 @@ RECONCILE_EVERY_S = 0.5
 BarTuple = tuple[str, int, float, float, float, float, float]
 
 
-@ray.remote(max_restarts=-1, max_task_retries=-1)
+@ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
 class OrderRouterActor:
     def __init__(self, instruments: dict[str, Instrument], initial_cash: str, costs: dict[str, Any],
                  portfolio: Any, feed: Any, persist: dict[str, Any] | None = None,
                  gatekeeper_name: str | None = None, namespace: str | None = None,
                  paper_venue: str | None = None, retry: dict[str, Any] | None = None) -> None:
+        self._lock = threading.RLock()  # the message thread and the control thread (actors.control)
         from mmats.registry import load_object
         from mmats.runconfig import CommissionSpec, SlippageSpec
 
@@ -71,12 +74,15 @@ class OrderRouterActor:
             self.strategies = ray.get(gk.strategy_handles.remote())
             self.gatekeeper = gk
 
+    @locked
     def register_strategy(self, strategy_id: str, handle: Any) -> None:
         self.strategies[strategy_id] = handle
 
+    @locked
     def connect_gatekeeper(self, handle: Any) -> None:
         self.gatekeeper = handle
 
+    @locked
     def on_bars(self, batch: list[BarTuple], upto_ts: int) -> int:
         fills: list[Fill] = []
         for b in batch:
@@ -91,6 +97,7 @@ class OrderRouterActor:
             self.reconcile()
         return len(fills)
 
+    @locked
     def reconcile(self) -> int:
         """Resolve UNKNOWN orders from what the venue holds; returns how many were resolved."""
         self._reconciled_wall = time.time()
@@ -143,6 +150,7 @@ class OrderRouterActor:
                 if handle is not None:
                     handle.on_order_filled.remote(order)
 
+    @locked
     def apply_commands(self, cancels: list[tuple[str, str]], submits: list[tuple[Order, list[Order]]],
                        ts_ns: int, ack_ts: int | None = None) -> int:
         for strategy_id, symbol in cancels:
@@ -190,6 +198,8 @@ class OrderRouterActor:
             if self.gatekeeper is not None:
                 self.gatekeeper.on_router_ok.remote()
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def flatten_all(self, reason: str) -> dict[str, Any]:
         """HARD kill switch: cancel everything, then close every position now at the last price."""
         t0 = time.perf_counter()
@@ -205,12 +215,16 @@ class OrderRouterActor:
         return {"canceled": len(canceled), "flatten_fills": len(fills),
                 "ms": round((time.perf_counter() - t0) * 1000, 3)}
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def cancel_all(self) -> int:
         canceled = self.paper.cancel_all(self.last_ts)
         for order in canceled:
             self._save_order(order, self.last_ts)
         return len(canceled)
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def cancel_order(self, client_order_id: str) -> bool:
         order = self.paper.orders.get(client_order_id)
         if order is None or order.status.is_terminal:
@@ -219,6 +233,8 @@ class OrderRouterActor:
         self._save_order(order, self.last_ts)
         return True
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def orders(self, status: str | None = None, symbol: str | None = None,
                strategy_id: str | None = None) -> list[dict[str, Any]]:
         out = []
@@ -232,6 +248,8 @@ class OrderRouterActor:
             out.append(o.to_dict())
         return out
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def recent_orders(self, limit: int = 200) -> list[dict[str, Any]]:
         """The last ``limit`` orders created, oldest first: what a live view needs without copying every order."""
         out = []
@@ -242,12 +260,18 @@ class OrderRouterActor:
         out.reverse()
         return out
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def accept_times(self) -> dict[str, float]:
         return dict(self.accept_wall)
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def open_orders(self) -> list[dict[str, Any]]:
         return [o.to_dict() for o in self.paper.open_orders()]
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def stats(self) -> dict[str, Any]:
         return {"orders": len(self.paper.orders), "open": len(self.paper.open_orders()),
                 "restored_working": self.restored_working,

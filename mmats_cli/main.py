@@ -327,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backtest_args(bt)
     bt.set_defaults(func=cmd_backtest)
 
-    demo = sub.add_parser("demo", help="first look: a backtest with report (works without ../shared)")
+    demo = sub.add_parser("demo", help="backtest demo: one run with report and audit (works without ../shared); "
+                          "the running system is `mmats up`")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     demo.add_argument("--shared", default=None, help="path to the shared folder holding data/")
     demo.set_defaults(func=cmd_demo)

@@ -46,7 +46,7 @@ def connect(address: str | None) -> Any:
 
 def demo_config(data: str | None, speed: float) -> dict[str, Any]:
     """The embedded defaults of ``mmats up``: paper, operator allowed, two strategies on one symbol."""
-    path = data or (str(SHARED_BTC) if SHARED_BTC.is_file() else None)
+    path = data or (str(SHARED_BTC.resolve()) if SHARED_BTC.is_file() else None)
     feed: dict[str, Any] = {"venue": "replay-crypto", "market": "crypto", "pace": "speed", "speed": speed}
     symbol = "BTCPERP" if path else "SYNTH/USDT"
     if path:
@@ -80,6 +80,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         cfg = load_system_config(args.config, {"home": args.home})
     else:
         cfg = load_system_config(None, {**demo_config(args.data, args.speed), "home": args.home})
+        files = [p for f in cfg.feeds for p in f.files.values()]
+        print(f"demo system: replaying {files[0]} at {args.speed:g}x real time" if files else
+              "demo system: ../shared/data not found, replaying deterministic generated bars (SYNTH/USDT) "
+              f"at {args.speed:g}x real time", flush=True)
     ray.init(address=args.address, namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
              num_cpus=args.num_cpus if args.address is None else None)
     try:
