@@ -108,8 +108,9 @@ class SupervisorActor:
 
     def _start_strategy(self, s: StrategyConfig) -> None:
         feed = self._feed_for(s.symbols)
-        handle = StrategyActor.options(**placement(s.market)).remote(
-            s.id, s.ref, s.params, s.symbols, s.market.value, feed, self.gatekeeper,
+        market = s.market or self.instruments[s.symbols[0]].market
+        handle = StrategyActor.options(**placement(market)).remote(
+            s.id, s.ref, s.params, s.symbols, market.value, feed, self.gatekeeper,
             self.config.environment.value, self.config.max_strategy_errors)
         ray.get(handle.ping.remote())  # surfaces a bad strategy reference or parameter now, not later
         ray.get([self.gatekeeper.register_strategy.remote(s.id, handle),
@@ -133,6 +134,12 @@ class SupervisorActor:
         unknown = [x for x in s.symbols if x not in self.instruments]
         if unknown:
             raise ConfigError(f"strategy {s.id}: symbols {unknown} are not on any feed ({sorted(self.instruments)})")
+        markets = {self.instruments[x].market for x in s.symbols}
+        if s.market is None and len(markets) == 1:
+            s.market = markets.pop()
+        elif s.market is None or markets != {s.market}:
+            raise ConfigError(f"strategy {s.id}: market {s.market and s.market.value} does not match its symbols' "
+                              f"feeds ({sorted(m.value for m in markets)})")
         self._start_strategy(s)
         return {"id": s.id, "symbols": s.symbols}
 

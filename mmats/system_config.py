@@ -41,7 +41,7 @@ class StrategyConfig(_Strict):
     id: str = Field(min_length=1)
     ref: str = Field(min_length=1, description="built-in name or path/to/file.py:Class or module:Class")
     symbols: list[str] = Field(min_length=1)
-    market: MarketType = MarketType.CRYPTO
+    market: MarketType | None = Field(None, description="default: the market of the feed that provides its symbols")
     params: dict[str, Any] = Field(default_factory=dict)
     allocation: float = Field(1.0, gt=0, le=10)
     enabled: bool = True
@@ -92,11 +92,17 @@ class SystemConfig(_Strict):
         ids = [s.id for s in self.strategies]
         if len(ids) != len(set(ids)):
             raise ValueError(f"strategy ids must be unique, got {ids}")
-        known = {sym for f in self.feeds for sym in [*f.files, *f.generated_symbols]}
+        market_of = {sym: f.market for f in self.feeds for sym in [*f.files, *f.generated_symbols]}
         for s in self.strategies:
-            missing = [x for x in s.symbols if x not in known]
+            missing = [x for x in s.symbols if x not in market_of]
             if missing:
-                raise ValueError(f"strategy {s.id}: no feed provides {missing} (feeds have {sorted(known)})")
+                raise ValueError(f"strategy {s.id}: no feed provides {missing} (feeds have {sorted(market_of)})")
+            markets = {market_of[x] for x in s.symbols}
+            if s.market is None and len(markets) == 1:
+                s.market = markets.pop()  # placement pins the strategy next to its feed's market
+            elif s.market is None or markets != {s.market}:
+                raise ValueError(f"strategy {s.id}: market {s.market and s.market.value} does not match the "
+                                 f"feeds of its symbols ({sorted(m.value for m in markets)})")
         if self.environment is Environment.LIVE and any(f.venue.startswith("replay") for f in self.feeds):
             raise ValueError("environment LIVE cannot use a replay feed")
         return self
@@ -127,6 +133,11 @@ def load_system_config(path: str | None = None, overrides: dict[str, Any] | None
                        ("MMATS_INITIAL_CASH", "initial_cash")):
         if key in env:
             raw[field] = env[key]
+    # Read here, by the command that loads the config, so every actor on every node gets them explicitly
+    # (an actor's own environment is that of the `ray start` on its node, not the user's shell).
+    for key, field in (("MMATS_DATABASE_URL", "database_url"), ("MMATS_REDIS_URL", "redis_url")):
+        if env.get(key):
+            raw[field] = env[key]
     if "MMATS_ALLOW_OPERATOR" in env:
         raw["allow_operator"] = env["MMATS_ALLOW_OPERATOR"].lower() in ("1", "true", "yes")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
@@ -139,4 +150,35 @@ def load_system_config(path: str | None = None, overrides: dict[str, Any] | None
     # The risk block is the kernel gatekeeper's config (docs/risk.md): invalid keys fail here, at load,
     # with their path (``risk.global.max_position_pct: ...``), not when the gatekeeper actor starts.
     parse_risk_config(with_flat_limits(cfg.risk), "risk")
+    return absolute_paths(cfg)
+
+
+def absolute_paths(cfg: SystemConfig, base: Path | None = None) -> SystemConfig:
+    """Relative paths (home, bar files, strategy and venue files) resolved against the caller's directory.
+
+    Actors resolve paths in their own working directory, on their own node; a config that meant
+    ``./var`` where the user typed ``mmats up`` must mean that everywhere.
+    """
+    root = base or Path.cwd()
+
+    def fix(path: str) -> str:
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() else (root / p).resolve())
+
+    cfg.home = fix(cfg.home)
+    for feed in cfg.feeds:
+        feed.files = {sym: fix(p) for sym, p in feed.files.items()}
+    for s in cfg.strategies:
+        s.ref = absolute_ref(s.ref, root)
+    if cfg.paper_venue is not None:
+        cfg.paper_venue = absolute_ref(cfg.paper_venue, root)
     return cfg
+
+
+def absolute_ref(ref: str, base: Path | None = None) -> str:
+    """``path/to/file.py:Class`` with an absolute path; module references and built-in names unchanged."""
+    where, _, name = ref.rpartition(":")
+    if not where.endswith(".py"):
+        return ref
+    p = Path(where).expanduser()
+    return f"{p if p.is_absolute() else ((base or Path.cwd()) / p).resolve()}:{name}"

@@ -162,9 +162,10 @@ def cmd_strategy(args: argparse.Namespace) -> int:
             print(json.dumps(s, default=str))
         return 0
     if args.action == "submit":
+        from mmats.system_config import absolute_ref
         from mmats_cli.main import _parse_value
 
-        spec = {"id": args.id or args.ref.rsplit(":", 1)[-1].lower(), "ref": args.ref,
+        spec = {"id": args.id or args.ref.rsplit(":", 1)[-1].lower(), "ref": absolute_ref(args.ref),
                 "symbols": args.symbol, "market": args.market,
                 "params": {k: _parse_value(v) for k, v in args.param}}
         try:
@@ -277,7 +278,8 @@ def register(sub: Any) -> None:
     sm.add_argument("ref", help="built-in name, path/to/file.py:Class or module:Class")
     sm.add_argument("--id", help="strategy id (default: class name)")
     sm.add_argument("--symbol", action="append", required=True, help="symbol to trade, repeatable")
-    sm.add_argument("--market", default="crypto", choices=["crypto", "forex", "stock"])
+    sm.add_argument("--market", default=None, choices=["crypto", "forex", "stock"],
+                    help="must match the feed of its symbols (default: that feed's market)")
     sm.add_argument("--timeframe", default="1m", help="bar timeframe (the feed's)")
     from mmats_cli.main import _kv
 

@@ -237,3 +237,17 @@ def test_throttles_with_different_windows_share_one_signal_history() -> None:
     assert gk.evaluate(intent("ETH/USDT", ts=WED + 120 * s), a).approved  # 60 s window: quiet again
     late = gk.evaluate(intent("BTC/USDT", ts=WED + 121 * s), a)  # 1 h window: 4 signals already
     assert late.status is DecisionStatus.REJECTED and rules(late) == ["Throttle"]
+
+
+def test_every_backtest_runs_the_full_gatekeeper_with_the_flat_limits_as_global_ones() -> None:
+    from mmats.model import MarketType, default_instrument
+    from mmats.risk.gatekeeper import RiskGatekeeper
+    from mmats.runconfig import BacktestConfig, build_gate
+
+    inst = default_instrument("BTC/USDT", MarketType.CRYPTO)
+    gate, monitor = build_gate(BacktestConfig(strategy="sma_cross", risk={"max_position_pct": 0.3}), inst, None)
+    assert isinstance(gate, RiskGatekeeper) and monitor is None  # no equity trigger: nothing for the loop to feed
+    assert gate.limits_for("s", MarketType.CRYPTO, "BTC/USDT")["max_position_pct"] == {"value": 0.3, "from": "global"}
+    _, monitor = build_gate(BacktestConfig(strategy="sma_cross",
+                                           risk={"gatekeeper": {"kill_switch": {"daily_loss_pct": 0.05}}}), inst, None)
+    assert monitor is not None and monitor.watches_equity

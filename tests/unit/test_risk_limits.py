@@ -115,3 +115,14 @@ def test_resolution_is_the_minimum_of_the_levels_that_set_it(
     # a level that does not apply (another market / strategy / symbol) never counts
     other = cfg.for_environment(Environment.LIVE).resolve("zz", MarketType.CRYPTO, "BTC/USDT")
     assert other.get("max_leverage") == g
+
+
+def test_flat_limits_become_global_and_explicit_global_wins() -> None:
+    from mmats.risk.gatekeeper import with_flat_limits
+
+    assert with_flat_limits({"max_position_pct": 0.5}) == {"global": {"max_position_pct": 0.5}}
+    merged = with_flat_limits({"global": {"max_position_pct": 0.2}, "max_order_notional": 1000.0},
+                              max_position_pct=1.0)
+    assert merged == {"global": {"max_position_pct": 0.2, "max_order_notional": 1000.0}}
+    assert with_flat_limits(None, max_position_pct=None) == {}
+    assert parse_risk_config(with_flat_limits({"max_position_pct": 0.5})).global_.max_position_pct == 0.5
