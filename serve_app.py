@@ -526,8 +526,9 @@ class SignalOut(Model):
 
 
 class LimitsOut(Model):
-    source: Literal["risk_config", "minimal"] = Field(
-        description="risk_config: the leveled RiskConfig; minimal: the flat keys of the minimal gate")
+    source: Literal["risk_config"] = Field(
+        description="the leveled RiskConfig the gatekeeper runs (flat max_position_pct / max_order_notional "
+                    "keys are global limits; max_position_pct defaults to 1.0)")
     environment: str
     profile: str | None = None
     levels: dict[str, dict[str, Any]] = Field(description="'global', 'market:crypto', 'strategy:x', 'symbol:y'")
@@ -1465,6 +1466,12 @@ class ControlPlane:
         if price is None:
             raise ApiError(409, f"no price yet for {signal.symbol}: the feed has not published it")
         res = await self.call(h["gatekeeper"].submit_external.remote(strategy_id, signal, float(price)))
+        return await self.describe_outcome(strategy_id, signal.action.value, signal.symbol, signal.position_size,
+                                           signal.signal_id, res)
+
+    async def describe_outcome(self, strategy_id: str, action: str, symbol: str, size: float, signal_id: str,
+                               res: dict[str, Any]) -> dict[str, Any]:
+        """The gatekeeper's answer to one external signal as an OrderResult (and a log line)."""
         decisions = res.get("decisions", [])
         if res.get("orders"):
             status = "submitted"
@@ -1481,11 +1488,11 @@ class ControlPlane:
             reasons.append("nothing to do: the target exposure is already met, or this signal_id was seen before")
         if status == "recorded":
             reasons.append("advisory mode: the decision is recorded, no order is sent")
-        market = (await self.markets()).get(signal.symbol)
+        market = (await self.markets()).get(symbol)
         self.logs.add("WARNING" if status == "rejected" else "INFO", "orders",
-                      f"{strategy_id} {signal.action.value} {signal.symbol} ({signal.position_size:g}): {status}"
+                      f"{strategy_id} {action} {symbol} ({size:g}): {status}"
                       + (f" - {'; '.join(reasons)}" if reasons else ""), market)
-        return {"status": status, "strategy_id": strategy_id, "signal_id": signal.signal_id, "symbol": signal.symbol,
+        return {"status": status, "strategy_id": strategy_id, "signal_id": signal_id, "symbol": symbol,
                 "orders": res.get("orders", []), "reasons": reasons, "decisions": decisions}
 
     async def close_symbol(self, symbol: str, strategy_id: str, reason: str) -> dict[str, Any]:
@@ -1773,17 +1780,11 @@ class ControlPlane:
         """Positions are netted per symbol across strategies: `close_positions` sends a CLOSE signal (through the
         gatekeeper, as this strategy) for each of its symbols that has an open position."""
         body = body or DisableIn()
-        res = await self.call(self.sup().set_strategy_enabled.remote(strategy_id, False, body.close_positions))
+        res = await self.call(self.sup().set_strategy_enabled.remote(strategy_id, False, body.close_positions,
+                                                                      body.reason), timeout=30)
         await self.config_state(fresh=True)
-        closes = []
-        if body.close_positions:
-            s = await self._strategy(strategy_id)
-            h = await self.handles()
-            pf = await self.call(h["portfolio"].status.remote())
-            held = {p["symbol"] for p in pf.get("positions", []) if _dec(p.get("quantity")) != 0}
-            for sym in s.get("symbols", []):
-                if sym in held:
-                    closes.append(await self.close_symbol(sym, strategy_id, f"strategy disabled: {body.reason}"))
+        closes = [await self.describe_outcome(strategy_id, "CLOSE", c["symbol"], 0.0, c["signal_id"], c["result"])
+                  for c in res.get("closes", [])]
         self.logs.add("WARNING", "strategies", f"strategy {strategy_id} disabled ({body.reason})"
                       + (f", {len(closes)} position(s) closing" if closes else ""))
         return {"id": res["id"], "enabled": False, "close_positions": body.close_positions, "closes": closes}
@@ -1926,19 +1927,8 @@ class ControlPlane:
 
     async def _signals(self) -> list[dict[str, Any]]:
         h = await self.handles()
-        signals, decisions = await self.gather(h["gatekeeper"].get_signals.remote(),
-                                               h["gatekeeper"].get_decisions.remote())
-        by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for d in decisions:
-            by_key[(d.get("strategy_id", ""), d.get("symbol", ""), d.get("time", ""))] = d
-        out = []
-        for s in signals:
-            d = by_key.get((s.get("strategy_id", ""), s.get("symbol", ""), s.get("time", "")))
-            out.append({**s, "reasoning": redact(str(s.get("reasoning") or "")),
-                        "decision": d.get("status") if d else None,
-                        "decision_reasons": [r.get("message") or r.get("rule", "") for r in d.get("reasons", [])]
-                        if d else []})
-        return out
+        rows = await self.call(h["gatekeeper"].signal_records.remote())
+        return [{**r, "reasoning": redact(str(r.get("reasoning") or ""))} for r in rows]
 
     @fastapi_app.get(f"{API}/signals", response_model=Page[SignalOut], tags=["signals"], dependencies=READ,
                      summary="Signals with their risk decision, newest first")
@@ -1975,30 +1965,22 @@ class ControlPlane:
     # ================================================================================= risk
 
     async def _limits(self) -> dict[str, Any]:
+        """The limits the gatekeeper runs: the config's ``risk`` block, flat keys as global limits."""
+        from mmats.model import Environment
+        from mmats.risk.gatekeeper import system_risk_config
+        from mmats.risk.limits import parse_risk_config
+
         cfg = (await self.config_state())["config"]
         raw = cfg.get("risk") or {}
         env = cfg.get("environment", "PAPER")
-        flat = not raw or any(k in raw for k in ("max_position_pct", "max_order_notional"))
-        try:
-            if flat:  # the minimal gate's flat keys (what the gatekeeper runs when no leveled config is given)
-                raise ValueError("flat risk keys")
-            from mmats.model import Environment
-            from mmats.risk.limits import parse_risk_config
-
-            eff = parse_risk_config(raw).for_environment(Environment(env))
-            lv = eff.levels
-            levels = {"global": lv.global_.model_dump(exclude_none=True)}
-            levels.update({f"market:{k.value}": v.model_dump(exclude_none=True) for k, v in lv.markets.items()})
-            levels.update({f"strategy:{k}": v.model_dump(exclude_none=True) for k, v in lv.strategies.items()})
-            levels.update({f"symbol:{k}": v.model_dump(exclude_none=True) for k, v in lv.symbols.items()})
-            return {"source": "risk_config", "environment": env, "profile": eff.profile, "levels": levels,
-                    "kill_switch": lv.kill_switch.model_dump(mode="json", exclude_none=True), "raw": raw}
-        except Exception:
-            g = {"max_position_pct": float(raw.get("max_position_pct", 1.0))}
-            if raw.get("max_order_notional") is not None:
-                g["max_order_notional"] = float(raw["max_order_notional"])
-            return {"source": "minimal", "environment": env, "profile": None, "levels": {"global": g},
-                    "kill_switch": {}, "raw": raw}
+        eff = parse_risk_config(system_risk_config(raw)).for_environment(Environment(env))
+        lv = eff.levels
+        levels = {"global": lv.global_.model_dump(exclude_none=True)}
+        levels.update({f"market:{k.value}": v.model_dump(exclude_none=True) for k, v in lv.markets.items()})
+        levels.update({f"strategy:{k}": v.model_dump(exclude_none=True) for k, v in lv.strategies.items()})
+        levels.update({f"symbol:{k}": v.model_dump(exclude_none=True) for k, v in lv.symbols.items()})
+        return {"source": "risk_config", "environment": env, "profile": eff.profile, "levels": levels,
+                "kill_switch": lv.kill_switch.model_dump(mode="json", exclude_none=True), "raw": raw}
 
     @fastapi_app.get(f"{API}/risk/limits", response_model=LimitsOut, tags=["risk"], dependencies=READ,
                      summary="Limits per level (global, market, strategy, symbol) and kill-switch thresholds")

@@ -21,7 +21,7 @@ from actors.control import CONTROL, GROUPS, locked
 from actors.stores import open_stores
 from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
 from mmats.model import Environment, Instrument, iso
-from mmats.risk.gatekeeper import RiskGatekeeper, with_flat_limits
+from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransition, KillTrigger
 
 KILL_STATES = tuple(s.value for s in KillSwitchState)
@@ -52,7 +52,7 @@ class RiskGatekeeperActor:
             saved_mode = state.get("mode")
         # Signals and decisions are journaled here in one batch (``_dispatch``); the kill switch journals
         # its own transitions before they take effect.
-        self.risk = RiskGatekeeper(with_flat_limits(risk), Environment(environment), journal=None,
+        self.risk = RiskGatekeeper(system_risk_config(risk), Environment(environment), journal=None,
                                    kill_switch=switch, initial_equity=initial_equity, observe_equity=False)
         self.switch = switch
         self.monitor = self.risk.monitor
@@ -125,7 +125,20 @@ class RiskGatekeeperActor:
 
     @locked
     def on_strategy_disabled(self, strategy_id: str, error: str) -> None:
+        """A strategy that disabled itself after repeated errors: audited and alerted."""
+        if self.stores is not None:
+            self.stores.journal.append("strategy", {"strategy_id": strategy_id, "enabled": False,
+                                                    "reason": f"consecutive errors: {error}"}, time.time_ns())
         self._alert("strategy_disabled", f"{strategy_id}: {error}")
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def on_strategy_toggled(self, strategy_id: str, enabled: bool, reason: str) -> None:
+        """An operator enabled or disabled a strategy: audited like every other control."""
+        if self.stores is not None:
+            self.stores.journal.append("strategy", {"strategy_id": strategy_id, "enabled": enabled,
+                                                    "reason": reason}, time.time_ns())
+        self._alert("strategy", f"{strategy_id} {'enabled' if enabled else 'disabled'} ({reason})")
 
     @locked
     def submit_external(self, strategy_id: str, signal: Any, price: float) -> dict[str, Any]:
@@ -324,6 +337,19 @@ class RiskGatekeeperActor:
     @locked
     def get_decisions(self, limit: int = 0) -> list[dict[str, Any]]:
         return self.decisions[-limit:] if limit else list(self.decisions)
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def signal_records(self) -> list[dict[str, Any]]:
+        """Every signal with its risk decision (status and reasons), oldest first: what an export holds."""
+        by_key = {(d.get("strategy_id", ""), d.get("symbol", ""), d.get("time", "")): d for d in self.decisions}
+        out = []
+        for s in self.signals:
+            d = by_key.get((s["strategy_id"], s["symbol"], s["time"]))
+            out.append({**s, "decision": d.get("status") if d else None,
+                        "decision_reasons": [r.get("message") or r.get("rule", "") for r in d.get("reasons", [])]
+                        if d else []})
+        return out
 
     @ray.method(concurrency_group=CONTROL)
     @locked

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from decimal import Decimal
 from typing import Any
 
 import ray
@@ -19,7 +20,7 @@ from actors.router import OrderRouterActor
 from actors.strategy import StrategyActor
 from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
 from mmats.errors import ConfigError
-from mmats.model import Instrument, MarketType, default_instrument
+from mmats.model import Instrument, MarketType, SignalAction, TradeSignal, default_instrument
 from mmats.system_config import StrategyConfig, SystemConfig
 
 NAMESPACE = "mmats"
@@ -143,13 +144,33 @@ class SupervisorActor:
         self._start_strategy(s)
         return {"id": s.id, "symbols": s.symbols}
 
-    def set_strategy_enabled(self, strategy_id: str, enabled: bool, close_positions: bool = False) -> dict[str, Any]:
+    def set_strategy_enabled(self, strategy_id: str, enabled: bool, close_positions: bool = False,
+                             reason: str = "manual") -> dict[str, Any]:
+        """Enable or disable; disabling with ``close_positions`` sends a CLOSE through the gatekeeper (as this
+        strategy) for each of its symbols with an open position. Positions are netted per symbol across
+        strategies, so that CLOSE takes the symbol flat (docs/http-api.md)."""
         entry = self.strategies.get(strategy_id)
         if entry is None:
             raise ConfigError(f"unknown strategy {strategy_id!r}")
         ray.get(entry["handle"].set_enabled.remote(enabled))
         entry["config"].enabled = enabled
-        return {"id": strategy_id, "enabled": enabled, "close_positions": close_positions}
+        ray.get(self.gatekeeper.on_strategy_toggled.remote(strategy_id, enabled, reason))
+        closes: list[dict[str, Any]] = []
+        if close_positions and not enabled:
+            held = {p["symbol"] for p in ray.get(self.portfolio.status.remote())["positions"]
+                    if Decimal(p["quantity"]) != 0}
+            for sym in entry["config"].symbols:
+                if sym not in held:
+                    continue
+                price = ray.get(self._feed_for([sym]).last_prices.remote()).get(sym)
+                if price is None:
+                    continue
+                signal = TradeSignal(SignalAction.CLOSE, sym, 0.0, confidence=1.0, strategy_id=strategy_id,
+                                     signal_id=f"disable-{time.time_ns()}",
+                                     reasoning=f"strategy disabled: {reason}", metadata={"source": "disable"})
+                result = ray.get(self.gatekeeper.submit_external.remote(strategy_id, signal, float(price)))
+                closes.append({"symbol": sym, "signal_id": signal.signal_id, "result": result})
+        return {"id": strategy_id, "enabled": enabled, "close_positions": close_positions, "closes": closes}
 
     def list_strategies(self) -> list[dict[str, Any]]:
         out = []

@@ -17,7 +17,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mmats.errors import ConfigError
 from mmats.model import Environment, MarketType
-from mmats.risk.gatekeeper import with_flat_limits
+from mmats.risk.gatekeeper import system_risk_config
 from mmats.risk.limits import parse_risk_config
 
 
@@ -149,7 +149,7 @@ def load_system_config(path: str | None = None, overrides: dict[str, Any] | None
         raise ConfigError(f"{where}: {err['msg']}") from None
     # The risk block is the kernel gatekeeper's config (docs/risk.md): invalid keys fail here, at load,
     # with their path (``risk.global.max_position_pct: ...``), not when the gatekeeper actor starts.
-    parse_risk_config(with_flat_limits(cfg.risk), "risk")
+    parse_risk_config(system_risk_config(cfg.risk), "risk")
     return absolute_paths(cfg)
 
 

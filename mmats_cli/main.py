@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -278,13 +279,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from mmats.audit import verify_file
+    """A JSONL journal (a backtest's ``--audit``) or the running system's SQL chain (``--home``/``--db``)."""
+    target = args.path
+    if target is not None and "://" not in target and not target.endswith(".db"):
+        from mmats.audit import verify_file
 
-    res = verify_file(args.path)
+        res = verify_file(target)
+        where = target
+    else:
+        from adapters.sql_store import make_storage
+        from mmats.model import Environment
+
+        url = target if target and "://" in target else args.db
+        if target and target.endswith(".db"):
+            url = f"sqlite:///{Path(target).resolve()}"
+        storage = make_storage(Environment(args.environment.upper()), url, home=args.home)
+        try:
+            res = storage.verify_audit()
+        finally:
+            storage.close()
+        where = storage.url  # masked
     if res.ok:
-        print(f"audit OK: {res.records} records, hash chain intact ({args.path})")
+        print(f"audit OK: {res.records} records, hash chain intact ({where})")
         return 0
-    print(f"audit FAILED at record {res.first_bad_seq}: {res.problem} ({args.path})")
+    print(f"audit FAILED at record {res.first_bad_seq}: {res.problem} ({where})")
     return 1
 
 
@@ -336,8 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="audit journal tools")
     asub = audit.add_subparsers(dest="audit_cmd", metavar="ACTION", required=True)
     verify = asub.add_parser("verify", help="check a journal's hash chain; exit 1 naming the first bad record",
-                             epilog="example: mmats audit verify out/audit.jsonl")
-    verify.add_argument("path")
+                             formatter_class=argparse.RawDescriptionHelpFormatter,
+                             epilog="examples:\n"
+                                    "  mmats audit verify out/audit.jsonl          # a backtest's --audit journal\n"
+                                    "  mmats audit verify --home var               # the running system (SQLite)\n"
+                                    "  mmats audit verify postgresql+psycopg://...  # or $MMATS_DATABASE_URL")
+    verify.add_argument("path", nargs="?", default=None,
+                        help="a .jsonl journal, a .db SQLite file or a database URL (default: the system's store)")
+    verify.add_argument("--home", default=os.environ.get("MMATS_HOME", "var"),
+                        help="state folder of the running system (default $MMATS_HOME or ./var)")
+    verify.add_argument("--db", default=None, help="database URL (default $MMATS_DATABASE_URL, else SQLite in home)")
+    verify.add_argument("--environment", default="PAPER", choices=["PAPER", "LIVE", "paper", "live"])
     verify.set_defaults(func=cmd_audit_verify)
 
     data = sub.add_parser("data", help="market data tools")

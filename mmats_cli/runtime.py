@@ -197,16 +197,17 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
     sup = connect(args.address)
     handles = ray.get(sup.handles.remote())
-    rows = ray.get(handles["gatekeeper"].get_signals.remote())
+    rows = ray.get(handles["gatekeeper"].signal_records.remote())
     out = io.StringIO()
     if args.format == "json":
         json.dump(rows, out, indent=1)
         out.write("\n")
     else:
-        fields = ["time", "strategy_id", "symbol", "action", "position_size", "confidence", "price", "reasoning"]
+        fields = ["time", "strategy_id", "symbol", "action", "position_size", "confidence", "price", "reasoning",
+                  "decision", "decision_reasons"]
         w = csv.DictWriter(out, fieldnames=fields)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({**r, "decision_reasons": "; ".join(r["decision_reasons"])} for r in rows)
     if args.output:
         Path(args.output).write_text(out.getvalue())
         print(f"{len(rows)} signals -> {args.output}")

@@ -385,6 +385,12 @@ def with_flat_limits(raw: Mapping[str, Any] | None, **flat: float | None) -> dic
     return out
 
 
+def system_risk_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``risk`` block of a running system as the gatekeeper sees it: the same default position limit
+    as a backtest (``max_position_pct`` 1.0: no leverage unless the config says so)."""
+    return with_flat_limits(raw, max_position_pct=1.0)
+
+
 def build_backtest_gatekeeper(
     raw: Mapping[str, Any] | None, initial_cash: float, journal: Any = None
 ) -> tuple[RiskGatekeeper, KillSwitchMonitor]:

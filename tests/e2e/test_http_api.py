@@ -302,7 +302,7 @@ def test_signals_list_and_export(mmats_api: Api) -> None:
 
 def test_risk_limits_utilization_alerts(mmats_api: Api) -> None:
     limits = ok(get(mmats_api, "/api/v1/risk/limits"))
-    assert limits["source"] in ("minimal", "risk_config") and "global" in limits["levels"]
+    assert limits["source"] == "risk_config" and "global" in limits["levels"]
     util = ok(get(mmats_api, "/api/v1/risk/utilization"))
     assert util["equity"] > 0
     for it in util["items"]:

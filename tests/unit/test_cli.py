@@ -109,3 +109,29 @@ def test_demo_runs_without_shared_data(tmp_path: Path, capsys: pytest.CaptureFix
     code, out, err = run_cli(["demo", "--out", str(tmp_path / "demo")], capsys)
     assert code == 0, err
     assert "generated" in out and (tmp_path / "demo" / "report.html").is_file()
+
+
+def test_audit_verify_reads_the_running_systems_sql_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`mmats audit verify --home` checks the system of record, and names the record someone edited."""
+    import sqlite3
+
+    from adapters.sql_store import SqlJournal, make_storage
+    from mmats.model import Environment
+
+    storage = make_storage(Environment.PAPER, home=tmp_path)
+    journal = SqlJournal(storage)
+    for i in range(5):
+        journal.append("order", {"i": i}, 1_700_000_000_000_000_000 + i)
+    storage.close()
+    code, out, _ = run_cli(["audit", "verify", "--home", str(tmp_path)], capsys)
+    assert code == 0 and "audit OK: 5 records" in out
+    db = tmp_path / "paper" / "mmats.db"
+    assert db.is_file()
+    con = sqlite3.connect(db)  # a tamperer with file access drops the append-only triggers first
+    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        con.execute(f"DROP TRIGGER {name}")
+    con.execute("UPDATE audit SET payload = '{\"i\":99}' WHERE seq = 3")
+    con.commit()
+    con.close()
+    code, out, _ = run_cli(["audit", "verify", str(db)], capsys)
+    assert code == 1 and "audit FAILED at record 3" in out
