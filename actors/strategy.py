@@ -23,8 +23,11 @@ log = logging.getLogger("mmats.strategy")
 class StrategyActor:
     def __init__(self, strategy_id: str, ref: str, params: dict[str, Any], symbols: list[str], market: str,
                  feed: Any, gatekeeper: Any, environment: str = "PAPER", max_errors: int = 5,
-                 warmup_bars: int = 2_000) -> None:
+                 warmup_bars: int = 2_000, report_empty: bool = False) -> None:
         self.strategy_id = strategy_id
+        # Lockstep replays need a report per batch (the gatekeeper's watermark counts on it); otherwise a
+        # batch without signals sends nothing: the gatekeeper's mailbox is the system's narrowest hop.
+        self.report_empty = report_empty
         self.gatekeeper = gatekeeper
         self.feed = feed
         self.host = StrategyHost(strategy_id, ref, params, symbols, MarketType(market), Environment(environment),
@@ -38,8 +41,8 @@ class StrategyActor:
     @ray.method(max_task_retries=0)
     def on_bars(self, batch: list[tuple[str, int, float, float, float, float, float]], upto_ts: int) -> int:
         signals, disabled_now = self.host.on_bars(batch)
-        # Report every batch, even without signals: the gatekeeper's lockstep watermark counts on it.
-        self.gatekeeper.on_signals.remote(self.strategy_id, upto_ts, signals)
+        if signals or self.report_empty:
+            self.gatekeeper.on_signals.remote(self.strategy_id, upto_ts, signals)
         if disabled_now:
             log.error("strategy %s disabled after %d consecutive errors: %s", self.strategy_id,
                       self.host.max_errors, self.host.last_error)

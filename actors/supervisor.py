@@ -112,7 +112,8 @@ class SupervisorActor:
         market = s.market or self.instruments[s.symbols[0]].market
         handle = StrategyActor.options(**placement(market)).remote(
             s.id, s.ref, s.params, s.symbols, market.value, feed, self.gatekeeper,
-            self.config.environment.value, self.config.max_strategy_errors)
+            self.config.environment.value, self.config.max_strategy_errors,
+            report_empty=any(f.pace == "lockstep" for f in self.config.feeds))
         ray.get(handle.ping.remote())  # surfaces a bad strategy reference or parameter now, not later
         ray.get([self.gatekeeper.register_strategy.remote(s.id, handle),
                  self.router.register_strategy.remote(s.id, handle),

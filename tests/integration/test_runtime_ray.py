@@ -121,6 +121,9 @@ def test_faulty_strategies_do_not_disturb_a_healthy_one(tmp_path: Path) -> None:
         stop(sup, handles)
     assert (tmp_path / "exited").exists(), "the crashing strategy never crashed"
     assert strategies["crasher"]["restarted"] is True
+    # The new process rebuilt its state from the feed's history and re-subscribed: it saw the last bar.
+    assert strategies["crasher"]["last_bar_ns"] == strategies["good"]["last_bar_ns"] > 0
+    assert strategies["crasher"]["bars_seen"] >= bars - 300  # warm-up history plus every bar after the restart
     assert strategies["raiser"]["enabled"] is False and strategies["raiser"]["errors_total"] >= 5
     assert "boom" in strategies["raiser"]["last_error"]
     assert len(baseline) > 5
