@@ -62,6 +62,8 @@ class RiskGatekeeperActor:
                                      allowed=self._kill_veto, claim=claim)
         self.allow_operator = allow_operator
         self.router = router
+        self.portfolio: Any = None
+        self._requested_ns: int | None = None
         self.lockstep = lockstep
         self.strategies: dict[str, Any] = {}
         self.reported: dict[str, int] = {}
@@ -80,9 +82,14 @@ class RiskGatekeeperActor:
             sup = ray.get_actor(supervisor_name, namespace=namespace)
             handles = ray.get(sup.handles.remote())
             self.strategies = dict(handles["strategies"])
+            self.portfolio = handles.get("portfolio")
             self.reported = dict.fromkeys(self.strategies, -1)
 
     # --------------------------------------------------------------------------------- wiring
+
+    @locked
+    def connect_portfolio(self, handle: Any) -> None:
+        self.portfolio = handle
 
     @locked
     def register_strategy(self, strategy_id: str, handle: Any) -> None:
@@ -200,10 +207,20 @@ class RiskGatekeeperActor:
             if handle is not None:
                 handle.on_order_rejected.remote(order, reason)
         self._apply_effects()
+        self._request_account()
         ack = self._lockstep_ack()
         if out.cancels or out.submits or ack is not None:
             ts = max((o.created_ns for o, _ in out.submits), default=self.gateway.as_of_ns)
             self.router.apply_commands.remote(out.cancels, out.submits, ts, ack)
+
+    def _request_account(self) -> None:
+        """Signals wait for the account as of their bar: ask the portfolio for it (once per bar time)."""
+        if self.portfolio is None or self.lockstep:
+            return
+        oldest = self.gateway.oldest_waiting_ns
+        if oldest is not None and oldest != self._requested_ns:
+            self.portfolio.want_account.remote(oldest)
+        self._requested_ns = oldest
 
     def _lockstep_ack(self) -> int | None:
         """The bar time every strategy has reported and the account has reached: safe to move on."""

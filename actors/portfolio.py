@@ -17,12 +17,20 @@ from actors.stores import open_stores
 from mmats.model import Fill, Instrument, iso
 from mmats.portfolio import Portfolio
 
+ACCOUNT_EVERY_S = 0.25  # the longest the gatekeeper's drawdown and daily-loss triggers go without an update
+
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
 class PortfolioActor:
     def __init__(self, instruments: dict[str, Instrument], initial_cash: str, equity_every_s: int = 60,
                  persist: dict[str, Any] | None = None, gatekeeper_name: str | None = None,
-                 namespace: str | None = None) -> None:
+                 namespace: str | None = None, push_every_batch: bool = False) -> None:
+        # Account to the gatekeeper: on change (fills), when it waits for a bar time (``want_account``),
+        # and at least every ACCOUNT_EVERY_S for its equity triggers; every batch in a lockstep replay.
+        # Pushing every batch would make the gatekeeper's mailbox the system's bottleneck.
+        self.push_every_batch = push_every_batch
+        self._wanted_ns: int | None = None
+        self._pushed_wall = 0.0
         self.instruments = instruments
         currency = next(iter(instruments.values())).quote_currency
         self.portfolio = Portfolio(Decimal(initial_cash), currency)
@@ -78,11 +86,29 @@ class PortfolioActor:
         if self.stores is not None and (fills or time.time() - self._last_snapshot_wall > 5.0):
             self.stores.storage.save_equity_snapshot(snap)
             self._last_snapshot_wall = time.time()
-        if self.gatekeeper is not None:
-            self.gatekeeper.on_account.remote(snap, self.as_of)
+        self._maybe_push(snap, bool(fills))
         if fills:
             for handle in self.strategies.values():
                 handle.on_account.remote(snap)
+
+    def _maybe_push(self, snap: Any, changed: bool) -> None:
+        if self.gatekeeper is None:
+            return
+        now = time.time()
+        wanted = self._wanted_ns is not None and self.as_of >= self._wanted_ns
+        if changed or wanted or self.push_every_batch or now - self._pushed_wall >= ACCOUNT_EVERY_S:
+            if wanted:
+                self._wanted_ns = None
+            self._pushed_wall = now
+            self.gatekeeper.on_account.remote(snap, self.as_of)
+
+    def want_account(self, ts_ns: int) -> None:
+        """The gatekeeper holds signals of bar ``ts_ns``: send the account as soon as it is as of that bar."""
+        if self.as_of >= ts_ns:
+            self._wanted_ns = None
+            self._maybe_push(self.portfolio.snapshot(self.as_of), True)
+        else:
+            self._wanted_ns = ts_ns if self._wanted_ns is None else min(self._wanted_ns, ts_ns)
 
     def account(self) -> Any:
         return self.portfolio.snapshot(self.as_of)

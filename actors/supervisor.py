@@ -68,9 +68,10 @@ class SupervisorActor:
         persist = self.persist_settings()
         ns = ray.get_runtime_context().namespace
         gk_name = f"{cfg.system_name}_gatekeeper"
-        self.portfolio = PortfolioActor.options(**placement(first_market)).remote(
-            self.instruments, cash, persist=persist, gatekeeper_name=gk_name, namespace=ns)
         lockstep = any(f.pace == "lockstep" for f in cfg.feeds)
+        self.portfolio = PortfolioActor.options(**placement(first_market)).remote(
+            self.instruments, cash, persist=persist, gatekeeper_name=gk_name, namespace=ns,
+            push_every_batch=lockstep)
         for feed, data in self.series:
             self.feeds[feed.venue] = FeedActor.options(**placement(feed.market)).remote(
                 feed.venue, data, feed.pace, feed.speed, feed.max_pending, stale_after_s=feed.stale_after_s,
@@ -85,7 +86,8 @@ class SupervisorActor:
             router_error_limit=cfg.router_error_limit, persist=persist,
             supervisor_name=f"{cfg.system_name}_supervisor", namespace=ns,
             environment=cfg.environment.value, initial_equity=cfg.initial_cash)
-        ray.get(self.portfolio.connect.remote(self.gatekeeper))
+        ray.get([self.portfolio.connect.remote(self.gatekeeper),
+                 self.gatekeeper.connect_portfolio.remote(self.portfolio)])
         ray.get(self.router.connect_gatekeeper.remote(self.gatekeeper))
         for feed_handle in self.feeds.values():
             ray.get(feed_handle.subscribe.remote("router", self.router, None))

@@ -102,6 +102,11 @@ class SignalGateway:
     def waiting(self) -> int:
         return len(self._buffer)
 
+    @property
+    def oldest_waiting_ns(self) -> int | None:
+        """The earliest bar time a buffered signal waits for (the account must reach it), or None."""
+        return min((p.ts_ns for p in self._buffer), default=None)
+
     def _release(self) -> GatewayOutput:
         out = GatewayOutput()
         if self.account is None:
