@@ -2,9 +2,9 @@
 
 A Ray actor runs its calls one at a time in arrival order, so under load a kill switch or a status
 read would wait behind every bar and signal already in the mailbox (seconds, when the system lags).
-The gatekeeper and the router therefore run their controls and reads in a separate concurrency group
-(its own thread) and guard their state with one lock per actor: a control call waits at most for the
-one message being handled, never for the backlog.
+The gatekeeper, the router and the portfolio therefore run their controls and reads in a separate
+concurrency group (its own thread) and guard their state with one lock per actor: a control call waits
+at most for the one message being handled, never for the backlog.
 """
 
 from __future__ import annotations

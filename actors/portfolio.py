@@ -7,12 +7,14 @@ something changed, to the strategies: state is pushed on change, never fetched p
 
 from __future__ import annotations
 
+import threading
 import time
 from decimal import Decimal
 from typing import Any
 
 import ray
 
+from actors.control import CONTROL, GROUPS, locked
 from actors.stores import open_stores
 from mmats.model import Fill, Instrument, iso
 from mmats.portfolio import Portfolio
@@ -20,11 +22,12 @@ from mmats.portfolio import Portfolio
 ACCOUNT_EVERY_S = 0.25  # the longest the gatekeeper's drawdown and daily-loss triggers go without an update
 
 
-@ray.remote(max_restarts=-1, max_task_retries=-1)
+@ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
 class PortfolioActor:
     def __init__(self, instruments: dict[str, Instrument], initial_cash: str, equity_every_s: int = 60,
                  persist: dict[str, Any] | None = None, gatekeeper_name: str | None = None,
                  namespace: str | None = None, push_every_batch: bool = False) -> None:
+        self._lock = threading.RLock()  # the message thread and the control thread (actors.control)
         # Account to the gatekeeper: on change (fills), when it waits for a bar time (``want_account``),
         # and at least every ACCOUNT_EVERY_S for its equity triggers; every batch in a lockstep replay.
         # Pushing every batch would make the gatekeeper's mailbox the system's bottleneck.
@@ -57,12 +60,15 @@ class PortfolioActor:
             self.gatekeeper = ray.get_actor(gatekeeper_name, namespace=namespace)
             self.strategies = ray.get(self.gatekeeper.strategy_handles.remote())
 
+    @locked
     def connect(self, gatekeeper: Any) -> None:
         self.gatekeeper = gatekeeper
 
+    @locked
     def register_strategy(self, strategy_id: str, handle: Any) -> None:
         self.strategies[strategy_id] = handle
 
+    @locked
     def on_fills(self, fills: list[Fill], as_of_ns: int, marks: dict[str, float]) -> None:
         pf = self.portfolio
         for f in fills:
@@ -102,6 +108,7 @@ class PortfolioActor:
             self._pushed_wall = now
             self.gatekeeper.on_account.remote(snap, self.as_of)
 
+    @locked
     def want_account(self, ts_ns: int) -> None:
         """The gatekeeper holds signals of bar ``ts_ns``: send the account as soon as it is as of that bar."""
         if self.as_of >= ts_ns:
@@ -110,9 +117,13 @@ class PortfolioActor:
         else:
             self._wanted_ns = ts_ns if self._wanted_ns is None else min(self._wanted_ns, ts_ns)
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def account(self) -> Any:
         return self.portfolio.snapshot(self.as_of)
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def status(self) -> dict[str, Any]:
         pf = self.portfolio
         snap = pf.snapshot(self.as_of)
@@ -140,10 +151,14 @@ class PortfolioActor:
             "fills": len(self.fills),
         }
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def recent_fills(self, limit: int = 100) -> list[dict[str, Any]]:
         """The last ``limit`` fills booked, oldest first (the control API's live view)."""
         return [f.to_dict() for f in self.fills[-limit:]] if limit > 0 else []
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def strategy_stats(self) -> dict[str, dict[str, Any]]:
         """Per strategy: fills, closing trades, wins (closing fill net of its fee > 0), realized P&L, fees.
 
@@ -172,9 +187,13 @@ class PortfolioActor:
         self._stats_cache = (len(self.fills), out)
         return dict(out)
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def booked_times(self) -> dict[str, float]:
         return dict(self.booked_wall)
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def equity(self) -> list[tuple[int, float]]:
         return list(self.equity_series)
 

@@ -14,7 +14,7 @@ minutes; each copy rescaled to continue from the previous close), or determinist
    task's work;
 4. the machine's own parallel ceiling right now: a fork pool of ``--cpus`` processes running the same
    configs (``pool_s``, ``pool_speedup``); ``ray_vs_pool`` isolates what Ray itself costs;
-5. with ``--walkforward``: 12 windows x 36 configs over two years (1,051,200 bars), ``walkforward_s``.
+5. unless ``--no-walkforward``: 12 windows x 36 configs over two years (1,051,200 bars), ``walkforward_s``.
 
 The machine is shared: the load average before and after is printed so a slow figure can be judged.
 Last line of output: one JSON object.
@@ -95,7 +95,8 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--grid", action="append", default=None,
                     help="default: fast=5:40:5 slow=50:400:50 (64 configs, all valid)")
-    ap.add_argument("--walkforward", action="store_true", help="also time 12 windows x 36 configs over two years")
+    ap.add_argument("--no-walkforward", dest="walkforward", action="store_false",
+                    help="skip timing 12 windows x 36 configs over two years (timed by default)")
     ap.add_argument("--wf-bars", type=int, default=TWO_YEARS)
     ap.add_argument("--wf-windows", type=int, default=12)
     ap.add_argument("--wf-grid", action="append", default=None, help="default: fast=5:30:5 slow=60:360:60 (36)")
