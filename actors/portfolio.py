@@ -117,6 +117,9 @@ class PortfolioActor:
         else:
             self._wanted_ns = ts_ns if self._wanted_ns is None else min(self._wanted_ns, ts_ns)
 
+    def _inst(self, symbol: str) -> Instrument:
+        return self.instruments.get(symbol) or next(iter(self.instruments.values()))
+
     @ray.method(concurrency_group=CONTROL)
     @locked
     def account(self) -> Any:
@@ -127,6 +130,8 @@ class PortfolioActor:
     def status(self) -> dict[str, Any]:
         pf = self.portfolio
         snap = pf.snapshot(self.as_of)
+        # Reports carry money at the venue's precision (the ledger itself stays exact).
+        money = next(iter(self.instruments.values()))
         return {
             "as_of": iso(self.as_of) if self.as_of else None,
             "currency": pf.currency,
@@ -135,15 +140,16 @@ class PortfolioActor:
             "initial_cash": str(pf.initial_cash),
             "total_pnl": str(snap.equity - pf.initial_cash),
             "daily_pnl": str(snap.equity - self.day_start_equity[1]),
-            "realized_pnl": str(pf.realized_pnl),
-            "unrealized_pnl": str(snap.unrealized_pnl),
+            "realized_pnl": str(money.round_money(pf.realized_pnl)),
+            "unrealized_pnl": str(money.round_money(snap.unrealized_pnl)),
             "fees": str(pf.fees),
             "peak_equity": str(snap.peak_equity),
             "drawdown": float(snap.drawdown),
             "positions": [
                 {"symbol": p.symbol, "market": p.market.value, "quantity": str(p.quantity),
-                 "avg_price": str(p.avg_price), "last_price": str(p.last_price),
-                 "unrealized_pnl": str(p.unrealized_pnl), "realized_pnl": str(p.realized_pnl)}
+                 "avg_price": str(self._inst(p.symbol).round_price(p.avg_price)), "last_price": str(p.last_price),
+                 "unrealized_pnl": str(self._inst(p.symbol).round_money(p.unrealized_pnl)),
+                 "realized_pnl": str(self._inst(p.symbol).round_money(p.realized_pnl))}
                 for p in snap.positions
             ],
             "attribution": pf.attribution(),
