@@ -56,6 +56,10 @@ class OrderRouterActor:
         self.submitter = OrderSubmitter(RetryPolicy(**(retry or {})))
         self._reconciled_wall = 0.0
         self.gatekeeper: Any = None
+        self._pf_inflight: Any = None
+        self._pf_fills: list[Fill] = []
+        self._pf_ts = 0
+        self._pf_dirty = False
         self.submitted = 0
         self.duplicates = 0
         self.stores = open_stores(persist) if persist is not None else None
@@ -140,15 +144,36 @@ class OrderRouterActor:
             self.stores.journal.append("order", order.to_dict(), ts_ns)
             self.stores.storage.save_order(order)
 
-    def _report(self, fills: list[Fill], upto_ts: int) -> None:
-        # Always report, even with no fills: the portfolio's answer moves the gatekeeper's watermark.
-        self.portfolio.on_fills.remote(fills, upto_ts, dict(self.last_prices))
+    def _report(self, fills: list[Fill], upto_ts: int, force: bool = False) -> None:
+        """Fills and marks to the portfolio, with at most one call in flight (the feed's policy): while
+        the portfolio is busy, fills accumulate in order and go out together with the latest marks as
+        soon as it answers, so its mailbox never builds a backlog (which would delay a HARD flatten).
+        Every batch is reported, even without fills: the portfolio's answer moves the gatekeeper's
+        watermark. ``force`` sends now (the flatten's fills)."""
+        self._pf_fills += fills
+        self._pf_ts = max(self._pf_ts, upto_ts)
+        self._pf_dirty = True
+        if self._pf_inflight is None or force:
+            self._send_report()
         for f in fills:
             order = self.paper.orders.get(f.client_order_id)
             if order is not None and order.status is OrderStatus.FILLED:
                 handle = self.strategies.get(order.strategy_id)
                 if handle is not None:
                     handle.on_order_filled.remote(order)
+
+    def _send_report(self) -> None:
+        ref = self.portfolio.on_fills.remote(self._pf_fills, self._pf_ts, dict(self.last_prices))
+        self._pf_fills, self._pf_dirty, self._pf_inflight = [], False, ref
+        ref.future().add_done_callback(self._report_done)
+
+    def _report_done(self, _: Any) -> None:
+        """Runs on a Ray thread when the portfolio answered: send what accumulated meanwhile."""
+        with self._lock:
+            if self._pf_dirty:
+                self._send_report()
+            else:
+                self._pf_inflight = None
 
     @locked
     def apply_commands(self, cancels: list[tuple[str, str]], submits: list[tuple[Order, list[Order]]],
@@ -211,7 +236,7 @@ class OrderRouterActor:
             if flat is not None:
                 self._save_order(flat, self.last_ts)
         self._persist_fills(fills)
-        self._report(fills, self.last_ts)
+        self._report(fills, self.last_ts, force=True)  # the flatten reaches the portfolio now
         return {"canceled": len(canceled), "flatten_fills": len(fills),
                 "ms": round((time.perf_counter() - t0) * 1000, 3)}
 
