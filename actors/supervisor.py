@@ -21,7 +21,7 @@ from actors.strategy import StrategyActor
 from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
 from mmats.errors import ConfigError
 from mmats.model import Instrument, MarketType, SignalAction, TradeSignal, default_instrument
-from mmats.system_config import StrategyConfig, SystemConfig
+from mmats.system_config import StrategyConfig, SystemConfig, resolve_market
 
 NAMESPACE = "mmats"
 SUPERVISOR = "mmats_supervisor"  # f"{system_name}_supervisor" with the default system_name
@@ -138,12 +138,10 @@ class SupervisorActor:
         unknown = [x for x in s.symbols if x not in self.instruments]
         if unknown:
             raise ConfigError(f"strategy {s.id}: symbols {unknown} are not on any feed ({sorted(self.instruments)})")
-        markets = {self.instruments[x].market for x in s.symbols}
-        if s.market is None and len(markets) == 1:
-            s.market = markets.pop()
-        elif s.market is None or markets != {s.market}:
-            raise ConfigError(f"strategy {s.id}: market {s.market and s.market.value} does not match its symbols' "
-                              f"feeds ({sorted(m.value for m in markets)})")
+        try:
+            s.market = resolve_market(s, {self.instruments[x].market for x in s.symbols})
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._start_strategy(s)
         return {"id": s.id, "symbols": s.symbols}
 

@@ -97,15 +97,20 @@ class SystemConfig(_Strict):
             missing = [x for x in s.symbols if x not in market_of]
             if missing:
                 raise ValueError(f"strategy {s.id}: no feed provides {missing} (feeds have {sorted(market_of)})")
-            markets = {market_of[x] for x in s.symbols}
-            if s.market is None and len(markets) == 1:
-                s.market = markets.pop()  # placement pins the strategy next to its feed's market
-            elif s.market is None or markets != {s.market}:
-                raise ValueError(f"strategy {s.id}: market {s.market and s.market.value} does not match the "
-                                 f"feeds of its symbols ({sorted(m.value for m in markets)})")
+            s.market = resolve_market(s, {market_of[x] for x in s.symbols})
         if self.environment is Environment.LIVE and any(f.venue.startswith("replay") for f in self.feeds):
             raise ValueError("environment LIVE cannot use a replay feed")
         return self
+
+
+def resolve_market(s: StrategyConfig, feed_markets: set[MarketType]) -> MarketType:
+    """A strategy's market: its feeds' (placement pins it next to them); a mismatch is refused."""
+    if s.market is None and len(feed_markets) == 1:
+        return next(iter(feed_markets))
+    if s.market is None or feed_markets != {s.market}:
+        raise ValueError(f"strategy {s.id}: market {s.market and s.market.value} does not match the feeds of "
+                         f"its symbols ({sorted(m.value for m in feed_markets)})")
+    return s.market
 
 
 def load_system_config(path: str | None = None, overrides: dict[str, Any] | None = None,
