@@ -165,14 +165,9 @@ def absolute_paths(cfg: SystemConfig, base: Path | None = None) -> SystemConfig:
     ``./var`` where the user typed ``mmats up`` must mean that everywhere.
     """
     root = base or Path.cwd()
-
-    def fix(path: str) -> str:
-        p = Path(path).expanduser()
-        return str(p if p.is_absolute() else (root / p).resolve())
-
-    cfg.home = fix(cfg.home)
+    cfg.home = _absolute(cfg.home, root)
     for feed in cfg.feeds:
-        feed.files = {sym: fix(p) for sym, p in feed.files.items()}
+        feed.files = {sym: _absolute(p, root) for sym, p in feed.files.items()}
     for s in cfg.strategies:
         s.ref = absolute_ref(s.ref, root)
     if cfg.paper_venue is not None:
@@ -185,5 +180,9 @@ def absolute_ref(ref: str, base: Path | None = None) -> str:
     where, _, name = ref.rpartition(":")
     if not where.endswith(".py"):
         return ref
-    p = Path(where).expanduser()
-    return f"{p if p.is_absolute() else ((base or Path.cwd()) / p).resolve()}:{name}"
+    return f"{_absolute(where, base or Path.cwd())}:{name}"
+
+
+def _absolute(path: str, root: Path) -> str:
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (root / p).resolve())
