@@ -348,7 +348,8 @@ class SimulatedBroker:
         if price is None:
             return None
 
-        qty = float(order.remaining)
+        remaining = order.remaining
+        whole = qty = float(remaining)
         if self.config.max_volume_share is not None and v > 0:
             cap = self.config.max_volume_share * (v / price if self.config.volume_in_quote else v)
             qty = min(qty, cap)
@@ -361,7 +362,9 @@ class SimulatedBroker:
             affordable = self._affordable(cash, float(fill_price), liquidity)
             short_of_cash = affordable < qty
             qty = min(qty, affordable)
-        quantity = self.instrument.round_quantity(qty)
+        # Uncapped, the fill is exactly the remainder: a float round trip of a large quantity (1e12 units
+        # of a micro-priced coin) can land a lot above it, which apply_fill rightly refuses as an overfill.
+        quantity = remaining if qty >= whole else min(self.instrument.round_quantity(qty), remaining)
         if quantity <= 0:
             if short_of_cash:  # as a venue would: insufficient balance rejects the rest of the order
                 self._close(order, OrderStatus.CANCELED, ts_ns)

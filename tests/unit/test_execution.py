@@ -203,3 +203,23 @@ def test_cost_parsing_and_bad_values() -> None:
         FixedBpsSlippage(-1)
     with pytest.raises(ValidationError, match="max_volume_share"):
         ExecutionConfig(max_volume_share=0)
+
+
+def test_a_huge_quantity_fills_exactly_its_remainder_despite_float_rounding() -> None:
+    """1,070,603,082,086.219588 units do not survive a float round trip (it reads back ...2196): the
+    fill must still be exactly the order's remainder, never an overfill."""
+    from decimal import Decimal
+
+    from mmats.execution import ExecutionConfig, SimulatedBroker
+    from mmats.model import MarketType, Order, OrderStatus, OrderType, Side, default_instrument
+    from mmats.orders import transition
+
+    inst = default_instrument("MICRO/USDT", MarketType.CRYPTO)
+    broker = SimulatedBroker(inst, config=ExecutionConfig(cash_only=False))
+    qty = Decimal("1070603082086.219588")
+    assert Decimal(repr(float(qty))) != qty
+    order = Order("o1", "MICRO/USDT", Side.SELL, qty, OrderType.MARKET)
+    transition(order, OrderStatus.SUBMITTED, 0)
+    broker.submit(order, -1, 0)
+    fills = broker.process_bar(0, 1, 0.05, 0.05, 0.05, 0.05, 0.0, float(qty), 1e6)
+    assert [f.quantity for f in fills] == [qty] and order.status is OrderStatus.FILLED
