@@ -146,13 +146,24 @@ class SqlStorage:
                 f"{self.environment.value} (PAPER and LIVE use separate databases)"
             )
 
+    def _upsert_stmt(self, table: Table, keys: list[str], columns: tuple[str, ...]) -> Any:
+        """One INSERT .. ON CONFLICT UPDATE per (table, columns), built once: constructing it costs about
+        1 ms in SQLAlchemy, more than the write itself, and the router writes thousands of orders a minute."""
+        cache: dict[tuple[str, tuple[str, ...]], Any] = self.__dict__.setdefault("_upserts", {})
+        stmt = cache.get((table.name, columns))
+        if stmt is None:
+            ins = pg.insert if self.dialect == "postgresql" else sqlite_dialect.insert
+            base = ins(table)
+            stmt = cache[(table.name, columns)] = base.on_conflict_do_update(
+                index_elements=keys, set_={k: base.excluded[k] for k in columns if k not in keys})
+        return stmt
+
     def _upsert(self, c: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:
-        ins = pg.insert if self.dialect == "postgresql" else sqlite_dialect.insert
-        stmt = ins(table).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=keys, set_={k: stmt.excluded[k] for k in values if k not in keys}
-        )
-        c.execute(stmt)
+        self._upsert_many(c, table, [values], keys)
+
+    def _upsert_many(self, c: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+        if rows:
+            c.execute(self._upsert_stmt(table, keys, tuple(rows[0])), rows)
 
     # -- orders --------------------------------------------------------------------------------------
     @staticmethod
@@ -185,6 +196,12 @@ class SqlStorage:
     def save_order(self, order: Order) -> None:
         with self.engine.begin() as c:
             self._write_order(c, order)
+
+    def save_orders(self, orders: list[Order]) -> None:
+        """Several orders in one transaction (the last state of each wins)."""
+        rows = {o.client_order_id: self._order_values(o) for o in orders}
+        with self.engine.begin() as c:
+            self._upsert_many(c, t.orders, list(rows.values()), ["client_order_id"])
 
     def get_order(self, client_order_id: str) -> Order | None:
         with self._read() as c:
@@ -247,6 +264,39 @@ class SqlStorage:
                 return False
             raise
         return True
+
+    def record_fills(self, fills: list[Fill], positions: list[Position], orders: list[Order]) -> int:
+        """A batch of fills with the positions and orders they leave, in ONE transaction (all or none).
+
+        Fills already stored (same ``fill_id``: a replay after a restart) are skipped; returns how many
+        were new. ``positions`` and ``orders`` are the states after the whole batch."""
+        if not fills and not orders:
+            return 0
+        try:
+            return self._record_fills(fills, positions, orders)
+        except IntegrityError:
+            # Another writer stored one of these fill ids between our check and insert (a restart race):
+            # nothing of this batch was committed; redo it fill by fill, each of which tolerates the race.
+            by_symbol = {p.symbol: p for p in positions}
+            by_order = {o.client_order_id: o for o in orders}
+            stored = sum(self.record_fill(f, by_symbol[f.symbol], by_order.get(f.client_order_id)) for f in fills)
+            self.save_orders(orders)
+            return stored
+
+    def _record_fills(self, fills: list[Fill], positions: list[Position], orders: list[Order]) -> int:
+        ids = [f.fill_id for f in fills if f.fill_id]
+        with self.engine.begin() as c:
+            known = set()
+            if ids:
+                known = {r[0] for r in c.execute(select(t.fills.c.fill_id).where(t.fills.c.fill_id.in_(ids)))}
+            new = [f for f in fills if not f.fill_id or f.fill_id not in known]
+            for f in new:
+                self._write_fill(c, f)
+            pos_rows = {(p.strategy_id, p.symbol): self._position_values(p) for p in positions}
+            self._upsert_many(c, t.positions, list(pos_rows.values()), ["strategy_id", "symbol"])
+            order_rows = {o.client_order_id: self._order_values(o) for o in orders}
+            self._upsert_many(c, t.orders, list(order_rows.values()), ["client_order_id"])
+        return len(new)
 
     def _fill_exists(self, fill_id: str) -> bool:
         with self._read() as c:

@@ -163,6 +163,36 @@ def test_order_fill_and_position_commit_together(store: SqlStorage) -> None:
     assert store.get_position("BTC/USDT", "s1") == _position("0.3")
 
 
+def test_a_batch_of_fills_commits_with_its_positions_and_orders_or_not_at_all(
+    store: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = _order("s1-a"), _order("s1-b", side=Side.SELL)
+    store.save_orders([a, b])
+    assert {o.client_order_id for o in store.open_orders()} == {"s1-a", "s1-b"}
+    filled = [replace(a, status=OrderStatus.FILLED, filled_quantity=a.quantity),
+              replace(b, status=OrderStatus.FILLED, filled_quantity=b.quantity)]
+    fills = [_fill("s1-a", "fa"), _fill("s1-b", "fb")]
+
+    def boom(*_: Any) -> None:
+        raise RuntimeError("disk full")
+
+    real = store._upsert_many
+    monkeypatch.setattr(store, "_upsert_many",
+                        lambda c, table, rows, keys: boom() if table.name == "orders" else real(c, table, rows, keys))
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.record_fills(fills, [_position("0")], filled)
+    monkeypatch.undo()
+    assert store.list_fills() == [] and store.get_position("BTC/USDT", "s1") is None
+    assert len(store.open_orders()) == 2
+    assert store.record_fills(fills, [_position("0")], filled) == 2
+    assert [f.fill_id for f in store.list_fills()] == ["fa", "fb"] and store.open_orders() == []
+    assert store.get_position("BTC/USDT", "s1") == _position("0")
+    # a replayed batch (a restarted router re-reporting) stores nothing twice
+    assert store.record_fills([*fills, _fill("s1-a", "fc")], [_position("0.5")], filled) == 1
+    assert [f.fill_id for f in store.list_fills()] == ["fa", "fb", "fc"]
+    assert store.get_position("BTC/USDT", "s1") == _position("0.5")
+
+
 def test_duplicate_fill_from_concurrent_writers_is_stored_once(target: Target) -> None:
     stores = [target.open() for _ in range(3)]  # three processes' worth of connections
     barrier = threading.Barrier(6)
