@@ -8,6 +8,13 @@ never stalls the feed for the others. If a subscriber's buffer exceeds ``max_pen
 coalesced to the latest bar per symbol and the dropped bars are counted (``skipped``), which bounds lag
 and memory; ``stats()`` exposes lag and skips per subscriber.
 
+Message rate: a subscriber gets at most one message per ``min_send_interval_ms`` (default 20 ms, 0 in
+lockstep). On this 2-core machine one Ray actor call costs the receiver 0.5-1.5 ms of CPU whatever
+it carries (``bench/live_pipeline.py`` measures it), so ten strategies fed one message per timestamp
+spend the whole machine on message overhead and fall behind without bound; capping the rate makes
+batches grow with load instead, which keeps the lag bounded at the price of at most one interval of
+added latency. The in-flight call is tracked with a completion callback, not by polling ``ray.wait``.
+
 Pacing: ``max`` (as fast as the per-subscriber in-flight limit allows), ``speed`` (N x real time),
 ``lockstep`` (the next timestamp goes out only after the order router acknowledged the previous one:
 used where paper must reproduce a backtest exactly).
@@ -37,7 +44,8 @@ class _Subscriber:
     symbols: frozenset[str] | None
     method: str
     pending: list[BarTuple] = field(default_factory=list)
-    in_flight: Any = None
+    busy: bool = False  # a call is in flight (cleared by its completion callback)
+    next_send: float = 0.0  # perf_counter time before which nothing more is sent (rate cap)
     sent_bars: int = 0
     sent_msgs: int = 0
     skipped: int = 0
@@ -48,7 +56,11 @@ class _Subscriber:
 class FeedActor:
     def __init__(self, venue: str, series: dict[str, BarArrays], pace: str = "max", speed: float = 60.0,
                  max_pending: int = 50_000, history_len: int = 5_000, stale_after_s: float = 30.0,
-                 lockstep_timeout_s: float = 3.0, persist: dict[str, Any] | None = None) -> None:
+                 lockstep_timeout_s: float = 3.0, persist: dict[str, Any] | None = None,
+                 min_send_interval_ms: float | None = None) -> None:
+        if min_send_interval_ms is None:
+            min_send_interval_ms = 0.0 if pace == "lockstep" else 20.0
+        self.min_send_interval_s = min_send_interval_ms / 1000.0
         self.lockstep_timeout_s = lockstep_timeout_s
         self.lockstep_timeouts = 0
         self.venue = venue
@@ -252,19 +264,26 @@ class FeedActor:
         sub.pending = sorted(latest.values(), key=lambda b: (b[1], b[0]))
 
     def _flush(self) -> None:
+        now = time.perf_counter()
         with self._lock:
             for sub in self.subs.values():
+                if sub.busy or now < sub.next_send:
+                    continue
                 if not sub.pending and sub.last_sent_ts >= self._published_ts:
                     continue
-                if sub.in_flight is not None:
-                    ready, _ = ray.wait([sub.in_flight], timeout=0)
-                    if not ready:
-                        continue
                 batch, sub.pending = sub.pending, []
-                sub.in_flight = getattr(sub.handle, sub.method).remote(batch, self._published_ts)
+                sub.busy = True
+                sub.next_send = now + self.min_send_interval_s
+                ref = getattr(sub.handle, sub.method).remote(batch, self._published_ts)
+                ref.future().add_done_callback(lambda _f, s=sub: self._sent(s))
                 sub.sent_bars += len(batch)
                 sub.sent_msgs += 1
                 sub.last_sent_ts = self._published_ts
+
+    def _sent(self, sub: _Subscriber) -> None:
+        """Completion callback (a Ray thread): the subscriber answered, or died; either way it may get more."""
+        with self._lock:
+            sub.busy = False
 
     # ------------------------------------------------------------------------------------- status
 

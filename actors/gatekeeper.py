@@ -69,6 +69,9 @@ class RiskGatekeeperActor:
         self.reported: dict[str, int] = {}
         self.kill_history: list[dict[str, Any]] = []
         self._effects: list[KillSwitchTransition] = []
+        # Wall clock of the last escalation; every command carries the time it was decided, so the router
+        # can drop what was decided before a kill but was still queued behind it.
+        self._halt_ns = 0
         switch.add_listener(self._on_transition)
         self.signals: list[dict[str, Any]] = []
         self.decisions: list[dict[str, Any]] = []
@@ -109,10 +112,11 @@ class RiskGatekeeperActor:
         self._dispatch(self.gateway.on_signals(items))
 
     @locked
-    def on_account(self, account: Any, as_of_ns: int) -> None:
+    def on_account(self, account: Any, as_of_ns: int, held: dict[tuple[str, str], float] | None = None,
+                   done: list[str] | None = None) -> None:
         # Drawdown and daily-loss triggers watch every account update, not only those with a signal.
         self.monitor.on_equity(as_of_ns, float(account.equity))
-        self._dispatch(self.gateway.on_account(account, as_of_ns))
+        self._dispatch(self.gateway.on_account(account, as_of_ns, held, done))
 
     @locked
     def on_feed_status(self, venue: str, last_update_ns: int, done: bool, stale: bool) -> None:
@@ -202,16 +206,19 @@ class RiskGatekeeperActor:
                                  "reasoning": p.signal.reasoning})
         for d in out.decisions:
             self.decisions.append({"time": iso(d.intent.ts_ns), **d.to_dict()})
+        by_strategy: dict[str, list[tuple[Any, str]]] = {}
         for strategy_id, order, reason in out.rejected:
+            by_strategy.setdefault(strategy_id, []).append((order, reason))
+        for strategy_id, rejected in by_strategy.items():  # one message per strategy, not per order
             handle = self.strategies.get(strategy_id)
             if handle is not None:
-                handle.on_order_rejected.remote(order, reason)
+                handle.on_orders.remote([], rejected)
         self._apply_effects()
         self._request_account()
         ack = self._lockstep_ack()
         if out.cancels or out.submits or ack is not None:
             ts = max((o.created_ns for o, _ in out.submits), default=self.gateway.as_of_ns)
-            self.router.apply_commands.remote(out.cancels, out.submits, ts, ack)
+            self.router.apply_commands.remote(out.cancels, out.submits, ts, ack, time.time_ns())
 
     def _request_account(self) -> None:
         """Signals wait for the account as of their bar: ask the portfolio for it (once per bar time)."""
@@ -252,9 +259,11 @@ class RiskGatekeeperActor:
         self._effects.clear()  # a manual change acts now and reports what it did
         result: dict[str, Any] = {"kill_switch": self._kill_dict()}
         if target is KillSwitchState.HARD:
-            result["flatten"] = ray.get(self.router.flatten_all.remote(f"kill_{trigger}"))
+            result["flatten"] = ray.get(self.router.flatten_all.remote(f"kill_{trigger}", self._halt_ns))
         elif target is KillSwitchState.FREEZE:
-            result["canceled"] = ray.get(self.router.cancel_all.remote())
+            result["canceled"] = ray.get(self.router.cancel_all.remote(self._halt_ns))
+        elif target is KillSwitchState.SOFT:
+            ray.get(self.router.halt_before.remote(self._halt_ns))
         return result
 
     def _on_transition(self, t: KillSwitchTransition) -> None:
@@ -263,17 +272,21 @@ class RiskGatekeeperActor:
             self.stores.state.set("kill_switch", self.switch.to_dict())
         self.kill_history.append({**t.to_dict(), "since": t.ts_ns / 1e9})
         self._alert("kill_switch", f"{t.previous.value} -> {t.state.value} ({t.trigger.value}: {t.reason})")
-        if t.state in (KillSwitchState.HARD, KillSwitchState.FREEZE):
+        if t.state.rank > t.previous.rank:
+            self._halt_ns = time.time_ns()
             self._effects.append(t)
 
     def _apply_effects(self) -> None:
-        """A triggered HARD flattens, a triggered FREEZE cancels: one-way calls, the router orders them."""
+        """A triggered HARD flattens, a triggered FREEZE cancels, a SOFT stops queued entries: one-way
+        calls, the router orders them."""
         while self._effects:
             t = self._effects.pop(0)
             if t.state is KillSwitchState.HARD:
-                self.router.flatten_all.remote(f"kill_{t.trigger.value}")
+                self.router.flatten_all.remote(f"kill_{t.trigger.value}", self._halt_ns)
+            elif t.state is KillSwitchState.FREEZE:
+                self.router.cancel_all.remote(self._halt_ns)
             else:
-                self.router.cancel_all.remote()
+                self.router.halt_before.remote(self._halt_ns)
 
     def _kill_dict(self) -> dict[str, Any]:
         ks = self.switch

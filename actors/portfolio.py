@@ -20,6 +20,7 @@ from mmats.model import Fill, Instrument, iso
 from mmats.portfolio import Portfolio
 
 ACCOUNT_EVERY_S = 0.25  # the longest the gatekeeper's drawdown and daily-loss triggers go without an update
+STRATEGY_ACCOUNT_EVERY_S = 1.0  # the longest a strategy's view of the account is stale (outside lockstep)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
@@ -34,6 +35,7 @@ class PortfolioActor:
         self.push_every_batch = push_every_batch
         self._wanted_ns: int | None = None
         self._pushed_wall = 0.0
+        self._strategies_pushed = 0.0
         self.instruments = instruments
         currency = next(iter(instruments.values())).quote_currency
         self.portfolio = Portfolio(Decimal(initial_cash), currency)
@@ -49,12 +51,13 @@ class PortfolioActor:
         self.stores = open_stores(persist) if persist is not None else None
         self._last_snapshot_wall = 0.0
         self._fill_ids: set[str] = set()
+        self.held: dict[tuple[str, str], Decimal] = {}  # (strategy, symbol) -> its own net quantity
+        self._done: list[str] = []  # orders the router reported final, not yet forwarded to the gatekeeper
         self.booked_wall: dict[str, float] = {}  # fill id -> wall time booked (latency benchmark)
         if self.stores is not None:
             # Positions and cash are a pure function of the fills: replay them all (exact Decimals).
             for f in self.stores.storage.list_fills():
-                self.portfolio.apply_fill(f)
-                self.fills.append(f)
+                self._book(f)
                 self._fill_ids.add(f.fill_id)
         if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
             self.gatekeeper = ray.get_actor(gatekeeper_name, namespace=namespace)
@@ -69,15 +72,19 @@ class PortfolioActor:
         self.strategies[strategy_id] = handle
 
     @locked
-    def on_fills(self, fills: list[Fill], as_of_ns: int, marks: dict[str, float]) -> None:
+    def on_fills(self, fills: list[Fill], as_of_ns: int, marks: dict[str, float],
+                 done: list[str] | None = None) -> None:
+        """A router report: fills, marks and the orders that reached a final state (forwarded to the
+        gatekeeper with the account that includes their fills)."""
         pf = self.portfolio
+        if done:
+            self._done += done
         for f in fills:
             if f.fill_id in self._fill_ids:
                 continue  # already booked (replayed from storage after a restart, then re-sent)
             self._fill_ids.add(f.fill_id)
             self.booked_wall[f.fill_id] = time.time()
-            pf.apply_fill(f)
-            self.fills.append(f)
+            self._book(f)
         for sym, px in marks.items():
             inst = self.instruments.get(sym)
             if inst is not None:
@@ -92,10 +99,44 @@ class PortfolioActor:
         if self.stores is not None and (fills or time.time() - self._last_snapshot_wall > 5.0):
             self.stores.storage.save_equity_snapshot(snap)
             self._last_snapshot_wall = time.time()
-        self._maybe_push(snap, bool(fills))
-        if fills:
-            for handle in self.strategies.values():
-                handle.on_account.remote(snap)
+        self._maybe_push(snap, bool(fills) or bool(done))
+        self._push_strategies(snap, fills)
+
+    def _push_strategies(self, snap: Any, fills: list[Fill]) -> None:
+        """The account to the strategies: in lockstep to all on every change (exact replays); otherwise
+        at once to those whose orders filled, and to all at most every STRATEGY_ACCOUNT_EVERY_S (ten
+        strategies times every fill batch was most of the system's messages)."""
+        now = time.time()
+        if self.push_every_batch:
+            if not fills:
+                return
+            targets = self.strategies
+        elif now - self._strategies_pushed >= STRATEGY_ACCOUNT_EVERY_S:
+            targets = self.strategies
+            self._strategies_pushed = now
+        elif fills:
+            ids = {f.strategy_id for f in fills}
+            targets = {k: v for k, v in self.strategies.items() if k in ids}
+        else:
+            return
+        for handle in targets.values():
+            handle.on_account.remote(snap)
+
+    def _book(self, f: Fill) -> None:
+        """Apply a fill, and keep what each strategy holds of each symbol (the gatekeeper sizes every
+        strategy against its own position). A fill that leaves the symbol flat (a kill-switch flatten,
+        a manual close) leaves every strategy flat in it."""
+        self.portfolio.apply_fill(f)
+        self.fills.append(f)
+        key = (f.strategy_id, f.symbol)
+        self.held[key] = self.held.get(key, Decimal(0)) + f.signed_quantity
+        pos = self.portfolio.positions.get(f.symbol)
+        if pos is None or pos.quantity == 0:
+            for k in [k for k in self.held if k[1] == f.symbol]:
+                del self.held[k]
+
+    def held_floats(self) -> dict[tuple[str, str], float]:
+        return {k: float(v) for k, v in self.held.items() if v}
 
     def _maybe_push(self, snap: Any, changed: bool) -> None:
         if self.gatekeeper is None:
@@ -106,7 +147,8 @@ class PortfolioActor:
             if wanted:
                 self._wanted_ns = None
             self._pushed_wall = now
-            self.gatekeeper.on_account.remote(snap, self.as_of)
+            done, self._done = self._done, []
+            self.gatekeeper.on_account.remote(snap, self.as_of, self.held_floats(), done)
 
     @locked
     def want_account(self, ts_ns: int) -> None:

@@ -19,7 +19,8 @@ import ray
 from actors.control import CONTROL, GROUPS, locked
 from actors.stores import open_stores
 from mmats.execution import ExecutionConfig
-from mmats.model import Fill, Instrument, Order, OrderStatus
+from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
+from mmats.orders import can_transition, transition
 from mmats.paper import BarUpdate, PaperExecution
 from mmats.routing import OrderSubmitter, RetryPolicy, SubmitOutcome, SubmitResult
 
@@ -65,11 +66,19 @@ class OrderRouterActor:
         self.stores = open_stores(persist) if persist is not None else None
         self.restored_working = 0
         self.accept_wall: dict[str, float] = {}  # client order id -> wall time accepted (latency benchmark)
+        # Gatekeeper clock (ns) of the last kill-switch escalation: submits decided before it are stale.
+        self.halt_ns = 0
+        self.stale_dropped = 0
+        # Market orders from the gatekeeper not yet reported final (it holds their strategy's next signal).
+        self._watch: set[str] = set()
         if self.stores is not None:
+            self.halt_ns = int(self.stores.state.get("router:halt_ns") or 0)
             # Whether first start or restart: the system of record says what exists.
             storage = self.stores.storage
             self.restored_working = self.paper.restore(storage.list_orders(), storage.list_fills())
             for o in self.paper.orders.values():
+                if not o.status.is_terminal and o.order_type is OrderType.MARKET and not o.parent_id:
+                    self._watch.add(o.client_order_id)  # a restarted gatekeeper-side waiter hears of it
                 if o.status is OrderStatus.UNKNOWN:  # lost answers from before the restart: ask again
                     self.submitter.unknown[o.client_order_id] = o
         if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
@@ -93,8 +102,8 @@ class OrderRouterActor:
             self.last_prices[b[0]] = b[5]
             new = self.paper.on_bar(BarUpdate(*b))
             if new:
-                self._persist_fills(new)
                 fills += new
+        self._persist_fills(fills)
         self.last_ts = max(self.last_ts, upto_ts)
         self._report(fills, upto_ts)
         if self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
@@ -122,22 +131,23 @@ class OrderRouterActor:
             handle.on_order_rejected.remote(order, order.reject_reason)
 
     def _persist_fills(self, fills: list[Fill]) -> None:
-        """Journal, then commit fill + order + resulting position in one transaction."""
-        if self.stores is None:
+        """Journal the batch (one commit), then commit its fills with the positions and orders they
+        leave in one transaction: after a crash either the whole batch is on record or none of it."""
+        if self.stores is None or not fills:
             return
+        self.stores.journal.append_many([("fill", f.to_dict(), f.ts_ns) for f in fills])
+        orders: dict[str, Order] = {}
+        filled: set[str] = set()
         for f in fills:
-            self.stores.journal.append("fill", f.to_dict(), f.ts_ns)
             order = self.paper.orders.get(f.client_order_id)
-            self.stores.storage.record_fill(f, self.paper.ledger.positions[f.symbol], order)
-            if order is not None and order.status is OrderStatus.FILLED:
-                self._activated_children(order)
-
-    def _activated_children(self, parent: Order) -> None:
-        if self.stores is None:
-            return
-        for o in self.paper.orders.values():
-            if o.parent_id == parent.client_order_id:
-                self.stores.storage.save_order(o)
+            if order is not None:
+                orders[order.client_order_id] = order
+                if order.status is OrderStatus.FILLED:
+                    filled.add(order.client_order_id)
+        if filled:  # bracket children their fills activated
+            orders.update((o.client_order_id, o) for o in self.paper.orders.values() if o.parent_id in filled)
+        positions = {f.symbol: self.paper.ledger.positions[f.symbol] for f in fills}
+        self.stores.storage.record_fills(fills, list(positions.values()), list(orders.values()))
 
     def _save_order(self, order: Order, ts_ns: int) -> None:
         if self.stores is not None:
@@ -155,15 +165,21 @@ class OrderRouterActor:
         self._pf_dirty = True
         if self._pf_inflight is None or force:
             self._send_report()
+        by_strategy: dict[str, dict[str, Order]] = {}
         for f in fills:
             order = self.paper.orders.get(f.client_order_id)
             if order is not None and order.status is OrderStatus.FILLED:
-                handle = self.strategies.get(order.strategy_id)
-                if handle is not None:
-                    handle.on_order_filled.remote(order)
+                by_strategy.setdefault(order.strategy_id, {})[order.client_order_id] = order
+        for strategy_id, filled in by_strategy.items():  # one message per strategy, not per order
+            handle = self.strategies.get(strategy_id)
+            if handle is not None:
+                handle.on_orders.remote(list(filled.values()), [])
 
     def _send_report(self) -> None:
-        ref = self.portfolio.on_fills.remote(self._pf_fills, self._pf_ts, dict(self.last_prices))
+        orders = self.paper.orders
+        done = [cid for cid in self._watch if cid in orders and orders[cid].status.is_terminal]
+        self._watch.difference_update(done)
+        ref = self.portfolio.on_fills.remote(self._pf_fills, self._pf_ts, dict(self.last_prices), done)
         self._pf_fills, self._pf_dirty, self._pf_inflight = [], False, ref
         ref.future().add_done_callback(self._report_done)
 
@@ -177,18 +193,26 @@ class OrderRouterActor:
 
     @locked
     def apply_commands(self, cancels: list[tuple[str, str]], submits: list[tuple[Order, list[Order]]],
-                       ts_ns: int, ack_ts: int | None = None) -> int:
+                       ts_ns: int, ack_ts: int | None = None, decided_ns: int | None = None) -> int:
         for strategy_id, symbol in cancels:
             for order in self.paper.cancel_strategy(strategy_id, symbol, ts_ns):
                 self._save_order(order, ts_ns)
         accepted = 0
+        stale = decided_ns is not None and decided_ns < self.halt_ns
+        fresh: list[tuple[Order, list[Order]]] = []
         for order, children in submits:
-            cid = order.client_order_id
-            if cid in self.paper.orders:
+            if order.order_type is OrderType.MARKET:
+                self._watch.add(order.client_order_id)
+            if order.client_order_id in self.paper.orders:
                 self.duplicates += 1  # a retried or replayed signal: never a second order
-                continue
-            if self.stores is not None:  # journaled before it takes effect
-                self.stores.journal.append("order", order.to_dict(), ts_ns)
+            elif stale:
+                self._drop_stale(order, ts_ns)
+            else:
+                fresh.append((order, children))
+        if self.stores is not None and fresh:  # journaled before they take effect, one commit
+            self.stores.journal.append_many([("order", o.to_dict(), ts_ns) for o, _ in fresh])
+        for order, children in fresh:
+            cid = order.client_order_id
             result = self.submitter.submit(order, lambda o=order, c=children: self.paper.submit(o, c, ts_ns), ts_ns)
             if result.outcome is SubmitOutcome.ACCEPTED:
                 accepted += 1
@@ -198,14 +222,36 @@ class OrderRouterActor:
             if cid not in self.paper.orders:  # failed before the venue took it: still on record
                 self.paper.orders[cid] = order
             self._note(result, order)
-            if self.stores is not None:
-                self.stores.storage.save_order(order)
-                for child in children:
-                    self.stores.storage.save_order(child)
+        if self.stores is not None and fresh:
+            self.stores.storage.save_orders([o for order, children in fresh for o in (order, *children)])
         self.submitted += accepted
         if ack_ts is not None:
             self.feed.ack.remote(ack_ts)
         return accepted
+
+    def _drop_stale(self, order: Order, ts_ns: int) -> None:
+        """A submit decided before the kill switch engaged, still queued behind it: it must not trade.
+
+        The gatekeeper stops deciding the moment it escalates, but commands already on their way would
+        otherwise reopen what the HARD flatten just closed."""
+        if can_transition(order.status, OrderStatus.REJECTED):
+            transition(order, OrderStatus.REJECTED, ts_ns, reason="decided before the kill switch engaged")
+        self.paper.orders[order.client_order_id] = order
+        self.stale_dropped += 1
+        self._save_order(order, ts_ns)
+        self._tell_rejected(order)
+
+    def _halt(self, halt_ns: int | None) -> None:
+        if halt_ns is not None and halt_ns > self.halt_ns:
+            self.halt_ns = halt_ns
+            if self.stores is not None:
+                self.stores.state.set("router:halt_ns", halt_ns)
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def halt_before(self, halt_ns: int) -> None:
+        """SOFT (or any escalation): drop queued submits the gatekeeper decided before ``halt_ns``."""
+        self._halt(halt_ns)
 
     def _note(self, result: SubmitResult, order: Order) -> None:
         """Count failures; a streak goes to the gatekeeper, and the first success after it ends it."""
@@ -225,9 +271,10 @@ class OrderRouterActor:
 
     @ray.method(concurrency_group=CONTROL)
     @locked
-    def flatten_all(self, reason: str) -> dict[str, Any]:
+    def flatten_all(self, reason: str, halt_ns: int | None = None) -> dict[str, Any]:
         """HARD kill switch: cancel everything, then close every position now at the last price."""
         t0 = time.perf_counter()
+        self._halt(halt_ns)
         canceled, fills = self.paper.flatten_all(self.last_ts, self.last_prices, reason)
         for order in canceled:
             self._save_order(order, self.last_ts)
@@ -242,7 +289,8 @@ class OrderRouterActor:
 
     @ray.method(concurrency_group=CONTROL)
     @locked
-    def cancel_all(self) -> int:
+    def cancel_all(self, halt_ns: int | None = None) -> int:
+        self._halt(halt_ns)
         canceled = self.paper.cancel_all(self.last_ts)
         for order in canceled:
             self._save_order(order, self.last_ts)
@@ -301,7 +349,8 @@ class OrderRouterActor:
         return {"orders": len(self.paper.orders), "open": len(self.paper.open_orders()),
                 "restored_working": self.restored_working,
                 "submitted": self.submitted, "duplicates_ignored": self.duplicates, "errors": self.errors,
-                "retries": self.submitter.retries, "unknown": len(self.submitter.unknown)}
+                "retries": self.submitter.retries, "unknown": len(self.submitter.unknown),
+                "stale_dropped": self.stale_dropped}
 
     def ping(self) -> str:
         return "ok"

@@ -75,7 +75,7 @@ class SupervisorActor:
         for feed, data in self.series:
             self.feeds[feed.venue] = FeedActor.options(**placement(feed.market)).remote(
                 feed.venue, data, feed.pace, feed.speed, feed.max_pending, stale_after_s=feed.stale_after_s,
-                persist=persist)
+                persist=persist, min_send_interval_ms=feed.min_send_interval_ms)
         feed0 = next(iter(self.feeds.values()))
         self.router = OrderRouterActor.options(**placement(first_market)).remote(
             self.instruments, cash, cfg.costs.model_dump(), self.portfolio, feed0, persist, gk_name, ns,

@@ -143,14 +143,24 @@ def calibration() -> dict[str, float]:
         def ping(self) -> int:
             return 1
 
+        def pid(self) -> int:
+            return os.getpid()
+
     echo = Echo.remote()  # type: ignore[attr-defined]
-    ray.get(echo.ping.remote())
+    proc = psutil.Process(ray.get(echo.pid.remote()))
     t0 = time.perf_counter()
     for _ in range(1000):
         ray.get(echo.ping.remote())
     call_ms = (time.perf_counter() - t0)
+    # What one message costs the receiver at 100 messages/s (a strategy's rate): the floor the design counts.
+    c0 = sum(proc.cpu_times()[:2])
+    for _ in range(200):
+        ray.get(echo.ping.remote())
+        time.sleep(0.01)
+    receiver_ms = (sum(proc.cpu_times()[:2]) - c0) / 200 * 1000
     ray.kill(echo)
-    return {"python_loop_5m_s": round(loop_s, 3), "ray_call_ms": round(call_ms, 3)}
+    return {"python_loop_5m_s": round(loop_s, 3), "ray_call_ms": round(call_ms, 3),
+            "receiver_cpu_ms_per_call_at_100_per_s": round(receiver_ms, 3)}
 
 
 def throughput_phase(seconds: float, home: str) -> dict[str, Any]:

@@ -10,15 +10,27 @@ It runs inside the ``RiskGatekeeper`` actor. Two things make paper trading repro
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from mmats.model import AccountState, Instrument, Order, OrderStatus, PositionSnapshot, SignalAction, TradeSignal
+from mmats.model import (
+    AccountState,
+    Instrument,
+    Order,
+    OrderStatus,
+    OrderType,
+    PositionSnapshot,
+    SignalAction,
+    TradeSignal,
+)
 from mmats.orders import transition
 from mmats.risk.decision import RiskDecision, RiskGate
 from mmats.trader import bracket_children, entry_order, intent_for, size_signal
+
+INFLIGHT_EXPIRY_S = 10.0  # a market order not reported done by then no longer counts as on its way
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +97,50 @@ class SignalGateway:
         # durable state store behind it, that holds across restarts and nodes.
         self.claim = claim
         self.account: AccountState | None = None
+        self.held: dict[tuple[str, str], float] | None = None
+        # Market orders submitted and not yet known to be done: the next signal of the same (strategy,
+        # symbol) is sized on its position PLUS what these will add (an order management system's
+        # "position + open orders"), not on a position their fills have not reached yet.
+        self._inflight: dict[str, tuple[tuple[str, str], float, float]] = {}
+        self._pending: dict[tuple[str, str], float] = {}
         self.as_of_ns = -1
         self._buffer: list[PendingSignal] = []
         self._seen_signal_ids: set[tuple[str, str]] = set()
 
-    def on_account(self, account: AccountState, as_of_ns: int) -> GatewayOutput:
+    def on_account(self, account: AccountState, as_of_ns: int, held: dict[tuple[str, str], float] | None = None,
+                   done: list[str] | None = None) -> GatewayOutput:
+        """``held``: each (strategy, symbol)'s own net quantity; ``done``: orders that reached a final
+        state, whose fills ``held`` and ``account`` already include.
+
+        Strategies sharing a symbol must each size against their own position, counting their market
+        orders still on the way: sized on the account's total, or on a position the previous order's
+        fill has not reached yet, two signals both sell what is held and the book runs away into ever
+        larger reversals (seen at 1,000 bars/s with ten strategies on ten symbols)."""
         self.account = account
+        if held is not None:
+            self.held = held
+        for cid in done or ():
+            self._finish(cid)
         self.as_of_ns = max(self.as_of_ns, as_of_ns)
         return self._release()
+
+    def _finish(self, cid: str) -> None:
+        entry = self._inflight.pop(cid, None)
+        if entry is not None:
+            key, signed, _ = entry
+            left = self._pending.get(key, 0.0) - signed
+            if self._busy_with(key):
+                self._pending[key] = left
+            else:
+                self._pending.pop(key, None)  # no float residue once nothing is on the way
+
+    def _busy_with(self, key: tuple[str, str]) -> bool:
+        return any(k == key for k, _, _ in self._inflight.values())
+
+    def _expire(self, now: float) -> None:
+        """A done notice lost with a crashed process must not count for ever."""
+        for cid in [c for c, (_, _, t) in self._inflight.items() if now - t > INFLIGHT_EXPIRY_S]:
+            self._finish(cid)
 
     def on_signals(self, items: list[PendingSignal]) -> GatewayOutput:
         self._buffer.extend(items)
@@ -111,6 +159,8 @@ class SignalGateway:
         out = GatewayOutput()
         if self.account is None:
             return out
+        if self._inflight:
+            self._expire(time.monotonic())
         ready = [p for p in self._buffer if p.ts_ns <= self.as_of_ns]
         if not ready:
             return out
@@ -141,9 +191,15 @@ class SignalGateway:
         if self.advisory is False:
             out.cancels.append((p.strategy_id, sig.symbol))
         pos = self.account.position(sig.symbol)
-        qty = float(pos.quantity) if pos is not None else 0.0
+        total = float(pos.quantity) if pos is not None else 0.0
+        key = (p.strategy_id, sig.symbol)
+        own = total if self.held is None else self.held.get(key, 0.0)
+        own += self._pending.get(key, 0.0)
+        # Equity as the backtest computes it (cash + holdings at the decision price), over every symbol.
+        others = sum(float(x.quantity) * float(x.last_price) for x in self.account.positions if x.symbol != sig.symbol)
+        equity = float(self.account.cash) + others + total * p.price
         alloc = self.allocation.get(p.strategy_id, self.allocation.get("*", 1.0))
-        sized = size_signal(sig, p.price, float(self.account.cash), qty, alloc, inst)
+        sized = size_signal(sig, p.price, float(self.account.cash), own, alloc, inst, equity)
         if sized is None:
             return out
         account = remark(self.account, {sig.symbol: inst.round_price(p.price)})
@@ -161,7 +217,12 @@ class SignalGateway:
             return out
         children = [] if sized.reduces_position else bracket_children(sig, order, inst, p.ts_ns)
         out.submits.append((order, children))
+        if order.order_type is OrderType.MARKET:  # a resting limit order is canceled by the next signal
+            signed = float(order.quantity) if order.side.value == "BUY" else -float(order.quantity)
+            self._inflight[order.client_order_id] = (key, signed, time.monotonic())
+            self._pending[key] = self._pending.get(key, 0.0) + signed
         return out
 
     def state(self) -> dict[str, Any]:
-        return {"advisory": self.advisory, "as_of_ns": self.as_of_ns, "waiting": len(self._buffer)}
+        return {"advisory": self.advisory, "as_of_ns": self.as_of_ns, "waiting": len(self._buffer),
+                "orders_in_flight": len(self._inflight)}

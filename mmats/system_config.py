@@ -35,6 +35,9 @@ class FeedConfig(_Strict):
     speed: float = Field(600.0, gt=0, description="x real time when pace=speed")
     max_pending: int = Field(50_000, ge=10)
     stale_after_s: float = Field(30.0, gt=0)
+    min_send_interval_ms: float | None = Field(
+        None, ge=0, le=1000,
+        description="at most one message per subscriber per interval (default 20 ms; 0 in lockstep)")
 
 
 class StrategyConfig(_Strict):

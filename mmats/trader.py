@@ -23,14 +23,18 @@ class SizedOrder:
 
 
 def size_signal(
-    signal: TradeSignal, price: float, cash: float, position: float, allocation: float, instrument: Instrument
+    signal: TradeSignal, price: float, cash: float, position: float, allocation: float, instrument: Instrument,
+    equity: float | None = None,
 ) -> SizedOrder | None:
     """The order that moves ``position`` to the signal's target exposure of current equity.
 
     ``price`` is the close the strategy decided on; quantities round down to the lot. None when the
-    target is already met (so a repeated signal creates nothing).
+    target is already met (so a repeated signal creates nothing). ``position`` is what THIS strategy
+    holds; ``equity`` is the whole account's (default: cash plus that position, the one-strategy,
+    one-symbol case of a backtest).
     """
-    equity = cash + position * price
+    if equity is None:
+        equity = cash + position * price
     target = 0.0 if signal.action is SignalAction.CLOSE else signal.target_exposure * allocation
     target_qty = target * max(equity, 0.0) / price
     delta = target_qty - position

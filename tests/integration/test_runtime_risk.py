@@ -135,3 +135,33 @@ def test_a_silent_feed_engages_the_stale_data_trigger() -> None:
         stop(sup, handles)
     assert kill["state"] == "SOFT" and kill["trigger"] == "stale_data", kill
     assert any(a["kind"] == "stale_data" for a in alerts) and stats["stale_feeds"] == ["replay"]
+
+
+def test_orders_decided_before_a_kill_but_still_queued_never_trade(tmp_path: Path) -> None:
+    """The gatekeeper stops deciding the moment it escalates, but commands already on their way to the
+    router would reopen what a HARD flatten just closed: the router drops those decided before the kill."""
+    from decimal import Decimal
+
+    from mmats.model import Order, OrderType, Side
+
+    sup, handles = start_system(system_config([], 200, pace="speed", home=str(tmp_path)))
+    router = handles["router"]
+    try:
+        halt = time.time_ns()
+        ray.get(router.halt_before.remote(halt))
+
+        def order(name: str) -> Order:
+            return Order(f"manual-{name}", SYMBOL, Side.BUY, Decimal("0.01"), OrderType.MARKET,
+                         strategy_id="manual", signal_id=name)
+
+        assert ray.get(router.apply_commands.remote([], [(order("stale"), [])], 0, None, halt - 1)) == 0
+        assert ray.get(router.apply_commands.remote([], [(order("fresh"), [])], 0, None, halt + 1)) == 1
+        orders = {o["client_order_id"]: o for o in ray.get(router.orders.remote())}
+        stats = ray.get(router.stats.remote())
+    finally:
+        stop(sup, handles)
+    assert orders["manual-stale"]["status"] == "REJECTED"
+    assert "before the kill switch" in orders["manual-stale"]["reject_reason"]
+    assert orders["manual-fresh"]["status"] != "REJECTED" and stats["stale_dropped"] == 1
+    # the drop is on record, and survives a restart of the router (the halt time is persisted)
+    assert "order" in _audit_kinds(str(tmp_path))

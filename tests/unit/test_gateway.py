@@ -1,0 +1,55 @@
+"""The live gateway sizes each strategy on its own position plus its market orders still on their way."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from mmats.gateway import PendingSignal, SignalGateway
+from mmats.model import AccountState, MarketType, PositionSnapshot, Side, SignalAction, TradeSignal, default_instrument
+from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
+
+SYM = "BTC/USDT"
+INST = {SYM: default_instrument(SYM, MarketType.CRYPTO)}
+
+
+def _gateway() -> SignalGateway:
+    gate = RiskGatekeeper(system_risk_config(None), "PAPER", observe_equity=False)
+    return SignalGateway(gate, INST, allocation=0.1, advisory=False)
+
+
+def _account(qty: str, ts: int) -> AccountState:
+    q = Decimal(qty)
+    price = Decimal(100)
+    cash = Decimal(100_000) - q * price
+    positions = (PositionSnapshot(SYM, MarketType.CRYPTO, q, price, price, Decimal(0), Decimal(0)),) if q else ()
+    return AccountState(ts, "USD", cash, Decimal(100_000), positions, peak_equity=Decimal(100_000),
+                        gross_exposure=abs(q) * price)
+
+
+def _signal(strategy: str, action: SignalAction, ts: int) -> PendingSignal:
+    sig = TradeSignal(action, SYM, 1.0, strategy_id=strategy, signal_id=f"{strategy}{ts}")
+    return PendingSignal(strategy, ts, 100.0, sig)
+
+
+def test_a_strategy_closing_sells_only_what_it_holds() -> None:
+    gw = _gateway()
+    # a and b each hold 100 (10% of 100,000 at 100): the account holds 200
+    gw.on_account(_account("200", 1), 1, held={("a", SYM): 100.0, ("b", SYM): 100.0})
+    out = gw.on_signals([_signal("a", SignalAction.CLOSE, 1)])
+    [(order, _)] = out.submits
+    assert order.side is Side.SELL and order.quantity == Decimal(100)  # not the account's 200
+
+
+def test_a_signal_counts_the_market_order_still_on_its_way() -> None:
+    gw = _gateway()
+    gw.on_account(_account("0", 1), 1, held={})
+    [(buy, _)] = gw.on_signals([_signal("a", SignalAction.BUY, 1)]).submits
+    assert buy.side is Side.BUY and buy.quantity == Decimal(100)
+    # the next bar's CLOSE arrives before the BUY's fill is booked: it must still close the 100
+    gw.on_account(_account("0", 2), 2, held={})
+    [(close, _)] = gw.on_signals([_signal("a", SignalAction.CLOSE, 2)]).submits
+    assert close.side is Side.SELL and close.quantity == Decimal(100)
+    # both done: the position is what the fills left (flat), nothing is counted twice
+    gw.on_account(_account("0", 3), 3, held={}, done=[buy.client_order_id, close.client_order_id])
+    assert gw.state()["orders_in_flight"] == 0
+    assert gw.on_signals([_signal("a", SignalAction.CLOSE, 3)]).submits == []  # nothing left to close
