@@ -8,7 +8,7 @@ never stalls the feed for the others. If a subscriber's buffer exceeds ``max_pen
 coalesced to the latest bar per symbol and the dropped bars are counted (``skipped``), which bounds lag
 and memory; ``stats()`` exposes lag and skips per subscriber.
 
-Message rate: a subscriber gets at most one message per ``min_send_interval_ms`` (default 20 ms, 0 in
+Message rate: a subscriber gets at most one message per ``min_send_interval_ms`` (default 50 ms, 0 in
 lockstep). On this 2-core machine one Ray actor call costs the receiver 0.5-1.5 ms of CPU whatever
 it carries (``bench/live_pipeline.py`` measures it), so ten strategies fed one message per timestamp
 spend the whole machine on message overhead and fall behind without bound; capping the rate makes
@@ -59,7 +59,7 @@ class FeedActor:
                  lockstep_timeout_s: float = 3.0, persist: dict[str, Any] | None = None,
                  min_send_interval_ms: float | None = None) -> None:
         if min_send_interval_ms is None:
-            min_send_interval_ms = 0.0 if pace == "lockstep" else 20.0
+            min_send_interval_ms = 0.0 if pace == "lockstep" else 50.0
         self.min_send_interval_s = min_send_interval_ms / 1000.0
         self.lockstep_timeout_s = lockstep_timeout_s
         self.lockstep_timeouts = 0
@@ -281,9 +281,9 @@ class FeedActor:
                 sub.last_sent_ts = self._published_ts
 
     def _sent(self, sub: _Subscriber) -> None:
-        """Completion callback (a Ray thread): the subscriber answered, or died; either way it may get more."""
-        with self._lock:
-            sub.busy = False
+        """Completion callback (the Ray thread that delivers results): the subscriber answered, or died;
+        either way it may get more. No lock: that thread must never wait (the flush loop re-checks)."""
+        sub.busy = False
 
     # ------------------------------------------------------------------------------------- status
 

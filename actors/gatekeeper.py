@@ -72,6 +72,8 @@ class RiskGatekeeperActor:
         # Wall clock of the last escalation; every command carries the time it was decided, so the router
         # can drop what was decided before a kill but was still queued behind it.
         self._halt_ns = 0
+        self._commands: dict[str, Any] = self._empty_commands()
+        self._cmd_inflight = False
         switch.add_listener(self._on_transition)
         self.signals: list[dict[str, Any]] = []
         self.decisions: list[dict[str, Any]] = []
@@ -216,9 +218,58 @@ class RiskGatekeeperActor:
         self._apply_effects()
         self._request_account()
         ack = self._lockstep_ack()
-        if out.cancels or out.submits or ack is not None:
+        if not (out.cancels or out.submits or ack is not None):
+            self._send_commands()  # what queued while the router was busy and the lock was held
+        else:
+            cmd = self._commands
+            if not cmd["cancels"] and not cmd["submits"]:
+                cmd["decided_ns"] = time.time_ns()  # the batch's oldest decision
+            cmd["cancels"] += out.cancels
+            cmd["submits"] += out.submits
             ts = max((o.created_ns for o, _ in out.submits), default=self.gateway.as_of_ns)
-            self.router.apply_commands.remote(out.cancels, out.submits, ts, ack, time.time_ns())
+            cmd["ts"] = max(cmd["ts"], ts)
+            if ack is not None:
+                cmd["ack"] = max(ack, cmd["ack"] if cmd["ack"] is not None else ack)
+            self._send_commands()
+
+    def _send_commands(self) -> None:
+        """At most one ``apply_commands`` in flight (the feed's policy, one hop later): what is decided
+        while the router works goes out together as soon as it answers, so the router's mailbox never
+        holds a backlog of one-transaction-each batches. Cancels of a batch go before its submits."""
+        cmd = self._commands
+        if self._cmd_inflight or not (cmd["cancels"] or cmd["submits"] or cmd["ack"] is not None):
+            return
+        self._commands = self._empty_commands()
+        self._cmd_inflight = True
+        ref = self.router.apply_commands.remote(cmd["cancels"], cmd["submits"], cmd["ts"], cmd["ack"],
+                                                cmd["decided_ns"])
+        ref.future().add_done_callback(self._commands_done)
+
+    def _commands_done(self, _: Any) -> None:
+        """Runs on the Ray thread that delivers results, so it must never wait for the lock: a control
+        call holding it while it waits for the router's answer (HARD -> flatten_all) would wait for
+        this very thread. If the lock is busy, its holder sends what is queued when it finishes."""
+        self._cmd_inflight = False
+        if self._lock.acquire(blocking=False):
+            try:
+                self._send_commands()
+            finally:
+                self._lock.release()
+
+    @staticmethod
+    def _empty_commands() -> dict[str, Any]:
+        return {"cancels": [], "submits": [], "ts": 0, "ack": None, "decided_ns": None}
+
+    def _drop_queued_submits(self, state: KillSwitchState) -> None:
+        """An escalation: submits decided but not yet sent never go (cancels still do)."""
+        submits, self._commands["submits"] = self._commands["submits"], []
+        self.gateway.abandon([order.client_order_id for order, _ in submits])
+        for order, _ in submits:
+            handle = self.strategies.get(order.strategy_id)
+            if handle is not None:
+                handle.on_orders.remote([], [(order, f"decided before the kill switch engaged ({state.value})")])
+        if submits:
+            self._alert("kill_switch", f"{len(submits)} queued orders dropped by the {state.value} escalation")
 
     def _request_account(self) -> None:
         """Signals wait for the account as of their bar: ask the portfolio for it (once per bar time)."""
@@ -264,6 +315,7 @@ class RiskGatekeeperActor:
             result["canceled"] = ray.get(self.router.cancel_all.remote(self._halt_ns))
         elif target is KillSwitchState.SOFT:
             ray.get(self.router.halt_before.remote(self._halt_ns))
+        self._send_commands()  # cancels queued while this call held the lock
         return result
 
     def _on_transition(self, t: KillSwitchTransition) -> None:
@@ -274,6 +326,7 @@ class RiskGatekeeperActor:
         self._alert("kill_switch", f"{t.previous.value} -> {t.state.value} ({t.trigger.value}: {t.reason})")
         if t.state.rank > t.previous.rank:
             self._halt_ns = time.time_ns()
+            self._drop_queued_submits(t.state)
             self._effects.append(t)
 
     def _apply_effects(self) -> None:

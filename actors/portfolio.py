@@ -16,7 +16,7 @@ import ray
 
 from actors.control import CONTROL, GROUPS, locked
 from actors.stores import open_stores
-from mmats.model import Fill, Instrument, iso
+from mmats.model import Fill, Instrument, Order, iso
 from mmats.portfolio import Portfolio
 
 ACCOUNT_EVERY_S = 0.25  # the longest the gatekeeper's drawdown and daily-loss triggers go without an update
@@ -73,9 +73,10 @@ class PortfolioActor:
 
     @locked
     def on_fills(self, fills: list[Fill], as_of_ns: int, marks: dict[str, float],
-                 done: list[str] | None = None) -> None:
-        """A router report: fills, marks and the orders that reached a final state (forwarded to the
-        gatekeeper with the account that includes their fills)."""
+                 done: list[str] | None = None, filled: list[Order] | None = None) -> None:
+        """A router report: fills, marks, the orders that reached a final state (forwarded to the
+        gatekeeper with the account that includes their fills) and the orders that filled (forwarded
+        to their strategies with the same account, in one message)."""
         pf = self.portfolio
         if done:
             self._done += done
@@ -100,27 +101,24 @@ class PortfolioActor:
             self.stores.storage.save_equity_snapshot(snap)
             self._last_snapshot_wall = time.time()
         self._maybe_push(snap, bool(fills) or bool(done))
-        self._push_strategies(snap, fills)
+        self._push_strategies(snap, fills, filled or [])
 
-    def _push_strategies(self, snap: Any, fills: list[Fill]) -> None:
-        """The account to the strategies: in lockstep to all on every change (exact replays); otherwise
-        at once to those whose orders filled, and to all at most every STRATEGY_ACCOUNT_EVERY_S (ten
-        strategies times every fill batch was most of the system's messages)."""
+    def _push_strategies(self, snap: Any, fills: list[Fill], filled: list[Order]) -> None:
+        """Each strategy gets its filled orders and the account in ONE message: at once when its orders
+        filled, otherwise at most every STRATEGY_ACCOUNT_EVERY_S (every fill batch in lockstep, where
+        replays must be exact). Ten strategies times every fill batch was most of the system's messages."""
+        orders: dict[str, list[Order]] = {}
+        for o in filled:
+            orders.setdefault(o.strategy_id, []).append(o)
         now = time.time()
-        if self.push_every_batch:
-            if not fills:
-                return
-            targets = self.strategies
-        elif now - self._strategies_pushed >= STRATEGY_ACCOUNT_EVERY_S:
-            targets = self.strategies
+        due = now - self._strategies_pushed >= STRATEGY_ACCOUNT_EVERY_S
+        everyone = bool(fills) if self.push_every_batch else due
+        if everyone:
             self._strategies_pushed = now
-        elif fills:
-            ids = {f.strategy_id for f in fills}
-            targets = {k: v for k, v in self.strategies.items() if k in ids}
-        else:
-            return
-        for handle in targets.values():
-            handle.on_account.remote(snap)
+        touched = {f.strategy_id for f in fills}
+        for strategy_id, handle in self.strategies.items():
+            if everyone or strategy_id in touched or strategy_id in orders:
+                handle.on_orders.remote(orders.get(strategy_id, []), [], snap)
 
     def _book(self, f: Fill) -> None:
         """Apply a fill, and keep what each strategy holds of each symbol (the gatekeeper sizes every

@@ -59,6 +59,7 @@ class OrderRouterActor:
         self.gatekeeper: Any = None
         self._pf_inflight: Any = None
         self._pf_fills: list[Fill] = []
+        self._pf_orders: dict[str, Order] = {}
         self._pf_ts = 0
         self._pf_dirty = False
         self.submitted = 0
@@ -161,41 +162,44 @@ class OrderRouterActor:
         Every batch is reported, even without fills: the portfolio's answer moves the gatekeeper's
         watermark. ``force`` sends now (the flatten's fills)."""
         self._pf_fills += fills
+        for f in fills:  # the strategies hear of their filled orders from the portfolio, with the account
+            order = self.paper.orders.get(f.client_order_id)
+            if order is not None and order.status is OrderStatus.FILLED:
+                self._pf_orders[order.client_order_id] = order
         self._pf_ts = max(self._pf_ts, upto_ts)
         self._pf_dirty = True
         if self._pf_inflight is None or force:
             self._send_report()
-        by_strategy: dict[str, dict[str, Order]] = {}
-        for f in fills:
-            order = self.paper.orders.get(f.client_order_id)
-            if order is not None and order.status is OrderStatus.FILLED:
-                by_strategy.setdefault(order.strategy_id, {})[order.client_order_id] = order
-        for strategy_id, filled in by_strategy.items():  # one message per strategy, not per order
-            handle = self.strategies.get(strategy_id)
-            if handle is not None:
-                handle.on_orders.remote(list(filled.values()), [])
 
     def _send_report(self) -> None:
         orders = self.paper.orders
         done = [cid for cid in self._watch if cid in orders and orders[cid].status.is_terminal]
         self._watch.difference_update(done)
-        ref = self.portfolio.on_fills.remote(self._pf_fills, self._pf_ts, dict(self.last_prices), done)
-        self._pf_fills, self._pf_dirty, self._pf_inflight = [], False, ref
+        ref = self.portfolio.on_fills.remote(self._pf_fills, self._pf_ts, dict(self.last_prices), done,
+                                             list(self._pf_orders.values()))
+        self._pf_fills, self._pf_dirty, self._pf_inflight, self._pf_orders = [], False, ref, {}
         ref.future().add_done_callback(self._report_done)
 
     def _report_done(self, _: Any) -> None:
-        """Runs on a Ray thread when the portfolio answered: send what accumulated meanwhile."""
-        with self._lock:
+        """Runs on the Ray thread that delivers results when the portfolio answered: send what
+        accumulated meanwhile. It never waits for the lock (that thread must stay free to deliver the
+        results a lock holder may be waiting for); if the lock is busy, the next batch's report sends."""
+        if not self._lock.acquire(blocking=False):
+            self._pf_inflight = None
+            return
+        try:
             if self._pf_dirty:
                 self._send_report()
             else:
                 self._pf_inflight = None
+        finally:
+            self._lock.release()
 
     @locked
     def apply_commands(self, cancels: list[tuple[str, str]], submits: list[tuple[Order, list[Order]]],
                        ts_ns: int, ack_ts: int | None = None, decided_ns: int | None = None) -> int:
         for strategy_id, symbol in cancels:
-            for order in self.paper.cancel_strategy(strategy_id, symbol, ts_ns):
+            for order in self.paper.cancel_strategy(strategy_id, symbol, ts_ns, keep_market=True):
                 self._save_order(order, ts_ns)
         accepted = 0
         stale = decided_ns is not None and decided_ns < self.halt_ns

@@ -38,13 +38,17 @@ from actors.supervisor import SupervisorActor  # noqa: E402
 SYMBOLS = [f"S{i}/USDT" for i in range(10)]
 
 
+SEND_INTERVAL_MS: float | None = None  # --send-interval-ms: the feed's rate cap (None: the system default)
+
+
 def config(pace: str, speed: float, bars: int, home: str) -> dict[str, Any]:
     name = f"bench{uuid.uuid4().hex[:8]}"
+    feed_extra = {} if SEND_INTERVAL_MS is None else {"min_send_interval_ms": SEND_INTERVAL_MS}
     return {
         "environment": "PAPER", "mode": "operator", "allow_operator": True, "initial_cash": 1_000_000.0,
         "system_name": name, "home": home,
         "feeds": [{"venue": "replay", "market": "crypto", "generated_symbols": SYMBOLS, "generated_bars": bars,
-                   "pace": pace, "speed": speed}],
+                   "pace": pace, "speed": speed, **feed_extra}],
         "costs": {"commission": {"model": "percent", "taker_bps": 10.0}, "slippage": {"model": "fixed", "bps": 2.0}},
         "strategies": [{"id": f"st{i}", "ref": "sma_cross", "symbols": SYMBOLS,
                         "params": {"fast": 10 + i, "slow": 30 + 2 * i}, "allocation": 0.009} for i in range(10)],
@@ -184,7 +188,11 @@ def throughput_phase(seconds: float, home: str) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each measured phase")
+    ap.add_argument("--send-interval-ms", type=float, default=None,
+                    help="the feed's min_send_interval_ms (default: the system's default)")
     args = ap.parse_args()
+    global SEND_INTERVAL_MS
+    SEND_INTERVAL_MS = args.send_interval_ms
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     home = tempfile.mkdtemp(prefix="mmats-bench-")
     try:
@@ -206,6 +214,7 @@ def main() -> None:
         "kill_runs": len(kills),
         "cpu_calibration": calib,
         "rss_mb": round(rss),
+        "min_send_interval_ms": SEND_INTERVAL_MS,
         "targets": {"p50_ms": 5, "p99_ms": 15, "sustained_bars_per_sec": 2000, "kill_hard_p99_ms": 200},
     }
     print(json.dumps(out))

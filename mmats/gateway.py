@@ -134,6 +134,11 @@ class SignalGateway:
             else:
                 self._pending.pop(key, None)  # no float residue once nothing is on the way
 
+    def abandon(self, client_order_ids: list[str]) -> None:
+        """Orders that will never reach the router (dropped by a kill-switch escalation)."""
+        for cid in client_order_ids:
+            self._finish(cid)
+
     def _busy_with(self, key: tuple[str, str]) -> bool:
         return any(k == key for k, _, _ in self._inflight.values())
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from mmats.execution import CommissionModel, ExecutionConfig, NoCommission, NoSlippage, SimulatedBroker, SlippageModel
-from mmats.model import Fill, Instrument, Order, OrderStatus
+from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
 from mmats.orders import transition
 from mmats.portfolio import Portfolio
 from mmats.trader import flatten_order
@@ -109,11 +109,16 @@ class PaperExecution:
         broker = self.brokers.get(order.symbol) if order is not None else None
         return broker is not None and order in broker.open_orders
 
-    def cancel_strategy(self, strategy_id: str, symbol: str | None, ts_ns: int) -> list[Order]:
+    def cancel_strategy(self, strategy_id: str, symbol: str | None, ts_ns: int,
+                        keep_market: bool = False) -> list[Order]:
+        """Cancel a strategy's working orders. ``keep_market`` spares market orders: a new signal
+        replaces resting orders (limits, a bracket's stop and target), but a market order fills at the
+        next bar whatever happens, as in a backtest, and the next signal was sized counting on it."""
         out: list[Order] = []
         for sym, broker in self.brokers.items():
             if symbol is None or sym == symbol:
-                out += broker.cancel_all(ts_ns, lambda o: o.strategy_id == strategy_id)
+                out += broker.cancel_all(ts_ns, lambda o: o.strategy_id == strategy_id and not (
+                    keep_market and o.order_type is OrderType.MARKET))
         return out
 
     def cancel_all(self, ts_ns: int) -> list[Order]:

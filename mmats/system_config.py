@@ -37,7 +37,7 @@ class FeedConfig(_Strict):
     stale_after_s: float = Field(30.0, gt=0)
     min_send_interval_ms: float | None = Field(
         None, ge=0, le=1000,
-        description="at most one message per subscriber per interval (default 20 ms; 0 in lockstep)")
+        description="at most one message per subscriber per interval (default 50 ms; 0 in lockstep)")
 
 
 class StrategyConfig(_Strict):
