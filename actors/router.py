@@ -82,6 +82,9 @@ class OrderRouterActor:
                     self._watch.add(o.client_order_id)  # a restarted gatekeeper-side waiter hears of it
                 if o.status is OrderStatus.UNKNOWN:  # lost answers from before the restart: ask again
                     self.submitter.unknown[o.client_order_id] = o
+        # Reconciliation must not depend on bars arriving: a lost answer after the last bar (or on a
+        # quiet market) is resolved by this timer as well.
+        threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
         if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
             # Re-wire what registrations gave the previous process.
             gk = ray.get_actor(gatekeeper_name, namespace=namespace)
@@ -110,6 +113,13 @@ class OrderRouterActor:
         if self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
             self.reconcile()
         return len(fills)
+
+    def _reconcile_loop(self) -> None:
+        while True:
+            time.sleep(RECONCILE_EVERY_S)
+            if self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
+                with self._lock:
+                    self.reconcile()
 
     @locked
     def reconcile(self) -> int:
