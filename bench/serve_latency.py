@@ -173,7 +173,7 @@ def main() -> int:
         "persist": not args.no_persist,
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
     }
-    print(json.dumps(out, indent=1))
+    print(json.dumps(out))  # one JSON object on the last line, like every bench
     client.close()
     serve.shutdown()
     ray.get(sup.down.remote())
