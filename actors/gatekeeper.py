@@ -229,7 +229,7 @@ class RiskGatekeeperActor:
             ts = max((o.created_ns for o, _ in out.submits), default=self.gateway.as_of_ns)
             cmd["ts"] = max(cmd["ts"], ts)
             if ack is not None:
-                cmd["ack"] = max(ack, cmd["ack"] if cmd["ack"] is not None else ack)
+                cmd["ack"] = ack if cmd["ack"] is None else max(ack, cmd["ack"])
             self._send_commands()
 
     def _send_commands(self) -> None:

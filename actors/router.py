@@ -139,7 +139,7 @@ class OrderRouterActor:
     def _tell_rejected(self, order: Order) -> None:
         handle = self.strategies.get(order.strategy_id)
         if handle is not None:
-            handle.on_order_rejected.remote(order, order.reject_reason)
+            handle.on_orders.remote([], [(order, order.reject_reason)])
 
     def _persist_fills(self, fills: list[Fill]) -> None:
         """Journal the batch (one commit), then commit its fills with the positions and orders they

@@ -49,9 +49,6 @@ class StrategyActor:
             self.gatekeeper.on_strategy_disabled.remote(self.strategy_id, self.host.last_error)
         return len(signals)
 
-    def on_account(self, account: Any) -> None:
-        self.host.account = account
-
     def on_orders(self, filled: list[Any], rejected: list[tuple[Any, str]], account: Any = None) -> None:
         """Everything about this strategy's orders since the last message, in one message (a Ray call
         costs this machine about a millisecond of CPU; the outcome of a batch of orders fits in one)."""
@@ -61,12 +58,6 @@ class StrategyActor:
             self.host.order_filled(order)
         for order, reason in rejected:
             self.host.order_rejected(order, reason)
-
-    def on_order_filled(self, order: Any) -> None:
-        self.host.order_filled(order)
-
-    def on_order_rejected(self, order: Any, reason: str) -> None:
-        self.host.order_rejected(order, reason)
 
     def set_enabled(self, enabled: bool) -> None:
         self.host.set_enabled(enabled)

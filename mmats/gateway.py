@@ -23,6 +23,7 @@ from mmats.model import (
     OrderStatus,
     OrderType,
     PositionSnapshot,
+    Side,
     SignalAction,
     TradeSignal,
 )
@@ -101,8 +102,7 @@ class SignalGateway:
         # Market orders submitted and not yet known to be done: the next signal of the same (strategy,
         # symbol) is sized on its position PLUS what these will add (an order management system's
         # "position + open orders"), not on a position their fills have not reached yet.
-        self._inflight: dict[str, tuple[tuple[str, str], float, float]] = {}
-        self._pending: dict[tuple[str, str], float] = {}
+        self._inflight: dict[str, tuple[tuple[str, str], float, float]] = {}  # cid -> (key, signed, since)
         self.as_of_ns = -1
         self._buffer: list[PendingSignal] = []
         self._seen_signal_ids: set[tuple[str, str]] = set()
@@ -125,22 +125,16 @@ class SignalGateway:
         return self._release()
 
     def _finish(self, cid: str) -> None:
-        entry = self._inflight.pop(cid, None)
-        if entry is not None:
-            key, signed, _ = entry
-            left = self._pending.get(key, 0.0) - signed
-            if self._busy_with(key):
-                self._pending[key] = left
-            else:
-                self._pending.pop(key, None)  # no float residue once nothing is on the way
+        self._inflight.pop(cid, None)
 
     def abandon(self, client_order_ids: list[str]) -> None:
         """Orders that will never reach the router (dropped by a kill-switch escalation)."""
         for cid in client_order_ids:
             self._finish(cid)
 
-    def _busy_with(self, key: tuple[str, str]) -> bool:
-        return any(k == key for k, _, _ in self._inflight.values())
+    def _on_the_way(self, key: tuple[str, str]) -> float:
+        """Signed quantity of the (strategy, symbol)'s market orders not yet reported done."""
+        return sum(signed for k, signed, _ in self._inflight.values() if k == key)
 
     def _expire(self, now: float) -> None:
         """A done notice lost with a crashed process must not count for ever."""
@@ -199,7 +193,8 @@ class SignalGateway:
         total = float(pos.quantity) if pos is not None else 0.0
         key = (p.strategy_id, sig.symbol)
         own = total if self.held is None else self.held.get(key, 0.0)
-        own += self._pending.get(key, 0.0)
+        if self._inflight:
+            own += self._on_the_way(key)
         # Equity as the backtest computes it (cash + holdings at the decision price), over every symbol.
         others = sum(float(x.quantity) * float(x.last_price) for x in self.account.positions if x.symbol != sig.symbol)
         equity = float(self.account.cash) + others + total * p.price
@@ -223,9 +218,8 @@ class SignalGateway:
         children = [] if sized.reduces_position else bracket_children(sig, order, inst, p.ts_ns)
         out.submits.append((order, children))
         if order.order_type is OrderType.MARKET:  # a resting limit order is canceled by the next signal
-            signed = float(order.quantity) if order.side.value == "BUY" else -float(order.quantity)
+            signed = float(order.quantity) if order.side is Side.BUY else -float(order.quantity)
             self._inflight[order.client_order_id] = (key, signed, time.monotonic())
-            self._pending[key] = self._pending.get(key, 0.0) + signed
         return out
 
     def state(self) -> dict[str, Any]:
