@@ -332,6 +332,8 @@ class StrategyIn(Model):
     params: dict[str, Any] = Field(default_factory=dict)
     allocation: float = Field(1.0, gt=0, le=10)
     enabled: bool = True
+    timeframe: Literal["1m", "5m", "15m", "1h", "4h", "1d"] | None = Field(
+        None, description="the feed's bars aggregated to this timeframe (default: the feed's own bars)")
 
 
 class StrategyUploadIn(Model):
@@ -345,6 +347,8 @@ class StrategyUploadIn(Model):
     params: dict[str, Any] = Field(default_factory=dict)
     allocation: float = Field(1.0, gt=0, le=10)
     enabled: bool = True
+    timeframe: Literal["1m", "5m", "15m", "1h", "4h", "1d"] | None = Field(
+        None, description="the feed's bars aggregated to this timeframe (default: the feed's own bars)")
 
 
 class StrategyReplaceIn(Model):
@@ -515,6 +519,7 @@ class BulkCancelOut(Model):
 class SignalOut(Model):
     time: str
     strategy_id: str
+    signal_id: str = ""
     symbol: str
     action: str
     position_size: float

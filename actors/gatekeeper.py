@@ -10,6 +10,7 @@ exact replays, and the records of every signal and decision.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import ray
 
 from actors.control import CONTROL, GROUPS, locked
-from actors.stores import open_stores
+from actors.stores import open_stores, signal_export_rows
 from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
 from mmats.model import Environment, Instrument, iso
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
@@ -200,7 +201,10 @@ class RiskGatekeeperActor:
                 for p in out.signals
             ]
             items += [("risk_decision", d.to_dict(), d.intent.ts_ns) for d in out.decisions]
-            self.stores.journal.append_many(items)
+            st = self.stores.storage
+            rows = {"signals": [st.signal_row(self._signal_of(p), p.ts_ns) for p in out.signals],
+                    "risk_decisions": [st.decision_row(d, d.intent.ts_ns) for d in out.decisions]}
+            self.stores.journal.append_many(items, rows)  # chain and tables in one commit
         for p in out.signals:
             self.signals.append({"time": iso(p.ts_ns), "strategy_id": p.strategy_id, "symbol": p.signal.symbol,
                                  "action": p.signal.action.value, "position_size": p.signal.position_size,
@@ -231,6 +235,14 @@ class RiskGatekeeperActor:
             if ack is not None:
                 cmd["ack"] = ack if cmd["ack"] is None else max(ack, cmd["ack"])
             self._send_commands()
+
+    @staticmethod
+    def _signal_of(p: PendingSignal) -> Any:
+        """The signal as recorded: stamped with the strategy that sent it, the id the gateway uses and the
+        bar price it was decided at (``metadata.bar_price``)."""
+        sig = p.signal
+        return dataclasses.replace(sig, strategy_id=p.strategy_id, signal_id=sig.signal_id or str(p.ts_ns),
+                                   metadata={**sig.metadata, "bar_price": p.price})
 
     def _send_commands(self) -> None:
         """At most one ``apply_commands`` in flight (the feed's policy, one hop later): what is decided
@@ -424,7 +436,12 @@ class RiskGatekeeperActor:
     @ray.method(concurrency_group=CONTROL)
     @locked
     def signal_records(self) -> list[dict[str, Any]]:
-        """Every signal with its risk decision (status and reasons), oldest first: what an export holds."""
+        """Every signal with its risk decision (status and reasons), oldest first: what an export holds.
+
+        Read from the SQL tables when the system persists (they survive restarts of this actor and of the
+        cluster); from memory otherwise."""
+        if self.stores is not None:
+            return signal_export_rows(self.stores.storage)
         by_key = {(d.get("strategy_id", ""), d.get("symbol", ""), d.get("time", "")): d for d in self.decisions}
         out = []
         for s in self.signals:

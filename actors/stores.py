@@ -11,7 +11,7 @@ from typing import Any
 
 from adapters.sql_store import SqlJournal, SqlStorage, make_storage
 from adapters.state_store import make_state_store
-from mmats.model import Environment
+from mmats.model import Environment, iso
 
 
 @dataclass
@@ -27,3 +27,20 @@ def open_stores(persist: dict[str, Any]) -> Stores:
     state = make_state_store(persist.get("redis_url"), persist.get("home"), environment=env,
                              prefix=persist.get("redis_prefix"))
     return Stores(storage, SqlJournal(storage), state)
+
+
+def signal_export_rows(storage: SqlStorage) -> list[dict[str, Any]]:
+    """Signals joined with their risk decision (by strategy and signal id), oldest first."""
+    decisions = {(d.strategy_id, d.signal_id): d for d in storage.list_risk_decisions()}
+    out = []
+    for rec in storage.list_signals():
+        s = rec.signal
+        d = decisions.get((s.strategy_id, s.signal_id))
+        out.append({"time": iso(rec.ts_ns), "strategy_id": s.strategy_id, "symbol": s.symbol,
+                    "action": s.action.value, "position_size": s.position_size, "confidence": s.confidence,
+                    "price": s.metadata.get("bar_price"),
+                    "reasoning": s.reasoning, "signal_id": s.signal_id,
+                    "decision": d.status if d else None,
+                    "decision_reasons": [r.get("message") or r.get("rule", "") for r in d.payload.get("reasons", [])]
+                    if d else []})
+    return out

@@ -14,7 +14,7 @@ from typing import Any
 import ray
 
 from mmats.host import StrategyHost
-from mmats.model import Environment, MarketType
+from mmats.model import Environment, MarketType, Timeframe
 
 log = logging.getLogger("mmats.strategy")
 
@@ -23,7 +23,7 @@ log = logging.getLogger("mmats.strategy")
 class StrategyActor:
     def __init__(self, strategy_id: str, ref: str, params: dict[str, Any], symbols: list[str], market: str,
                  feed: Any, gatekeeper: Any, environment: str = "PAPER", max_errors: int = 5,
-                 warmup_bars: int = 2_000, report_empty: bool = False) -> None:
+                 warmup_bars: int = 2_000, report_empty: bool = False, timeframe: str | None = None) -> None:
         self.strategy_id = strategy_id
         # Lockstep replays need a report per batch (the gatekeeper's watermark counts on it); otherwise a
         # batch without signals sends nothing: the gatekeeper's mailbox is the system's narrowest hop.
@@ -31,8 +31,11 @@ class StrategyActor:
         self.gatekeeper = gatekeeper
         self.feed = feed
         self.host = StrategyHost(strategy_id, ref, params, symbols, MarketType(market), Environment(environment),
-                                 max_errors=max_errors)
-        # After a restart: rebuild state from history, silently, then resume live.
+                                 max_errors=max_errors, timeframe=timeframe)
+        # After a restart: rebuild state from history, silently, then resume live (a coarser timeframe
+        # needs as many of its own bars, so proportionally more source bars).
+        if timeframe:
+            warmup_bars = min(warmup_bars * max(1, Timeframe.parse(timeframe).seconds // 60), 50_000)
         history = ray.get(feed.get_history.remote(symbols, warmup_bars))
         self.host.warm_up(history)
         ray.get(feed.subscribe.remote(strategy_id, ray.get_runtime_context().current_actor, symbols))

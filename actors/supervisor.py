@@ -18,9 +18,11 @@ from actors.gatekeeper import RiskGatekeeperActor
 from actors.portfolio import PortfolioActor
 from actors.router import OrderRouterActor
 from actors.strategy import StrategyActor
+from adapters.sql_store import SqlStorage, make_storage
 from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
 from mmats.errors import ConfigError
-from mmats.model import Instrument, MarketType, SignalAction, TradeSignal, default_instrument
+from mmats.model import Environment, Instrument, MarketType, SignalAction, TradeSignal, default_instrument
+from mmats.ports import StorageConflict, StrategyRecord
 from mmats.system_config import StrategyConfig, SystemConfig, resolve_market
 
 NAMESPACE = "mmats"
@@ -46,6 +48,9 @@ class SupervisorActor:
         self.portfolio: Any = None
         self.gatekeeper: Any = None
         self.running = False
+        self.storage: SqlStorage | None = None
+        self._origin: dict[str, str] = {}  # strategy id -> "config" | "runtime" (the registry's spec.origin)
+        self.restore_errors: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------- build
 
@@ -92,9 +97,74 @@ class SupervisorActor:
         for feed_handle in self.feeds.values():
             ray.get(feed_handle.subscribe.remote("router", self.router, None))
             ray.get(feed_handle.set_risk_listener.remote(self.gatekeeper))
-        for s in cfg.strategies:
-            self._start_strategy(s)
+        if persist is not None:
+            self.storage = make_storage(Environment(persist["environment"]), persist.get("database_url"),
+                                        home=persist.get("home"))
+        for s in self._strategies_to_start():
+            try:
+                self._start_strategy(s)
+            except Exception as exc:
+                if self._origin.get(s.id) != "runtime":
+                    raise  # the config file is wrong: say so at start
+                self.restore_errors[s.id] = f"{type(exc).__name__}: {exc}"
+                continue
+            self._register(s)
         return self.topology()
+
+    def _strategies_to_start(self) -> list[StrategyConfig]:
+        """The config's strategies and the registry's (docs/configuration.md, "Strategy registry").
+
+        A strategy submitted or hot-replaced at runtime comes back from the registry as it was; one from
+        the config file starts as the file says, except that a strategy an operator disabled stays
+        disabled (the stricter of the two wins: a restart never switches on what someone switched off)."""
+        records = {r.strategy_id: r for r in self.storage.list_strategies()} if self.storage is not None else {}
+        out: list[StrategyConfig] = []
+        for s in self.config.strategies:
+            rec = records.pop(s.id, None)
+            if rec is not None and rec.spec.get("origin") == "runtime":
+                s = self._from_record(rec) or s
+            elif rec is not None and not rec.enabled:
+                s = s.model_copy(update={"enabled": False})
+            out.append(s)
+        for rec in records.values():
+            if rec.spec.get("origin") == "runtime":
+                restored = self._from_record(rec)
+                if restored is not None:
+                    out.append(restored)
+        return out
+
+    def _from_record(self, rec: StrategyRecord) -> StrategyConfig | None:
+        spec = {k: v for k, v in rec.spec.items() if k != "origin"}
+        try:
+            s = StrategyConfig.model_validate({**spec, "id": rec.strategy_id, "ref": rec.ref,
+                                               "params": dict(rec.params), "enabled": rec.enabled})
+        except Exception as exc:  # a registry entry that no longer fits the feeds is reported, not fatal
+            self.restore_errors[rec.strategy_id] = f"{type(exc).__name__}: {exc}"
+            return None
+        missing = [x for x in s.symbols if x not in self.instruments]
+        if missing:
+            self.restore_errors[rec.strategy_id] = f"symbols {missing} are not on any feed"
+            return None
+        self._origin[s.id] = "runtime"
+        return s
+
+    def _register(self, s: StrategyConfig, origin: str | None = None) -> None:
+        """Record the strategy as it runs now (optimistic versioning: re-read on a conflict)."""
+        if origin is not None:
+            self._origin[s.id] = origin
+        if self.storage is None:
+            return
+        spec = s.model_dump(mode="json", exclude={"id", "ref", "params", "enabled"})
+        spec["origin"] = self._origin.get(s.id, "config")
+        for _ in range(3):
+            cur = self.storage.get_strategy(s.id)
+            try:
+                self.storage.save_strategy(StrategyRecord(s.id, s.ref, dict(s.params), s.enabled,
+                                                          cur.version if cur else 0, spec=spec))
+                return
+            except StorageConflict:
+                continue
+        raise StorageConflict(f"strategy {s.id}: registry kept changing under the supervisor")
 
     def persist_settings(self) -> dict[str, Any] | None:
         cfg = self.config
@@ -115,7 +185,8 @@ class SupervisorActor:
         handle = StrategyActor.options(**placement(market)).remote(
             s.id, s.ref, s.params, s.symbols, market.value, feed, self.gatekeeper,
             self.config.environment.value, self.config.max_strategy_errors,
-            report_empty=any(f.pace == "lockstep" for f in self.config.feeds))
+            report_empty=any(f.pace == "lockstep" for f in self.config.feeds),
+            timeframe=s.timeframe.value if s.timeframe else None)
         ray.get(handle.ping.remote())  # surfaces a bad strategy reference or parameter now, not later
         ray.get([self.gatekeeper.register_strategy.remote(s.id, handle),
                  self.router.register_strategy.remote(s.id, handle),
@@ -143,6 +214,7 @@ class SupervisorActor:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self._start_strategy(s)
+        self._register(s, origin="runtime")
         return {"id": s.id, "symbols": s.symbols}
 
     def set_strategy_enabled(self, strategy_id: str, enabled: bool, close_positions: bool = False,
@@ -155,6 +227,7 @@ class SupervisorActor:
             raise ConfigError(f"unknown strategy {strategy_id!r}")
         ray.get(entry["handle"].set_enabled.remote(enabled))
         entry["config"].enabled = enabled
+        self._register(entry["config"])
         ray.get(self.gatekeeper.on_strategy_toggled.remote(strategy_id, enabled, reason))
         closes: list[dict[str, Any]] = []
         if close_positions and not enabled:
@@ -202,6 +275,7 @@ class SupervisorActor:
             "gatekeeper": gk,
             "feeds": feeds,
             "strategies": self.list_strategies(),
+            "restore_errors": dict(self.restore_errors),
         }
 
     def handles(self) -> dict[str, Any]:
@@ -257,6 +331,7 @@ class SupervisorActor:
                 self.portfolio.register_strategy.remote(strategy_id, old)])
             raise
         self.strategies[strategy_id]["version"] = version + 1
+        self._register(s, origin="runtime")
         ray.kill(old)
         return {"id": strategy_id, "version": version + 1, "ref": s.ref, "params": s.params}
 

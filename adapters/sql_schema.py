@@ -200,6 +200,7 @@ strategies = Table(
     Column("enabled", Boolean, nullable=False),
     Column("version", Integer, nullable=False),
     Column("updated_ns", BigInteger, nullable=False),
+    Column("spec", Text, nullable=False, server_default="{}"),
 )
 
 config_versions = Table(

@@ -60,6 +60,9 @@ from mmats.risk.decision import RiskDecision
 __all__ = ["SqlJournal", "SqlStorage", "make_storage", "upgrade_to_head"]
 
 _TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
+# Rows written beside an audit batch: table name -> rows from ``signal_row`` / ``decision_row``.
+RecordRows = Mapping[str, list[dict[str, Any]]]
+_RECORD_TABLES = {"signals": t.signals, "risk_decisions": t.risk_decisions}
 
 
 def _json(value: Any) -> str:
@@ -333,14 +336,16 @@ class SqlStorage:
         return out if include_flat else [p for p in out if not p.is_flat]
 
     # -- signals and risk decisions ------------------------------------------------------------------
-    def save_signal(self, signal: TradeSignal, ts_ns: int) -> None:
+    @staticmethod
+    def signal_row(signal: TradeSignal, ts_ns: int) -> dict[str, Any]:
         payload = SignalRecord(ts_ns, signal).to_dict()
         payload.pop("time")
+        return {"ts_ns": ts_ns, "strategy_id": signal.strategy_id, "signal_id": signal.signal_id,
+                "symbol": signal.symbol, "action": signal.action.value, "payload": _json(payload)}
+
+    def save_signal(self, signal: TradeSignal, ts_ns: int) -> None:
         with self.engine.begin() as c:
-            c.execute(insert(t.signals).values(
-                ts_ns=ts_ns, strategy_id=signal.strategy_id, signal_id=signal.signal_id, symbol=signal.symbol,
-                action=signal.action.value, payload=_json(payload),
-            ))
+            c.execute(insert(t.signals).values(**self.signal_row(signal, ts_ns)))
 
     def list_signals(self, *, strategy_id: str | None = None, since_ns: int | None = None,
                      limit: int | None = None) -> list[SignalRecord]:
@@ -366,13 +371,15 @@ class SqlStorage:
             out.append(SignalRecord(int(r.ts_ns), sig))
         return out
 
-    def save_risk_decision(self, decision: RiskDecision, ts_ns: int) -> None:
+    @staticmethod
+    def decision_row(decision: RiskDecision, ts_ns: int) -> dict[str, Any]:
         d = decision.to_dict()
+        return {"ts_ns": ts_ns, "strategy_id": d["strategy_id"], "signal_id": d["signal_id"], "symbol": d["symbol"],
+                "status": d["status"], "quantity": decision.quantity, "payload": _json(d)}
+
+    def save_risk_decision(self, decision: RiskDecision, ts_ns: int) -> None:
         with self.engine.begin() as c:
-            c.execute(insert(t.risk_decisions).values(
-                ts_ns=ts_ns, strategy_id=d["strategy_id"], signal_id=d["signal_id"], symbol=d["symbol"],
-                status=d["status"], quantity=decision.quantity, payload=_json(d),
-            ))
+            c.execute(insert(t.risk_decisions).values(**self.decision_row(decision, ts_ns)))
 
     def list_risk_decisions(self, *, strategy_id: str | None = None, since_ns: int | None = None,
                             limit: int | None = None) -> list[DecisionRecord]:
@@ -408,25 +415,30 @@ class SqlStorage:
         except IntegrityError:
             raise StorageConflict(f"audit seq {record.seq} was appended concurrently by another writer") from None
 
-    def append_audit_many(self, records: list[AuditRecord]) -> None:
+    def append_audit_many(self, records: list[AuditRecord], rows: RecordRows | None = None) -> None:
         """Append a contiguous run of records in ONE transaction: a busy gatekeeper journals a whole
-        batch of signals and decisions for the price of a single commit."""
+        batch of signals and decisions for the price of a single commit. ``rows`` (signals and risk
+        decisions, from ``signal_row``/``decision_row``) land in the same transaction, so the queryable
+        tables and the chain never disagree about what was decided."""
         if not records:
             return
         first = records[0]
-        try:
-            with self.engine.begin() as c:
-                last = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
-                if last is not None and (first.seq != int(last.seq) + 1 or first.prev_hash != last.hash):
-                    raise StorageConflict(
-                        f"audit record seq={first.seq} does not extend the stored chain (last seq={last.seq})"
-                    )
+        with self.engine.begin() as c:
+            last = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
+            if last is not None and (first.seq != int(last.seq) + 1 or first.prev_hash != last.hash):
+                raise StorageConflict(
+                    f"audit record seq={first.seq} does not extend the stored chain (last seq={last.seq})"
+                )
+            try:
                 c.execute(insert(t.audit), [
                     {"seq": r.seq, "ts_ns": r.ts_ns, "kind": r.kind, "payload": canonical_json(r.payload),
                      "prev_hash": r.prev_hash, "hash": r.hash} for r in records
                 ])
-        except IntegrityError:
-            raise StorageConflict(f"audit seq {first.seq} was appended concurrently by another writer") from None
+            except IntegrityError:
+                raise StorageConflict(f"audit seq {first.seq} was appended concurrently by another writer") from None
+            for name, values in (rows or {}).items():  # a bad row is a bug: it propagates, nothing commits
+                if values:
+                    c.execute(insert(_RECORD_TABLES[name]), values)
 
     def audit_records(self, *, from_seq: int = 0) -> Iterator[AuditRecord]:
         """Records in chain order, read in pages so a long chain never sits in memory at once."""
@@ -502,12 +514,13 @@ class SqlStorage:
     @staticmethod
     def _strategy(r: Row[Any]) -> StrategyRecord:
         return StrategyRecord(strategy_id=r.strategy_id, ref=r.ref, params=json.loads(r.params),
-                              enabled=bool(r.enabled), version=int(r.version), updated_ns=int(r.updated_ns))
+                              enabled=bool(r.enabled), version=int(r.version), updated_ns=int(r.updated_ns),
+                              spec=json.loads(r.spec or "{}"))
 
     def save_strategy(self, record: StrategyRecord) -> StrategyRecord:
         now = time.time_ns()
         values = {"ref": record.ref, "params": _json(dict(record.params)), "enabled": record.enabled,
-                  "updated_ns": now}
+                  "updated_ns": now, "spec": _json(dict(record.spec))}
         try:
             with self.engine.begin() as c:
                 cur = c.execute(select(t.strategies.c.version).where(
@@ -528,7 +541,8 @@ class SqlStorage:
                         raise StorageConflict(f"strategy {record.strategy_id!r} changed concurrently; retry")
         except IntegrityError:
             raise StorageConflict(f"strategy {record.strategy_id!r} was registered concurrently; retry") from None
-        return StrategyRecord(record.strategy_id, record.ref, dict(record.params), record.enabled, stored + 1, now)
+        return StrategyRecord(record.strategy_id, record.ref, dict(record.params), record.enabled, stored + 1, now,
+                              dict(record.spec))
 
     def get_strategy(self, strategy_id: str) -> StrategyRecord | None:
         with self._read() as c:
@@ -616,8 +630,10 @@ class SqlJournal:
                 return rec
         raise StorageConflict(f"audit append of {kind!r} lost the race {self._max_retries} times in a row")
 
-    def append_many(self, items: list[tuple[str, Mapping[str, Any], int]]) -> list[AuditRecord]:
-        """Journal several records with one commit, still one linear chain."""
+    def append_many(self, items: list[tuple[str, Mapping[str, Any], int]],
+                    rows: RecordRows | None = None) -> list[AuditRecord]:
+        """Journal several records with one commit, still one linear chain (``rows``: see
+        ``SqlStorage.append_audit_many``)."""
         if not items:
             return []
         with self._lock:
@@ -628,7 +644,7 @@ class SqlJournal:
                     prev = chain_record(prev, kind, payload, ts_ns)
                     chain.append(prev)
                 try:
-                    self.storage.append_audit_many(chain)
+                    self.storage.append_audit_many(chain, rows)
                 except StorageConflict:
                     self._last = self.storage.last_audit_record()
                     continue

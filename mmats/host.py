@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from mmats.aggregation import BarAggregator
 from mmats.gateway import PendingSignal
 from mmats.indicators import StreamingIndicators
 from mmats.model import AccountState, Environment, MarketType, Order, SignalAction, ns_to_datetime
@@ -36,8 +37,10 @@ class LiveBar:
 
 class StrategyHost:
     def __init__(self, strategy_id: str, ref: str, params: dict[str, Any], symbols: list[str], market: MarketType,
-                 environment: Environment, max_errors: int = 5) -> None:
+                 environment: Environment, max_errors: int = 5, timeframe: str | None = None) -> None:
         self.strategy_id = strategy_id
+        # None: the feed's own bars; otherwise completed bins of this timeframe (mmats.aggregation).
+        self.aggregator = BarAggregator(timeframe) if timeframe else None
         self.ref = ref
         self.market = market
         self.environment = environment
@@ -68,18 +71,28 @@ class StrategyHost:
     def warm_up(self, history: list[BarTuple]) -> None:
         """Replay past bars through indicators and strategy, discarding signals (no orders for the past)."""
         for b in history:
-            self._step(b, emit=False)
+            for bar, known_ns in self._bars(b):
+                self._step(bar, emit=False, known_ns=known_ns)
+
+    def _bars(self, b: BarTuple) -> list[tuple[BarTuple, int]]:
+        """What the strategy sees for one source bar: the bar itself, or the bins it completes."""
+        if self.aggregator is None:
+            return [(b, b[1])]
+        if b[0] not in self.strategies:
+            return []
+        return self.aggregator.update(b)
 
     def on_bars(self, batch: list[BarTuple]) -> tuple[list[PendingSignal], bool]:
         out: list[PendingSignal] = []
         was_enabled = self.enabled
         for b in batch:
-            p = self._step(b, emit=True)
-            if p is not None:
-                out.append(p)
+            for bar, known_ns in self._bars(b):
+                p = self._step(bar, emit=True, known_ns=known_ns)
+                if p is not None:
+                    out.append(p)
         return out, was_enabled and not self.enabled
 
-    def _step(self, b: BarTuple, emit: bool) -> PendingSignal | None:
+    def _step(self, b: BarTuple, emit: bool, known_ns: int) -> PendingSignal | None:
         sym = b[0]
         strat = self.strategies.get(sym)
         if strat is None:
@@ -107,7 +120,8 @@ class StrategyHost:
         if sig is None or sig.action is SignalAction.HOLD or not emit:
             return None
         self.signals_emitted += 1
-        return PendingSignal(self.strategy_id, b[1], b[5], sig)
+        # Stamped with the source bar that completed it: the account and the fill follow from that time.
+        return PendingSignal(self.strategy_id, known_ns, b[5], sig)
 
     def order_filled(self, order: Order) -> None:
         strat = self.strategies.get(order.symbol)
@@ -130,6 +144,7 @@ class StrategyHost:
             "ref": self.ref,
             "symbols": sorted(self.strategies),
             "enabled": self.enabled,
+            "timeframe": self.aggregator.timeframe.value if self.aggregator else None,
             "bars_seen": self.bars_seen,
             "signals": self.signals_emitted,
             "errors_total": self.errors_total,

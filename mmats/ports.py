@@ -146,10 +146,14 @@ class StrategyRecord:
     enabled: bool = True
     version: int = 0
     updated_ns: int = 0
+    # Everything else it was started with (symbols, market, allocation, timeframe) and where it came
+    # from ("config" or "runtime"): what a restart needs to bring it back as it was.
+    spec: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"strategy_id": self.strategy_id, "ref": self.ref, "params": dict(self.params),
-                "enabled": self.enabled, "version": self.version, "updated": iso(self.updated_ns)}
+                "enabled": self.enabled, "version": self.version, "updated": iso(self.updated_ns),
+                "spec": dict(self.spec)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from mmats.errors import ConfigError
-from mmats.model import Environment, MarketType
+from mmats.model import Environment, MarketType, Timeframe
 from mmats.risk.gatekeeper import system_risk_config
 from mmats.risk.limits import parse_risk_config
 
@@ -48,6 +48,8 @@ class StrategyConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     allocation: float = Field(1.0, gt=0, le=10)
     enabled: bool = True
+    timeframe: Timeframe | None = Field(None, description="aggregate the feed's bars to this timeframe "
+                                                          "(default: the feed's own bars)")
 
 
 class CostsConfig(_Strict):

@@ -166,7 +166,7 @@ def cmd_strategy(args: argparse.Namespace) -> int:
         from mmats_cli.main import _parse_value
 
         spec = {"id": args.id or args.ref.rsplit(":", 1)[-1].lower(), "ref": absolute_ref(args.ref),
-                "symbols": args.symbol, "market": args.market,
+                "symbols": args.symbol, "market": args.market, "timeframe": args.timeframe,
                 "params": {k: _parse_value(v) for k, v in args.param}}
         try:
             print(json.dumps(ray.get(sup.submit_strategy.remote(spec))))
@@ -203,8 +203,8 @@ def cmd_signals(args: argparse.Namespace) -> int:
         json.dump(rows, out, indent=1)
         out.write("\n")
     else:
-        fields = ["time", "strategy_id", "symbol", "action", "position_size", "confidence", "price", "reasoning",
-                  "decision", "decision_reasons"]
+        fields = ["time", "strategy_id", "signal_id", "symbol", "action", "position_size", "confidence", "price",
+                  "reasoning", "decision", "decision_reasons"]
         w = csv.DictWriter(out, fieldnames=fields)
         w.writeheader()
         w.writerows({**r, "decision_reasons": "; ".join(r["decision_reasons"])} for r in rows)
@@ -281,7 +281,9 @@ def register(sub: Any) -> None:
     sm.add_argument("--symbol", action="append", required=True, help="symbol to trade, repeatable")
     sm.add_argument("--market", default=None, choices=["crypto", "forex", "stock"],
                     help="must match the feed of its symbols (default: that feed's market)")
-    sm.add_argument("--timeframe", default="1m", help="bar timeframe (the feed's)")
+    sm.add_argument("--timeframe", default=None, choices=["1m", "5m", "15m", "1h", "4h", "1d"],
+                    help="bars the strategy sees: the feed's bars aggregated to this timeframe, as a "
+                         "backtest's --timeframe resamples them (default: the feed's own bars)")
     from mmats_cli.main import _kv
 
     sm.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")

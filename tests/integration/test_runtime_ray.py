@@ -6,6 +6,7 @@ import tempfile
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -222,8 +223,11 @@ def test_router_and_portfolio_crash_recover_from_storage(tmp_path: Path) -> None
     assert verdict.records > len(fills)
 
 
-def test_full_stop_and_restart_restores_positions_orders_and_audit(tmp_path: Path) -> None:
-    """Every actor gone (as after stopping the cluster), then a new system on the same home."""
+def test_full_stop_and_restart_restores_positions_orders_and_audit(tmp_path: Path,
+                                                                   restart_ray: Callable[[], None]) -> None:
+    """The whole local cluster stopped and started again, then a new system on the same home: positions,
+    cash, the kill switch, the strategy registry (a runtime submit, an operator's disable) and the
+    signal records all come back."""
     from adapters.sql_store import make_storage
     from mmats.model import Environment
 
@@ -236,19 +240,31 @@ def test_full_stop_and_restart_restores_positions_orders_and_audit(tmp_path: Pat
         deadline = time.time() + 60
         while time.time() < deadline and ray.get(handles["portfolio"].status.remote())["fills"] < 5:
             time.sleep(0.1)
+        ray.get(sup.submit_strategy.remote({"id": "late", "ref": "sma_cross", "symbols": [SYMBOL],
+                                            "params": {"fast": 2, "slow": 4}, "timeframe": "5m",
+                                            "allocation": 0.2}))
+        ray.get(sup.set_strategy_enabled.remote("trend", False))
         ray.get(sup.kill.remote("FREEZE", "maintenance"))  # nothing moves from here on
         first = ray.get(handles["portfolio"].status.remote())
         first_feed = ray.get(next(iter(handles["feeds"].values())).stats.remote())
+        signals_before = ray.get(handles["gatekeeper"].signal_records.remote())
     finally:
         stop(sup, handles)
-    time.sleep(1.0)
-    sup2, handles2 = start_system(cfg)  # same system name and home
+    restart_ray()
+    sup2, handles2 = start_system(cfg)  # same system name and home, a new cluster
     try:
         second = ray.get(handles2["portfolio"].status.remote())
         kill = ray.get(handles2["gatekeeper"].kill_switch.remote())
         feed2 = ray.get(next(iter(handles2["feeds"].values())).stats.remote())
+        running = {s["id"]: s for s in ray.get(sup2.list_strategies.remote())}
+        config_now = {s["id"]: s for s in ray.get(sup2.get_config.remote())["config"]["strategies"]}
+        signals_after = ray.get(handles2["gatekeeper"].signal_records.remote())
     finally:
         stop(sup2, handles2)
+    assert set(running) == {"trend", "late"}  # the runtime submit survived the cluster
+    assert running["trend"]["enabled"] is False and running["late"]["enabled"] is True
+    assert config_now["late"]["timeframe"] == "5m" and config_now["late"]["params"] == {"fast": 2, "slow": 4}
+    assert len(signals_before) > 0 and signals_after[: len(signals_before)] == signals_before
     def held(status: dict[str, Any]) -> list[tuple[str, str, str]]:
         return [(p["symbol"], p["quantity"], p["avg_price"]) for p in status["positions"]]
 
@@ -258,3 +274,6 @@ def test_full_stop_and_restart_restores_positions_orders_and_audit(tmp_path: Pat
     assert feed2["resumed_from"] > 0 and feed2["resumed_from"] >= first_feed["position"] - 1
     storage = make_storage(Environment.PAPER, home=str(tmp_path))
     assert storage.verify_audit().ok
+    # The queryable signal table and the audit chain hold the same signals.
+    audited = [r for r in storage.audit_records() if r.kind == "signal"]
+    assert len(audited) == len(storage.list_signals()) >= len(signals_after)

@@ -16,7 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from adapters.migrations import current_revision, head_revision, upgrade_to_head
 from adapters.sql_engine import make_engine, mask_url
@@ -300,6 +300,29 @@ def test_strategy_registry_versions(store: SqlStorage) -> None:
     assert [r.strategy_id for r in store.list_strategies()] == ["rsi-eth", "sma-btc"]
     assert [r.strategy_id for r in store.list_strategies(enabled_only=True)] == ["rsi-eth"]
     assert store.delete_strategy("rsi-eth") and not store.delete_strategy("rsi-eth")
+    spec = {"symbols": ["BTC/USDT"], "market": "crypto", "allocation": 0.5, "timeframe": "5m", "origin": "runtime"}
+    full = store.save_strategy(replace(off, spec=spec))
+    assert store.get_strategy("sma-btc") == full and full.spec == spec and full.version == 3
+
+
+def test_signals_and_decisions_land_with_their_audit_records_in_one_commit(store: SqlStorage) -> None:
+    """The gatekeeper's batch: chain records and the queryable rows together, or neither."""
+    from adapters.sql_store import SqlJournal
+
+    journal = SqlJournal(store)
+    sig = TradeSignal(SignalAction.BUY, "BTC/USDT", 0.5, strategy_id="s1", signal_id="a1")
+    inst = Instrument("BTC/USDT", MarketType.CRYPTO, "USDT", 2, 6, Decimal("0.000001"), Decimal(5))
+    dec = RiskDecision(DecisionStatus.APPROVED, OrderIntent("s1", "a1", inst, Side.BUY, Decimal("0.5"),
+                                                             Decimal("64000.10"), 10), Decimal("0.5"), ())
+    rows = {"signals": [store.signal_row(sig, 10)], "risk_decisions": [store.decision_row(dec, 10)]}
+    journal.append_many([("signal", {"signal_id": "a1"}, 10), ("risk_decision", dec.to_dict(), 10)], rows)
+    assert [r.signal for r in store.list_signals()] == [sig]
+    assert store.list_risk_decisions()[0].payload == dec.to_dict()
+    before = store.audit_count()
+    bad = {"signals": [{**store.signal_row(sig, 11), "action": None}]}  # violates NOT NULL
+    with pytest.raises(IntegrityError):
+        journal.append_many([("signal", {"signal_id": "a2"}, 11)], bad)
+    assert store.audit_count() == before and len(store.list_signals()) == 1  # nothing half-written
 
 
 def test_config_versions_and_rollback_reads(store: SqlStorage) -> None:
