@@ -10,6 +10,7 @@ at most for the one message being handled, never for the backlog.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,3 +29,20 @@ def locked(fn: F) -> F:
             return fn(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def when_ready(ref: Any, apply: Callable[[Any], None], what: str) -> None:
+    """Apply the result of ``ref`` when it arrives, without waiting for it.
+
+    A restarted actor re-wires itself from its peers (the supervisor's or the gatekeeper's handles). It
+    must not wait for them in ``__init__``: the peer may be the very caller waiting for this actor to
+    come back (a status read, a HARD flatten), and both would wait forever. ``apply`` runs on Ray's
+    result thread, so it only assigns (it never takes the actor's lock)."""
+
+    def done(fut: Any) -> None:
+        try:
+            apply(fut.result())
+        except Exception as exc:  # the peer is gone too: its own restart re-wires everything
+            logging.getLogger("mmats.control").error("re-wiring after a restart (%s) failed: %r", what, exc)
+
+    ref.future().add_done_callback(done)

@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from actors.control import CONTROL, GROUPS, locked
+from actors.control import CONTROL, GROUPS, locked, when_ready
 from actors.stores import open_stores, signal_export_rows
 from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
 from mmats.model import Environment, Instrument, iso
@@ -27,6 +27,7 @@ from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransit
 
 KILL_STATES = tuple(s.value for s in KillSwitchState)
 TOKEN_TTL_S = 60.0
+COUNTERS_EVERY_S = 1.0
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
@@ -57,6 +58,12 @@ class RiskGatekeeperActor:
                                    kill_switch=switch, initial_equity=initial_equity, observe_equity=False)
         self.switch = switch
         self.monitor = self.risk.monitor
+        self._counters_dirty = False
+        if self.stores is not None:
+            counters = self.stores.state.get("risk_counters")
+            if counters:  # today's loss reference, the peak, throttle windows: a restart forgets none
+                self.risk.restore_counters(counters)
+            threading.Thread(target=self._counters_loop, name="risk-counters", daemon=True).start()
         if saved_mode in ("advisory", "operator") and (saved_mode == "advisory" or allow_operator):
             mode = saved_mode  # an automatic downgrade to advisory survives a restart
         self.gateway = SignalGateway(self.risk, instruments, allocation, advisory=(mode != "operator"),
@@ -86,10 +93,14 @@ class RiskGatekeeperActor:
         self._acked = -1
         if supervisor_name and ray.get_runtime_context().was_current_actor_reconstructed:
             sup = ray.get_actor(supervisor_name, namespace=namespace)
-            handles = ray.get(sup.handles.remote())
-            self.strategies = dict(handles["strategies"])
+            when_ready(sup.handles.remote(), self._rewire, "gatekeeper <- supervisor")
+
+    def _rewire(self, handles: dict[str, Any]) -> None:
+        for sid, handle in handles["strategies"].items():
+            self.strategies.setdefault(sid, handle)
+            self.reported.setdefault(sid, -1)
+        if self.portfolio is None:
             self.portfolio = handles.get("portfolio")
-            self.reported = dict.fromkeys(self.strategies, -1)
 
     # --------------------------------------------------------------------------------- wiring
 
@@ -220,6 +231,7 @@ class RiskGatekeeperActor:
             if handle is not None:
                 handle.on_orders.remote([], rejected)
         self._apply_effects()
+        self._counters_dirty = True
         self._request_account()
         ack = self._lockstep_ack()
         if not (out.cancels or out.submits or ack is not None):
@@ -243,6 +255,21 @@ class RiskGatekeeperActor:
         sig = p.signal
         return dataclasses.replace(sig, strategy_id=p.strategy_id, signal_id=sig.signal_id or str(p.ts_ns),
                                    metadata={**sig.metadata, "bar_price": p.price})
+
+    def _counters_loop(self) -> None:
+        """Risk counters to the state store once a second when they changed, off the message path (a
+        write costs a round trip; losing at most the last second of throttle history on a crash is the
+        accepted bound, docs/persistence.md). This thread may wait for the lock: nothing waits for it."""
+        while True:
+            time.sleep(COUNTERS_EVERY_S)
+            with self._lock:
+                if self._counters_dirty:
+                    self._save_counters()
+
+    def _save_counters(self) -> None:
+        if self.stores is not None:
+            self._counters_dirty = False
+            self.stores.state.set("risk_counters", self.risk.counters())
 
     def _send_commands(self) -> None:
         """At most one ``apply_commands`` in flight (the feed's policy, one hop later): what is decided
@@ -334,6 +361,7 @@ class RiskGatekeeperActor:
         """Every transition (manual or triggered): persist it, alert, and queue its effect on the router."""
         if self.stores is not None:
             self.stores.state.set("kill_switch", self.switch.to_dict())
+            self._save_counters()  # a reset re-bases the references: stored before it acts
         self.kill_history.append({**t.to_dict(), "since": t.ts_ns / 1e9})
         self._alert("kill_switch", f"{t.previous.value} -> {t.state.value} ({t.trigger.value}: {t.reason})")
         if t.state.rank > t.previous.rank:
@@ -462,6 +490,12 @@ class RiskGatekeeperActor:
         return {**self.gateway.state(), "kill_switch": self.switch.state.value, "signals": len(self.signals),
                 "decisions": len(self.decisions), "strategies": len(self.strategies),
                 "router_errors": self.router_errors, "stale_feeds": sorted(self.stale_feeds)}
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def risk_counters(self) -> dict[str, Any]:
+        """Throttle windows, order rate and loss references, as the state store keeps them."""
+        return self.risk.counters()
 
     @ray.method(concurrency_group=CONTROL)
     @locked

@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from actors.control import CONTROL, GROUPS, locked
+from actors.control import CONTROL, GROUPS, locked, when_ready
 from actors.stores import open_stores
 from mmats.model import Fill, Instrument, Order, iso
 from mmats.portfolio import Portfolio
@@ -61,7 +61,7 @@ class PortfolioActor:
                 self._fill_ids.add(f.fill_id)
         if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
             self.gatekeeper = ray.get_actor(gatekeeper_name, namespace=namespace)
-            self.strategies = ray.get(self.gatekeeper.strategy_handles.remote())
+            when_ready(self.gatekeeper.strategy_handles.remote(), self.strategies.update, "portfolio <- gatekeeper")
 
     @locked
     def connect(self, gatekeeper: Any) -> None:

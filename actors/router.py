@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from actors.control import CONTROL, GROUPS, locked
+from actors.control import CONTROL, GROUPS, locked, when_ready
 from actors.stores import open_stores
 from mmats.execution import ExecutionConfig
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
@@ -88,8 +88,8 @@ class OrderRouterActor:
         if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
             # Re-wire what registrations gave the previous process.
             gk = ray.get_actor(gatekeeper_name, namespace=namespace)
-            self.strategies = ray.get(gk.strategy_handles.remote())
             self.gatekeeper = gk
+            when_ready(gk.strategy_handles.remote(), self.strategies.update, "router <- gatekeeper")
 
     @locked
     def register_strategy(self, strategy_id: str, handle: Any) -> None:

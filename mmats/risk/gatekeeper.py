@@ -335,6 +335,14 @@ class RiskGatekeeper:
         return aggregate(signals, ag.mode, consensus_threshold=ag.consensus_threshold, weights=ag.weights,
                          priorities=ag.priorities, min_net_exposure=ag.min_net_exposure)
 
+    def counters(self) -> dict[str, Any]:
+        """Everything the rules count over time (throttles, order rate, loss references) as plain JSON."""
+        return {"monitor": self.monitor.counters(), "rules": self.state.counters()}
+
+    def restore_counters(self, saved: dict[str, Any]) -> None:
+        self.monitor.restore_counters(saved.get("monitor") or {})
+        self.state.restore_counters(saved.get("rules") or {})
+
     def status(self) -> dict[str, Any]:
         m = self.monitor
         return {"environment": self.environment.value, "profile": self.effective.profile,

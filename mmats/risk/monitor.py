@@ -177,6 +177,30 @@ class KillSwitchMonitor:
         self._dd_floor = equity * self._dd_keep if armed else -_INF
         self._arm_daily()
 
+    # ------------------------------------------------------------------------------ persistence
+
+    _COUNTERS = ("peak", "day_start", "week_start", "month_start", "_day_end", "week_end", "month_end", "_last")
+
+    def counters(self) -> dict[str, float | None]:
+        """The loss references a restarted gatekeeper must not forget (today's start, the peak): without
+        them a crash mid-day would measure the daily loss from the equity after the crash."""
+        out: dict[str, float | None] = {}
+        for name in self._COUNTERS:
+            v = float(getattr(self, name))
+            out[name.lstrip("_")] = None if math.isinf(v) else v
+        return out
+
+    def restore_counters(self, saved: dict[str, float | None]) -> None:
+        for name in self._COUNTERS:
+            v = saved.get(name.lstrip("_"))
+            if name.endswith("_end"):
+                setattr(self, name, -1 if v is None else int(v))
+            else:
+                setattr(self, name, -_INF if v is None else float(v))
+        armed = self._dd_on and self.peak > -_INF and self.switch.state.rank < self.config.on_max_drawdown.rank
+        self._dd_floor = self.peak * self._dd_keep if armed else -_INF
+        self._arm_daily()
+
     # ------------------------------------------------------------------------------ other triggers
 
     def on_error(self, ts_ns: int, message: str) -> KillSwitchTransition | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,35 @@ def test_orders_decided_before_a_kill_but_still_queued_never_trade(tmp_path: Pat
     assert orders["manual-fresh"]["status"] != "REJECTED" and stats["stale_dropped"] == 1
     # the drop is on record, and survives a restart of the router (the halt time is persisted)
     assert "order" in _audit_kinds(str(tmp_path))
+
+
+def test_a_restarted_gatekeeper_keeps_its_throttles_and_loss_references(tmp_path: Path) -> None:
+    """Throttle windows and the daily-loss reference live in the state store: a crashed gatekeeper comes
+    back counting where it stopped, not from zero (a restart must not reopen a throttle or a day's loss)."""
+    cfg = system_config([TREND], 1500, home=str(tmp_path))
+    cfg["risk"] = {"global": {"max_signals": 1000, "signal_window_s": 86_400, "max_daily_loss_pct": 0.5},
+                   "kill_switch": {"daily_loss_pct": 0.5}}
+    sup, handles = run_system(cfg)
+    try:
+        gk = handles["gatekeeper"]
+        time.sleep(1.5)  # the counters are written once a second when they change
+        before = ray.get(gk.risk_counters.remote())
+        pid = ray.get(gk.__ray_call__.remote(lambda self: os.getpid()))
+        ray.kill(gk, no_restart=False)
+        deadline = time.time() + 30
+        after: dict[str, Any] = {}
+        while time.time() < deadline:  # until the answer comes from the new process (ray.kill is async)
+            try:
+                if ray.get(gk.__ray_call__.remote(lambda self: os.getpid()), timeout=5) != pid:
+                    after = ray.get(gk.risk_counters.remote(), timeout=5)
+                    break
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                pass
+            time.sleep(0.2)
+        status = ray.get(sup.status.remote(), timeout=30)  # the supervisor and the restarted actor both answer
+    finally:
+        stop(sup, handles)
+    assert len(before["rules"]["signal_times"]["trend"]) > 5
+    assert before["monitor"]["day_start"] is not None
+    assert after == before
+    assert status["gatekeeper"]["strategies"] == 1  # re-wired from the supervisor after the restart

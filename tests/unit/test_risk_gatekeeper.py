@@ -251,3 +251,32 @@ def test_every_backtest_runs_the_full_gatekeeper_with_the_flat_limits_as_global_
     _, monitor = build_gate(BacktestConfig(strategy="sma_cross",
                                            risk={"gatekeeper": {"kill_switch": {"daily_loss_pct": 0.05}}}), inst, None)
     assert monitor is not None and monitor.watches_equity
+
+
+def test_counters_survive_a_restart_through_plain_json() -> None:
+    """What the state store keeps for a restarted gatekeeper: today's loss reference, the peak, throttle
+    windows. Without them a crash mid-day would measure the day's loss from the equity after the crash."""
+    import json
+
+    day = 86_400 * 1_000_000_000
+    cfg = {"global": {"max_daily_loss": 100}, "strategies": {"s1": {"max_signals": 3, "signal_window_s": 60}},
+           "kill_switch": {"daily_loss": 500}}
+    gk = RiskGatekeeper(cfg, "LIVE", initial_equity=10_000.0)
+    gk.monitor.on_equity(WED - day, 10_000.0)
+    gk.monitor.on_equity(WED, 12_000.0)  # a new day starts at 12,000
+    assert [gk.evaluate(intent(ts=WED + k * 10**9), account(equity="12000")).status for k in range(3)] == [
+        DecisionStatus.APPROVED] * 3
+    saved = json.loads(json.dumps(gk.counters()))
+    assert saved["monitor"]["day_start"] == 12_000.0 and len(saved["rules"]["signal_times"]["s1"]) == 3
+
+    restored = RiskGatekeeper(cfg, "LIVE", initial_equity=10_000.0)
+    restored.restore_counters(saved)
+    assert restored.counters() == gk.counters()
+    throttled = restored.evaluate(intent(ts=WED + 4 * 10**9), account(equity="12000"))
+    assert throttled.status is DecisionStatus.REJECTED and rules(throttled) == ["Throttle"]
+    loss = restored.evaluate(intent(strategy="s2", ts=WED + 5 * 10**9), account(equity="11850"))
+    assert loss.status is DecisionStatus.REJECTED and rules(loss) == ["DailyLossLimit"]
+    forgetful = RiskGatekeeper(cfg, "LIVE", initial_equity=10_000.0)  # what a restart without them sees
+    assert forgetful.evaluate(intent(strategy="s2", ts=WED + 5 * 10**9), account(equity="11850")).approved
+    t = restored.monitor.on_equity(WED + 6 * 10**9, 11_400.0)  # 600 below today's start: the trigger fires
+    assert t is not None and t.trigger is KillTrigger.DAILY_LOSS

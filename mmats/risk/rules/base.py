@@ -47,6 +47,18 @@ class RiskState:
         self.order_times: deque[int] = deque()
         self.cluster_cache: dict[str, float] = {}
 
+    def counters(self) -> dict[str, object]:
+        """Throttle and order-rate windows, for the state store (every node sees the same throttle)."""
+        return {"signal_times": {k: list(v) for k, v in self.signal_times.items()},
+                "order_times": list(self.order_times)}
+
+    def restore_counters(self, saved: dict[str, object]) -> None:
+        signal_times = saved.get("signal_times") or {}
+        order_times = saved.get("order_times") or []
+        assert isinstance(signal_times, dict) and isinstance(order_times, list)
+        self.signal_times = {str(k): sorted(int(x) for x in v) for k, v in signal_times.items()}
+        self.order_times = deque(sorted(int(x) for x in order_times))
+
     def record_signal(self, strategy_id: str, ts_ns: int) -> None:
         times = self.signal_times.get(strategy_id)
         if times is None:
