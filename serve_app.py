@@ -318,8 +318,10 @@ class StrategyOut(Model):
     wins: int = 0
     win_rate: float | None = Field(None, description="closing trades with a positive net P&L / closing trades")
     realized_pnl: str = "0"
+    unrealized_pnl: str = Field("0", description="its own open position marked at the account's last price")
     fees: str = "0"
-    net_pnl: str = "0"
+    net_pnl: str = Field("0", description="realized + unrealized - fees, from the strategy's own fills")
+    timeframe: str | None = None
 
 
 class StrategyIn(Model):
@@ -1518,9 +1520,11 @@ class ControlPlane:
 
     # =============================================================================== system
 
-    @fastapi_app.get(f"{API}/health", response_model=Health, tags=["system"], summary="Liveness")
+    @fastapi_app.get(f"{API}/health", response_model=Health, tags=["system"], summary="Liveness",
+                     dependencies=READ)
     async def health(self) -> dict[str, Any]:
-        """Answers while the HTTP app runs, whatever the actors do (no token needed, ever)."""
+        """Answers while the HTTP app runs, whatever the actors do (open on a loopback bind; on any other
+        bind every endpoint needs the token, this one too: give the probe the header)."""
         return {"status": "ok", "time": iso(datetime.now(UTC))}
 
     @fastapi_app.get(f"{API}/ready", response_model=Ready, tags=["system"], summary="Readiness: every actor answers",
@@ -1643,6 +1647,7 @@ class ControlPlane:
             c = conf.get(sid, {})
             st = stats.get(sid, {})
             realized = _dec(st.get("realized_pnl", attribution.get(sid, {}).get("realized_pnl", "0")))
+            unrealized = _dec(st.get("unrealized_pnl", "0"))
             fees = _dec(st.get("fees", attribution.get(sid, {}).get("fees", "0")))
             trades = int(st.get("trades", 0))
             wins = int(st.get("wins", 0))
@@ -1655,7 +1660,8 @@ class ControlPlane:
                 "last_bar": iso(int(s["last_bar_ns"])) if s.get("last_bar_ns") else None,
                 "fills": int(st.get("fills", 0)), "trades": trades, "wins": wins,
                 "win_rate": round(wins / trades, 4) if trades else None,
-                "realized_pnl": _money(realized), "fees": _money(fees), "net_pnl": _money(realized - fees),
+                "realized_pnl": _money(realized), "unrealized_pnl": _money(unrealized), "fees": _money(fees),
+                "net_pnl": _money(realized + unrealized - fees),
                 "last_error": redact(str(s.get("last_error") or s.get("error") or "")),
             })
         return out
@@ -2089,12 +2095,12 @@ class ControlPlane:
             r, f, u = _dec(a.get("realized_pnl")), _dec(a.get("fees")), unreal.get(m, Decimal(0))
             by_market.append({"name": m, "realized_pnl": _money(r), "unrealized_pnl": _money(u), "fees": _money(f),
                               "net_pnl": _money(r + u - f)})
-        by_strategy = []
-        for sid in sorted(set(attribution.get("by_strategy", {})) | set(stats)):
-            a = attribution.get("by_strategy", {}).get(sid, {})
-            r, f = _dec(a.get("realized_pnl")), _dec(a.get("fees"))
-            by_strategy.append({"name": sid, "realized_pnl": _money(r), "unrealized_pnl": "0", "fees": _money(f),
-                                "net_pnl": _money(r - f)})
+        by_strategy = []  # each strategy's own book of its own fills (mmats.attribution)
+        for sid in sorted(stats):
+            st = stats[sid]
+            r, u, f = _dec(st.get("realized_pnl")), _dec(st.get("unrealized_pnl")), _dec(st.get("fees"))
+            by_strategy.append({"name": sid, "realized_pnl": _money(r), "unrealized_pnl": _money(u), "fees": _money(f),
+                                "net_pnl": _money(r + u - f)})
         keys = ("currency", "as_of", "equity", "initial_cash", "cash", "total_pnl", "daily_pnl", "realized_pnl",
                 "unrealized_pnl", "fees", "peak_equity", "drawdown")
         out = {k: pf.get(k) for k in keys}

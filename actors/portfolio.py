@@ -16,6 +16,7 @@ import ray
 
 from actors.control import CONTROL, GROUPS, locked, when_ready
 from actors.stores import open_stores
+from mmats.attribution import StrategyLedgers
 from mmats.model import Fill, Instrument, Order, iso
 from mmats.portfolio import Portfolio
 
@@ -46,6 +47,7 @@ class PortfolioActor:
         self.equity_series: list[tuple[int, float]] = []
         self.equity_every_ns = equity_every_s * 1_000_000_000
         self.fills: list[Fill] = []
+        self._ledgers = StrategyLedgers(instruments.values(), currency)  # per-strategy P&L, fed lazily
         self.as_of = 0
         self.day_start_equity: tuple[int, Decimal] = (0, Decimal(initial_cash))
         self.stores = open_stores(persist) if persist is not None else None
@@ -206,32 +208,13 @@ class PortfolioActor:
     @ray.method(concurrency_group=CONTROL)
     @locked
     def strategy_stats(self) -> dict[str, dict[str, Any]]:
-        """Per strategy: fills, closing trades, wins (closing fill net of its fee > 0), realized P&L, fees.
-
-        Recomputed by replaying the booked fills through a scratch ledger (fills are few), cached per count.
-        """
-        cached = getattr(self, "_stats_cache", None)
-        if cached is not None and cached[0] == len(self.fills):
-            return dict(cached[1])
-        scratch = Portfolio(self.portfolio.initial_cash, self.portfolio.currency)
-        for inst in self.instruments.values():
-            scratch.register(inst)
-        stats: dict[str, dict[str, Any]] = {}
-        for f in self.fills:
-            before = scratch.realized_pnl
-            scratch.apply_fill(f)
-            pnl = scratch.realized_pnl - before
-            s = stats.setdefault(f.strategy_id, {"fills": 0, "trades": 0, "wins": 0, "realized_pnl": Decimal(0),
-                                                 "fees": Decimal(0)})
-            s["fills"] += 1
-            s["fees"] += f.fee
-            if pnl != 0:
-                s["trades"] += 1
-                s["realized_pnl"] += pnl
-                s["wins"] += int(pnl - f.fee > 0)
-        out = {k: {**v, "realized_pnl": str(v["realized_pnl"]), "fees": str(v["fees"])} for k, v in stats.items()}
-        self._stats_cache = (len(self.fills), out)
-        return dict(out)
+        """Per strategy, from its own book of its own fills (``mmats.attribution``): fills, closing trades,
+        wins, realized and unrealized P&L (marked at the account's last prices), fees, net P&L."""
+        ledgers = self._ledgers
+        for f in self.fills[ledgers.applied:]:
+            ledgers.apply(f)
+        marks = {sym: pos.last_price for sym, pos in self.portfolio.positions.items() if pos.last_price}
+        return ledgers.stats(marks)
 
     @ray.method(concurrency_group=CONTROL)
     @locked

@@ -125,6 +125,46 @@ def test_auth_401_403(mmats_api: Api) -> None:
     assert get(mmats_api, "/api/v1/positions").status_code == 200
 
 
+def test_a_non_loopback_bind_needs_the_token_on_every_endpoint(mmats_api: Api) -> None:
+    """What `mmats up --host 0.0.0.0` deploys (``auth_all``): the same app in front of the same system,
+    here on its own route so the session's loopback app keeps running. Every API path, reads and
+    liveness included, answers 401 without the token; the page shells (dashboard, /docs) carry no
+    system data and stay loadable, the dashboard then asks for the token (docs/http-api.md)."""
+    import httpx
+    from ray import serve
+
+    import serve_app
+    from tests.e2e.conftest import NAMESPACE
+
+    assert not serve_app.is_loopback("0.0.0.0") and not serve_app.is_loopback("192.168.1.20")
+    assert serve_app.is_loopback("127.0.0.1") and serve_app.is_loopback("::1") and serve_app.is_loopback("localhost")
+    app = serve_app.make_app(f"{mmats_api.system}_supervisor", NAMESPACE, serve_app.token_digest(mmats_api.token),
+                             auth_all=True, poll_s=0.25)
+    serve.run(app, name="mmats-strict", route_prefix="/strict")
+    base = f"{mmats_api.base_url}/strict"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as anon, httpx.Client(
+                base_url=base, timeout=30, headers={"Authorization": f"Bearer {mmats_api.token}"}) as auth:
+            mmats_api.wait_for(lambda: auth.get("/api/v1/ready").status_code == 200, 60, 0.5, "the strict app")
+            schema = ok(seen(auth.get("/openapi.json")))
+            reads = [p for p, ops in schema["paths"].items()
+                     if p.startswith("/api/v1/") and "get" in ops and "{" not in p and p != "/api/v1/stream"]
+            assert len(reads) > 15 and "/api/v1/health" in reads
+            for path in reads:
+                r = seen(anon.get(path))
+                assert r.status_code == 401, (path, r.status_code)
+                assert r.headers["content-type"].startswith(PROBLEM), path
+                status = seen(auth.get(path)).status_code
+                assert status == 200 or status == 422, (path, status)  # 422: a required query parameter
+            with anon.stream("GET", "/api/v1/stream") as r:
+                assert r.status_code == 401
+            bad = {"Authorization": f"Bearer {mmats_api.token[:-4]}AAAA"}
+            assert seen(anon.get("/api/v1/status", headers=bad)).status_code == 403
+            assert anon.get("/").status_code == 200 and "<html" in anon.get("/").text.lower()
+    finally:
+        serve.delete("mmats-strict")
+
+
 def test_errors_are_problem_json(mmats_api: Api) -> None:
     problem_of(get(mmats_api, "/api/v1/no-such-thing"), 404)
     problem_of(get(mmats_api, "/api/v1/strategies/nope"), 404)

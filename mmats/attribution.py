@@ -1,0 +1,61 @@
+"""Per-strategy P&L: each strategy's own book of its own fills, marked at the account's prices.
+
+Several strategies may trade one symbol, and the account nets them into one position. Asking the net
+position "whose P&L is this?" has no good answer (one strategy's buy can close another's short). So each
+strategy gets a ledger of its own fills: its realized P&L, its open quantity at its own average price
+and, marked at the account's last prices, its unrealized P&L. The strategies' figures add up to the
+account's when each symbol is traded by one strategy; when strategies offset each other, the sum of
+their unrealized P&L differs from the account's by exactly the offset (docs/http-api.md, "P&L").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from mmats.model import Fill, Instrument, dec_str
+from mmats.portfolio import Portfolio
+
+_NOMINAL_CASH = Decimal(1)  # a ledger's cash is meaningless here; Portfolio needs a positive start
+
+
+class StrategyLedgers:
+    def __init__(self, instruments: Iterable[Instrument], currency: str = "USD") -> None:
+        self.instruments = list(instruments)
+        self.currency = currency
+        self.books: dict[str, Portfolio] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+        self.applied = 0
+
+    def apply(self, fill: Fill) -> None:
+        book = self.books.get(fill.strategy_id)
+        if book is None:
+            book = self.books[fill.strategy_id] = Portfolio(_NOMINAL_CASH, self.currency)
+            for inst in self.instruments:
+                book.register(inst)
+            self.counts[fill.strategy_id] = {"fills": 0, "trades": 0, "wins": 0}
+        before = book.realized_pnl
+        book.apply_fill(fill)
+        pnl = book.realized_pnl - before
+        c = self.counts[fill.strategy_id]
+        c["fills"] += 1
+        if pnl != 0:  # this fill closed (part of) the strategy's own position
+            c["trades"] += 1
+            c["wins"] += int(pnl - fill.fee > 0)
+        self.applied += 1
+
+    def stats(self, marks: Mapping[str, Decimal]) -> dict[str, dict[str, Any]]:
+        """Per strategy: fills, closing trades, wins, realized and unrealized P&L, fees, net P&L."""
+        out: dict[str, dict[str, Any]] = {}
+        for sid, book in self.books.items():
+            unrealized = Decimal(0)
+            for sym, pos in book.positions.items():
+                if pos.quantity:
+                    mark = marks.get(sym, pos.last_price)
+                    unrealized += pos.quantity * (mark - pos.avg_price)
+            net = book.realized_pnl + unrealized - book.fees
+            out[sid] = {**self.counts[sid], "realized_pnl": dec_str(book.realized_pnl),
+                        "unrealized_pnl": dec_str(unrealized), "fees": dec_str(book.fees), "net_pnl": dec_str(net),
+                        "positions": {s: dec_str(p.quantity) for s, p in book.positions.items() if p.quantity}}
+        return out
