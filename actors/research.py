@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,11 +99,33 @@ def cluster_cpus() -> int:
     return max(1, int(resources.get("CPU", 1)))
 
 
+# The bars each worker process has already dereferenced, by (object ref, window). A worker runs many
+# tasks over the same bars; reusing one object keeps its per-column list cache (mmats.data.column_list)
+# warm across tasks instead of rebuilding a year of Python floats for every task. Bounded: a long-lived
+# cluster running many sweeps pins at most this many bar sets per worker.
+_WORKER_BARS: OrderedDict[tuple[str, tuple[int, int] | None], Loaded] = OrderedDict()
+_WORKER_BARS_MAX = 4
+
+
+def _worker_bars(boxed: list[Any], window: tuple[int, int] | None) -> Loaded:
+    ref = boxed[0]  # boxed in a list so Ray passes the ref itself, not a fresh copy per task
+    key = (ref.hex(), window)
+    bars = _WORKER_BARS.get(key)
+    if bars is None:
+        loaded = ray.get(ref)  # zero-copy: read-only views into the object store
+        bars = slice_loaded(loaded, *window) if window is not None else loaded
+        _WORKER_BARS[key] = bars
+        while len(_WORKER_BARS) > _WORKER_BARS_MAX:
+            _WORKER_BARS.popitem(last=False)
+    else:
+        _WORKER_BARS.move_to_end(key)
+    return bars
+
+
 @ray.remote(max_retries=0)
-def _run_batch(loaded: Loaded, window: tuple[int, int] | None, specs: list[RunSpec],
+def _run_batch(boxed: list[Any], window: tuple[int, int] | None, specs: list[RunSpec],
                extra: dict[str, Any]) -> list[dict[str, Any]]:
-    # ``loaded`` arrives dereferenced: its numpy columns are read-only views into the object store.
-    bars = slice_loaded(loaded, *window) if window is not None else loaded
+    bars = _worker_bars(boxed, window)
     return [evaluate(s, bars, **extra) for s in specs]
 
 
@@ -262,7 +284,7 @@ def _drive(loaded_ref: Any, jobs: Sequence[_Job], log: ResultsLog, stats: RunSta
             remaining = sum(len(j.specs) for j in queue) + len(job.specs)
             size = fixed_batch or batch_size(est, remaining, cpus)
             batch = [job.specs.popleft() for _ in range(min(size, len(job.specs)))]
-            ref = _run_batch.remote(loaded_ref, job.window, batch, job.extra)
+            ref = _run_batch.remote([loaded_ref], job.window, batch, job.extra)
             in_flight[ref] = (job, batch)
             stats.tasks += 1
             stats.batch_sizes.append(len(batch))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mmats.audit import Journal
-from mmats.data import BarArrays
+from mmats.data import BarArrays, column_list
 from mmats.errors import StrategyError, ValidationError
 from mmats.execution import (
     CommissionModel,
@@ -80,42 +80,42 @@ class _Cursor:
         self._o: list[float] | None = None
         self._h: list[float] | None = None
         self._l: list[float] | None = None
-        self._c: list[float] = arrays.close.tolist()
+        self._c: list[float] = column_list(arrays, "close")
         self._v: list[float] | None = None
-        self._ts: list[int] = arrays.ts_ns.tolist()
+        self._ts: list[int] = column_list(arrays, "ts_ns")
         self._cols = cols
 
     def columns(self) -> tuple[list[float], list[float], list[float], list[float], list[float], list[int]]:
         """All bar columns as lists, for the engine's order-processing branch."""
         if self._o is None:
-            self._o = self._arrays.open.tolist()
+            self._o = column_list(self._arrays, "open")
         if self._h is None:
-            self._h = self._arrays.high.tolist()
+            self._h = column_list(self._arrays, "high")
         if self._l is None:
-            self._l = self._arrays.low.tolist()
+            self._l = column_list(self._arrays, "low")
         if self._v is None:
-            self._v = self._arrays.volume.tolist()
+            self._v = column_list(self._arrays, "volume")
         return self._o, self._h, self._l, self._c, self._v, self._ts
 
     @property
     def open(self) -> float:
         o = self._o
         if o is None:
-            o = self._o = self._arrays.open.tolist()
+            o = self._o = column_list(self._arrays, "open")
         return o[self.i]
 
     @property
     def high(self) -> float:
         h = self._h
         if h is None:
-            h = self._h = self._arrays.high.tolist()
+            h = self._h = column_list(self._arrays, "high")
         return h[self.i]
 
     @property
     def low(self) -> float:
         lo = self._l
         if lo is None:
-            lo = self._l = self._arrays.low.tolist()
+            lo = self._l = column_list(self._arrays, "low")
         return lo[self.i]
 
     @property
@@ -126,7 +126,7 @@ class _Cursor:
     def volume(self) -> float:
         v = self._v
         if v is None:
-            v = self._v = self._arrays.volume.tolist()
+            v = self._v = column_list(self._arrays, "volume")
         return v[self.i]
 
     @property

@@ -17,6 +17,7 @@ lengthens a real series for throughput benchmarks.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,7 +47,7 @@ IntArray = npt.NDArray[np.int64]
 # --------------------------------------------------------------------------------------------- arrays
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class BarArrays:
     """One series as bare numpy columns: the backtest reads these, never the DataFrame, for speed."""
 
@@ -65,6 +66,24 @@ class BarArrays:
 
     def __len__(self) -> int:
         return len(self.ts_ns)
+
+
+# Columns as Python lists, made once per BarArrays and kept while it lives. A backtest reads bars by
+# list index (about 10x cheaper than a numpy scalar read), and a sweep runs many configurations over the
+# same arrays: converting a year of minute bars costs ~10 ms and ~13 MB of float objects per column per
+# run, which is allocator and cache traffic that two parallel workers contend for. BarArrays are
+# treated as immutable everywhere (Ray hands them out read-only), which is what makes this cache sound.
+_COLUMN_LISTS: weakref.WeakKeyDictionary[BarArrays, dict[str, list[Any]]] = weakref.WeakKeyDictionary()
+
+
+def column_list(arrays: BarArrays, name: str) -> list[Any]:
+    cols = _COLUMN_LISTS.get(arrays)
+    if cols is None:
+        cols = _COLUMN_LISTS[arrays] = {}
+    out = cols.get(name)
+    if out is None:
+        out = cols[name] = getattr(arrays, name).tolist()
+    return out
 
 
 def to_arrays(df: pd.DataFrame) -> BarArrays:
