@@ -21,6 +21,7 @@ a Ray sweep and ``evaluate_many`` in one process give identical records.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -103,13 +104,21 @@ def cluster_cpus() -> int:
 # tasks over the same bars; reusing one object keeps its per-column list cache (mmats.data.column_list)
 # warm across tasks instead of rebuilding a year of Python floats for every task. Bounded: a long-lived
 # cluster running many sweeps pins at most this many bar sets per worker.
-_WORKER_BARS: OrderedDict[tuple[str, tuple[int, int] | None], Loaded] = OrderedDict()
+_WORKER_BARS: OrderedDict[tuple[str, tuple[int, int] | None], Loaded] = OrderedDict()  # (data key, window)
 _WORKER_BARS_MAX = 4
 
 
+def _share(loaded: Loaded, data_id: str) -> list[Any]:
+    """The bars in the object store once, boxed with a key naming their content (``data_id`` is a hash
+    of every column; the rest of ``loaded`` is small and hashed here), so workers recognise bars they
+    already hold even when another sweep or round puts the same bars again."""
+    rest = hashlib.sha256(repr(loaded[1:]).encode()).hexdigest()[:16]
+    return [ray.put(loaded), f"{data_id}:{rest}"]
+
+
 def _worker_bars(boxed: list[Any], window: tuple[int, int] | None) -> Loaded:
-    ref = boxed[0]  # boxed in a list so Ray passes the ref itself, not a fresh copy per task
-    key = (ref.hex(), window)
+    ref, data_key = boxed  # boxed in a list so Ray passes the ref itself, not a fresh copy per task
+    key = (data_key, window)
     bars = _WORKER_BARS.get(key)
     if bars is None:
         loaded = ray.get(ref)  # zero-copy: read-only views into the object store
@@ -259,7 +268,7 @@ class _Job:
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _drive(loaded_ref: Any, jobs: Sequence[_Job], log: ResultsLog, stats: RunStats, bar: Any,
+def _drive(shared: list[Any], jobs: Sequence[_Job], log: ResultsLog, stats: RunStats, bar: Any,
            fixed_batch: int | None, extra_refs: dict[Any, Callable[[Any], None]] | None = None) -> None:
     """Feed tasks from every job (round-robin) with a bounded number in flight; collect with ray.wait.
 
@@ -284,7 +293,7 @@ def _drive(loaded_ref: Any, jobs: Sequence[_Job], log: ResultsLog, stats: RunSta
             remaining = sum(len(j.specs) for j in queue) + len(job.specs)
             size = fixed_batch or batch_size(est, remaining, cpus)
             batch = [job.specs.popleft() for _ in range(min(size, len(job.specs)))]
-            ref = _run_batch.remote([loaded_ref], job.window, batch, job.extra)
+            ref = _run_batch.remote(shared, job.window, batch, job.extra)
             in_flight[ref] = (job, batch)
             stats.tasks += 1
             stats.batch_sizes.append(len(batch))
@@ -368,9 +377,9 @@ def run_sweep(
         done, todo = _resume_split(specs, log, {})
         stats.runs_skipped = sum(1 for r in done if log.finished(str(r["key"])) is not None)
         job = _Job(todo, None, {}, len(loaded[0]))
-        loaded_ref = ray.put(loaded)
+        shared = _share(loaded, data_id)
         with _progress(len(todo), "sweep", progress) as bar:
-            _drive(loaded_ref, [job], log, stats, bar, batch)
+            _drive(shared, [job], log, stats, bar, batch)
     finally:
         log.close()
     by_key = {str(r["key"]): r for r in [*done, *job.records]}
@@ -429,7 +438,8 @@ def run_walkforward(
     data_id = data_fingerprint(arrays)
     log = ResultsLog(results_path, resume)
     stats = RunStats(cpus=cluster_cpus())
-    loaded_ref = ray.put(loaded)
+    shared = _share(loaded, data_id)
+    loaded_ref = shared[0]
     initial = float(base.get("initial_cash", 10_000.0))
     test_out: dict[int, dict[str, Any]] = {}
     best: dict[int, dict[str, Any] | None] = {}
@@ -471,7 +481,7 @@ def run_walkforward(
                              make_on_done(w, {s.key: s for s in specs})))
         total = sum(len(j.specs) for j in jobs) + len(windows)
         with _progress(total, "walk-forward", progress) as bar:
-            _drive(loaded_ref, jobs, log, stats, bar, batch, others)
+            _drive(shared, jobs, log, stats, bar, batch, others)
             for w in windows:  # windows with no eligible config still advance the bar
                 if best.get(w.index) is None:
                     bar.update(1)
