@@ -262,14 +262,12 @@ class RiskGatekeeperActor:
         accepted bound, docs/persistence.md). This thread may wait for the lock: nothing waits for it."""
         while True:
             time.sleep(COUNTERS_EVERY_S)
-            with self._lock:
-                if self._counters_dirty:
-                    self._save_counters()
-
-    def _save_counters(self) -> None:
-        if self.stores is not None:
-            self._counters_dirty = False
-            self.stores.state.set("risk_counters", self.risk.counters())
+            if not self._counters_dirty or self.stores is None:
+                continue
+            with self._lock:  # a consistent copy under the lock (microseconds) ...
+                self._counters_dirty = False
+                counters = self.risk.counters()
+            self.stores.state.set("risk_counters", counters)  # ... the write outside it
 
     def _send_commands(self) -> None:
         """At most one ``apply_commands`` in flight (the feed's policy, one hop later): what is decided
@@ -361,7 +359,7 @@ class RiskGatekeeperActor:
         """Every transition (manual or triggered): persist it, alert, and queue its effect on the router."""
         if self.stores is not None:
             self.stores.state.set("kill_switch", self.switch.to_dict())
-            self._save_counters()  # a reset re-bases the references: stored before it acts
+        self._counters_dirty = True  # a reset re-bases the references: stored within a second
         self.kill_history.append({**t.to_dict(), "since": t.ts_ns / 1e9})
         self._alert("kill_switch", f"{t.previous.value} -> {t.state.value} ({t.trigger.value}: {t.reason})")
         if t.state.rank > t.previous.rank:
