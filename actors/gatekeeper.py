@@ -127,10 +127,10 @@ class RiskGatekeeperActor:
 
     @locked
     def on_account(self, account: Any, as_of_ns: int, held: dict[tuple[str, str], float] | None = None,
-                   done: list[str] | None = None) -> None:
+                   done: list[str] | None = None, partial: dict[str, float] | None = None) -> None:
         # Drawdown and daily-loss triggers watch every account update, not only those with a signal.
         self.monitor.on_equity(as_of_ns, float(account.equity))
-        self._dispatch(self.gateway.on_account(account, as_of_ns, held, done))
+        self._dispatch(self.gateway.on_account(account, as_of_ns, held, done, partial))
 
     @locked
     def on_feed_status(self, venue: str, last_update_ns: int, done: bool, stale: bool) -> None:

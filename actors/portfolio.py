@@ -17,6 +17,7 @@ import ray
 from actors.control import CONTROL, GROUPS, locked, when_ready
 from actors.stores import open_stores
 from mmats.attribution import StrategyLedgers
+from mmats.gateway import INFLIGHT_EXPIRY_S
 from mmats.model import Fill, Instrument, Order, iso
 from mmats.portfolio import Portfolio
 
@@ -55,6 +56,10 @@ class PortfolioActor:
         self._fill_ids: set[str] = set()
         self.held: dict[tuple[str, str], Decimal] = {}  # (strategy, symbol) -> its own net quantity
         self._done: list[str] = []  # orders the router reported final, not yet forwarded to the gatekeeper
+        # Order not reported final -> (signed quantity filled so far, wall time of its last fill). Only
+        # market orders are ever reported final; the rest age out (the gateway forgets its orders on
+        # the way after mmats.gateway.INFLIGHT_EXPIRY_S anyway).
+        self._working: dict[str, tuple[Decimal, float]] = {}
         self.booked_wall: dict[str, float] = {}  # fill id -> wall time booked (latency benchmark)
         if self.stores is not None:
             # Positions and cash are a pure function of the fills: replay them all (exact Decimals).
@@ -88,6 +93,10 @@ class PortfolioActor:
             self._fill_ids.add(f.fill_id)
             self.booked_wall[f.fill_id] = time.time()
             self._book(f)
+            so_far = self._working.get(f.client_order_id, (Decimal(0), 0.0))[0]
+            self._working[f.client_order_id] = (so_far + f.signed_quantity, time.time())
+        for cid in done or ():
+            self._working.pop(cid, None)
         for sym, px in marks.items():
             inst = self.instruments.get(sym)
             if inst is not None:
@@ -148,7 +157,11 @@ class PortfolioActor:
                 self._wanted_ns = None
             self._pushed_wall = now
             done, self._done = self._done, []
-            self.gatekeeper.on_account.remote(snap, self.as_of, self.held_floats(), done)
+            horizon = now - 3 * INFLIGHT_EXPIRY_S
+            for cid in [c for c, (_, t) in self._working.items() if t < horizon]:
+                del self._working[cid]
+            partial = {cid: float(q) for cid, (q, _) in self._working.items()} or None
+            self.gatekeeper.on_account.remote(snap, self.as_of, self.held_floats(), done, partial)
 
     @locked
     def want_account(self, ts_ns: int) -> None:

@@ -103,14 +103,18 @@ class SignalGateway:
         # symbol) is sized on its position PLUS what these will add (an order management system's
         # "position + open orders"), not on a position their fills have not reached yet.
         self._inflight: dict[str, tuple[tuple[str, str], float, float]] = {}  # cid -> (key, signed, since)
+        # What those orders have filled so far (signed, from the account's own fills): ``held`` already
+        # includes it, so only the rest is still on its way (a volume-capped market order fills in parts).
+        self.partial: dict[str, float] = {}
         self.as_of_ns = -1
         self._buffer: list[PendingSignal] = []
         self._seen_signal_ids: set[tuple[str, str]] = set()
 
     def on_account(self, account: AccountState, as_of_ns: int, held: dict[tuple[str, str], float] | None = None,
-                   done: list[str] | None = None) -> GatewayOutput:
+                   done: list[str] | None = None, partial: dict[str, float] | None = None) -> GatewayOutput:
         """``held``: each (strategy, symbol)'s own net quantity; ``done``: orders that reached a final
-        state, whose fills ``held`` and ``account`` already include.
+        state, whose fills ``held`` and ``account`` already include; ``partial``: signed quantity filled
+        so far of orders still working (also already in ``held``).
 
         Strategies sharing a symbol must each size against their own position, counting their market
         orders still on the way: sized on the account's total, or on a position the previous order's
@@ -119,6 +123,7 @@ class SignalGateway:
         self.account = account
         if held is not None:
             self.held = held
+            self.partial = dict(partial) if partial else {}
         for cid in done or ():
             self._finish(cid)
         self.as_of_ns = max(self.as_of_ns, as_of_ns)
@@ -133,8 +138,10 @@ class SignalGateway:
             self._finish(cid)
 
     def _on_the_way(self, key: tuple[str, str]) -> float:
-        """Signed quantity of the (strategy, symbol)'s market orders not yet reported done."""
-        return sum(signed for k, signed, _ in self._inflight.values() if k == key)
+        """Signed quantity of the (strategy, symbol)'s market orders not yet reported done, less what
+        they have already filled."""
+        partial = self.partial
+        return sum(signed - partial.get(cid, 0.0) for cid, (k, signed, _) in self._inflight.items() if k == key)
 
     def _expire(self, now: float) -> None:
         """A done notice lost with a crashed process must not count for ever."""

@@ -53,3 +53,16 @@ def test_a_signal_counts_the_market_order_still_on_its_way() -> None:
     gw.on_account(_account("0", 3), 3, held={}, done=[buy.client_order_id, close.client_order_id])
     assert gw.state()["orders_in_flight"] == 0
     assert gw.on_signals([_signal("a", SignalAction.CLOSE, 3)]).submits == []  # nothing left to close
+
+
+def test_a_partly_filled_market_order_counts_only_its_rest_as_on_the_way() -> None:
+    """A volume-capped market order fills in parts: what it filled is already in ``held``, so only the
+    rest may be counted again, or the next CLOSE would sell the filled part twice."""
+    gw = _gateway()
+    gw.on_account(_account("0", 1), 1, held={})
+    [(buy, _)] = gw.on_signals([_signal("a", SignalAction.BUY, 1)]).submits
+    assert buy.quantity == Decimal(100)
+    # 40 of the 100 filled (booked in held), 60 still working
+    gw.on_account(_account("40", 2), 2, held={("a", SYM): 40.0}, partial={buy.client_order_id: 40.0})
+    [(close, _)] = gw.on_signals([_signal("a", SignalAction.CLOSE, 2)]).submits
+    assert close.side is Side.SELL and close.quantity == Decimal(100)  # 40 held + 60 on the way, not 140
