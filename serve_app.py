@@ -1936,9 +1936,10 @@ class ControlPlane:
 
     # ============================================================================== signals
 
-    async def _signals(self) -> list[dict[str, Any]]:
+    async def _signals(self, full: bool = False) -> list[dict[str, Any]]:
+        """The gatekeeper's recent window (lists), or every signal recorded (``full``: exports)."""
         h = await self.handles()
-        rows = await self.call(h["gatekeeper"].signal_records.remote())
+        rows = await self.call(h["gatekeeper"].signal_records.remote(full=full))
         return [{**r, "reasoning": redact(str(r.get("reasoning") or ""))} for r in rows]
 
     @fastapi_app.get(f"{API}/signals", response_model=Page[SignalOut], tags=["signals"], dependencies=READ,
@@ -1958,7 +1959,7 @@ class ControlPlane:
                                                   "application/json": {"schema": {"type": "array",
                                                                                   "items": {"type": "object"}}}}}})
     async def export_signals(self, format: Literal["csv", "json"] = "csv") -> Response:
-        rows = await self._signals()
+        rows = await self._signals(full=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         if format == "json":
             return Response(json.dumps(rows, indent=1), media_type="application/json",

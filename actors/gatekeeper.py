@@ -19,7 +19,7 @@ from typing import Any
 import ray
 
 from actors.control import CONTROL, GROUPS, locked, when_ready
-from actors.stores import open_stores, signal_export_rows
+from actors.stores import open_stores, recent_records, signal_export_rows
 from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
 from mmats.model import Environment, Instrument, iso
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
@@ -28,6 +28,7 @@ from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransit
 KILL_STATES = tuple(s.value for s in KillSwitchState)
 TOKEN_TTL_S = 60.0
 COUNTERS_EVERY_S = 1.0
+RECENT_KEPT = 20_000  # signals and decisions kept in memory for the live views
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
@@ -85,6 +86,8 @@ class RiskGatekeeperActor:
         switch.add_listener(self._on_transition)
         self.signals: list[dict[str, Any]] = []
         self.decisions: list[dict[str, Any]] = []
+        if self.stores is not None:  # the recent window survives a restart
+            self.signals, self.decisions = recent_records(self.stores.storage, RECENT_KEPT)
         self.alerts: list[dict[str, Any]] = []
         self.stale_feeds: set[str] = set()
         self._operator_token: tuple[str, float] | None = None
@@ -223,6 +226,10 @@ class RiskGatekeeperActor:
                                  "reasoning": p.signal.reasoning})
         for d in out.decisions:
             self.decisions.append({"time": iso(d.intent.ts_ns), **d.to_dict()})
+        if len(self.signals) > RECENT_KEPT * 1.2:  # bounded: the full history is in the tables
+            del self.signals[:-RECENT_KEPT]
+        if len(self.decisions) > RECENT_KEPT * 1.2:
+            del self.decisions[:-RECENT_KEPT]
         by_strategy: dict[str, list[tuple[Any, str]]] = {}
         for strategy_id, order, reason in out.rejected:
             by_strategy.setdefault(strategy_id, []).append((order, reason))
@@ -460,14 +467,19 @@ class RiskGatekeeperActor:
         return self.decisions[-limit:] if limit else list(self.decisions)
 
     @ray.method(concurrency_group=CONTROL)
-    @locked
-    def signal_records(self) -> list[dict[str, Any]]:
-        """Every signal with its risk decision (status and reasons), oldest first: what an export holds.
+    def signal_records(self, full: bool = False) -> list[dict[str, Any]]:
+        """Signals with their risk decision (status and reasons), oldest first.
 
-        Read from the SQL tables when the system persists (they survive restarts of this actor and of the
-        cluster); from memory otherwise."""
-        if self.stores is not None:
+        ``full`` (an export): every signal ever recorded, from the SQL tables when the system persists
+        (they survive restarts of this actor and of the cluster), read without the actor's lock so the
+        message path never waits for it. Otherwise the recent window kept in memory (reloaded from the
+        tables after a restart), which is what the dashboard polls."""
+        if full and self.stores is not None:
             return signal_export_rows(self.stores.storage)
+        with self._lock:
+            return self._recent_signal_records()
+
+    def _recent_signal_records(self) -> list[dict[str, Any]]:
         by_key = {(d.get("strategy_id", ""), d.get("symbol", ""), d.get("time", "")): d for d in self.decisions}
         out = []
         for s in self.signals:

@@ -44,3 +44,13 @@ def signal_export_rows(storage: SqlStorage) -> list[dict[str, Any]]:
                     "decision_reasons": [r.get("message") or r.get("rule", "") for r in d.payload.get("reasons", [])]
                     if d else []})
     return out
+
+
+def recent_records(storage: SqlStorage, n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The last ``n`` signals and decisions in the gatekeeper's in-memory shapes (its live views)."""
+    signals = [{"time": iso(r.ts_ns), "strategy_id": r.signal.strategy_id, "symbol": r.signal.symbol,
+                "action": r.signal.action.value, "position_size": r.signal.position_size,
+                "confidence": r.signal.confidence, "price": r.signal.metadata.get("bar_price"),
+                "reasoning": r.signal.reasoning} for r in storage.list_signals(last=n)]
+    decisions = [d.to_dict() for d in storage.list_risk_decisions(last=n)]
+    return signals, decisions

@@ -348,8 +348,12 @@ class SqlStorage:
             c.execute(insert(t.signals).values(**self.signal_row(signal, ts_ns)))
 
     def list_signals(self, *, strategy_id: str | None = None, since_ns: int | None = None,
-                     limit: int | None = None) -> list[SignalRecord]:
-        q = select(t.signals).order_by(t.signals.c.ts_ns, t.signals.c.id)
+                     limit: int | None = None, last: int | None = None) -> list[SignalRecord]:
+        """Oldest first; ``limit`` keeps the first N, ``last`` the newest N (still oldest first)."""
+        if last is not None:
+            q = select(t.signals).order_by(t.signals.c.ts_ns.desc(), t.signals.c.id.desc()).limit(last)
+        else:
+            q = select(t.signals).order_by(t.signals.c.ts_ns, t.signals.c.id)
         if strategy_id is not None:
             q = q.where(t.signals.c.strategy_id == strategy_id)
         if since_ns is not None:
@@ -358,6 +362,8 @@ class SqlStorage:
             q = q.limit(limit)
         with self._read() as c:
             rows = c.execute(q).all()
+        if last is not None:
+            rows.reverse()
         out = []
         for r in rows:
             p = json.loads(r.payload)
@@ -382,8 +388,13 @@ class SqlStorage:
             c.execute(insert(t.risk_decisions).values(**self.decision_row(decision, ts_ns)))
 
     def list_risk_decisions(self, *, strategy_id: str | None = None, since_ns: int | None = None,
-                            limit: int | None = None) -> list[DecisionRecord]:
-        q = select(t.risk_decisions).order_by(t.risk_decisions.c.ts_ns, t.risk_decisions.c.id)
+                            limit: int | None = None, last: int | None = None) -> list[DecisionRecord]:
+        """Oldest first; ``limit`` keeps the first N, ``last`` the newest N (still oldest first)."""
+        if last is not None:
+            q = select(t.risk_decisions).order_by(t.risk_decisions.c.ts_ns.desc(),
+                                                  t.risk_decisions.c.id.desc()).limit(last)
+        else:
+            q = select(t.risk_decisions).order_by(t.risk_decisions.c.ts_ns, t.risk_decisions.c.id)
         if strategy_id is not None:
             q = q.where(t.risk_decisions.c.strategy_id == strategy_id)
         if since_ns is not None:
@@ -391,8 +402,11 @@ class SqlStorage:
         if limit is not None:
             q = q.limit(limit)
         with self._read() as c:
-            return [DecisionRecord(int(r.ts_ns), r.strategy_id, r.signal_id, r.symbol, r.status, json.loads(r.payload))
-                    for r in c.execute(q)]
+            rows = c.execute(q).all()
+        if last is not None:
+            rows.reverse()
+        return [DecisionRecord(int(r.ts_ns), r.strategy_id, r.signal_id, r.symbol, r.status, json.loads(r.payload))
+                for r in rows]
 
     # -- audit chain ---------------------------------------------------------------------------------
     @staticmethod

@@ -197,7 +197,7 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
     sup = connect(args.address)
     handles = ray.get(sup.handles.remote())
-    rows = ray.get(handles["gatekeeper"].signal_records.remote())
+    rows = ray.get(handles["gatekeeper"].signal_records.remote(full=True))
     out = io.StringIO()
     if args.format == "json":
         json.dump(rows, out, indent=1)

@@ -247,7 +247,7 @@ def test_full_stop_and_restart_restores_positions_orders_and_audit(tmp_path: Pat
         ray.get(sup.kill.remote("FREEZE", "maintenance"))  # nothing moves from here on
         first = ray.get(handles["portfolio"].status.remote())
         first_feed = ray.get(next(iter(handles["feeds"].values())).stats.remote())
-        signals_before = ray.get(handles["gatekeeper"].signal_records.remote())
+        signals_before = ray.get(handles["gatekeeper"].signal_records.remote(full=True))
     finally:
         stop(sup, handles)
     restart_ray()
@@ -258,13 +258,18 @@ def test_full_stop_and_restart_restores_positions_orders_and_audit(tmp_path: Pat
         feed2 = ray.get(next(iter(handles2["feeds"].values())).stats.remote())
         running = {s["id"]: s for s in ray.get(sup2.list_strategies.remote())}
         config_now = {s["id"]: s for s in ray.get(sup2.get_config.remote())["config"]["strategies"]}
-        signals_after = ray.get(handles2["gatekeeper"].signal_records.remote())
+        signals_after = ray.get(handles2["gatekeeper"].signal_records.remote(full=True))
+        recent_after = ray.get(handles2["gatekeeper"].signal_records.remote())
     finally:
         stop(sup2, handles2)
     assert set(running) == {"trend", "late"}  # the runtime submit survived the cluster
     assert running["trend"]["enabled"] is False and running["late"]["enabled"] is True
     assert config_now["late"]["timeframe"] == "5m" and config_now["late"]["params"] == {"fast": 2, "slow": 4}
     assert len(signals_before) > 0 and signals_after[: len(signals_before)] == signals_before
+    # the live views' recent window came back from the tables too
+    assert len(recent_after) >= len(signals_before)
+    assert [(r["time"], r["strategy_id"]) for r in recent_after[: len(signals_before)]] == [
+        (r["time"], r["strategy_id"]) for r in signals_before]
     def held(status: dict[str, Any]) -> list[tuple[str, str, str]]:
         return [(p["symbol"], p["quantity"], p["avg_price"]) for p in status["positions"]]
 

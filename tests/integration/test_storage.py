@@ -264,6 +264,8 @@ def test_signals_and_risk_decisions(store: SqlStorage) -> None:
     recs = store.list_signals()
     assert [r.signal for r in recs] == [sig, replace(sig, strategy_id="s2", signal_id="sig2")]
     assert store.list_signals(strategy_id="s2")[0].ts_ns == 20
+    assert [r.ts_ns for r in store.list_signals(last=1)] == [20]
+    assert [r.ts_ns for r in store.list_signals(limit=1)] == [10]
     assert recs[0].to_dict()["time"] == "1970-01-01T00:00:00Z" or recs[0].to_dict()["action"] == "BUY"
     inst = Instrument("BTC/USDT", MarketType.CRYPTO, "USDT", 2, 6, Decimal("0.000001"), Decimal(5))
     intent = OrderIntent("s1", "sig1", inst, Side.BUY, Decimal("0.5"), Decimal("64000.10"), 10)
@@ -271,6 +273,7 @@ def test_signals_and_risk_decisions(store: SqlStorage) -> None:
                        (RiskReason("MaxPositionPct", 0.1, 0.2, "position above 10%"),))
     store.save_risk_decision(dec, 11)
     [d] = store.list_risk_decisions(strategy_id="s1")
+    assert store.list_risk_decisions(last=5) == [d]
     assert (d.ts_ns, d.status, d.symbol) == (11, "RESIZED", "BTC/USDT")
     assert d.payload == dec.to_dict() and d.to_dict()["quantity"] == "0.25"
 
