@@ -161,9 +161,14 @@ class OrderRouterActor:
         self.stores.storage.record_fills(fills, list(positions.values()), list(orders.values()))
 
     def _save_order(self, order: Order, ts_ns: int) -> None:
-        if self.stores is not None:
-            self.stores.journal.append("order", order.to_dict(), ts_ns)
-            self.stores.storage.save_order(order)
+        self._save_orders([order], ts_ns)
+
+    def _save_orders(self, orders: list[Order], ts_ns: int) -> None:
+        """Journal then store several orders with one commit each (a HARD flatten touches every symbol:
+        two commits per order was most of its time)."""
+        if self.stores is not None and orders:
+            self.stores.journal.append_many([("order", o.to_dict(), ts_ns) for o in orders])
+            self.stores.storage.save_orders(orders)
 
     def _report(self, fills: list[Fill], upto_ts: int, force: bool = False) -> None:
         """Fills and marks to the portfolio, with at most one call in flight (the feed's policy): while
@@ -209,8 +214,7 @@ class OrderRouterActor:
     def apply_commands(self, cancels: list[tuple[str, str]], submits: list[tuple[Order, list[Order]]],
                        ts_ns: int, ack_ts: int | None = None, decided_ns: int | None = None) -> int:
         for strategy_id, symbol in cancels:
-            for order in self.paper.cancel_strategy(strategy_id, symbol, ts_ns, keep_market=True):
-                self._save_order(order, ts_ns)
+            self._save_orders(self.paper.cancel_strategy(strategy_id, symbol, ts_ns, keep_market=True), ts_ns)
         accepted = 0
         stale = decided_ns is not None and decided_ns < self.halt_ns
         fresh: list[tuple[Order, list[Order]]] = []
@@ -290,12 +294,8 @@ class OrderRouterActor:
         t0 = time.perf_counter()
         self._halt(halt_ns)
         canceled, fills = self.paper.flatten_all(self.last_ts, self.last_prices, reason)
-        for order in canceled:
-            self._save_order(order, self.last_ts)
-        for f in fills:
-            flat = self.paper.orders.get(f.client_order_id)
-            if flat is not None:
-                self._save_order(flat, self.last_ts)
+        flats = [o for o in (self.paper.orders.get(f.client_order_id) for f in fills) if o is not None]
+        self._save_orders([*canceled, *flats], self.last_ts)
         self._persist_fills(fills)
         self._report(fills, self.last_ts, force=True)  # the flatten reaches the portfolio now
         return {"canceled": len(canceled), "flatten_fills": len(fills),
@@ -306,8 +306,7 @@ class OrderRouterActor:
     def cancel_all(self, halt_ns: int | None = None) -> int:
         self._halt(halt_ns)
         canceled = self.paper.cancel_all(self.last_ts)
-        for order in canceled:
-            self._save_order(order, self.last_ts)
+        self._save_orders(canceled, self.last_ts)
         return len(canceled)
 
     @ray.method(concurrency_group=CONTROL)
