@@ -70,26 +70,31 @@ class StrategyHost:
 
     def warm_up(self, history: list[BarTuple]) -> None:
         """Replay past bars through indicators and strategy, discarding signals (no orders for the past)."""
-        for b in history:
-            for bar, known_ns in self._bars(b):
-                self._step(bar, emit=False, known_ns=known_ns)
+        self._run(history, emit=False)
 
-    def _bars(self, b: BarTuple) -> list[tuple[BarTuple, int]]:
-        """What the strategy sees for one source bar: the bar itself, or the bins it completes."""
-        if self.aggregator is None:
-            return [(b, b[1])]
-        if b[0] not in self.strategies:
-            return []
-        return self.aggregator.update(b)
-
-    def on_bars(self, batch: list[BarTuple]) -> tuple[list[PendingSignal], bool]:
+    def _run(self, bars: list[BarTuple], emit: bool) -> list[PendingSignal]:
+        """The feed's bars, or the bins of ``timeframe`` they complete (no per-bar allocation when the
+        strategy runs on the feed's own bars: this is the live message path)."""
         out: list[PendingSignal] = []
-        was_enabled = self.enabled
-        for b in batch:
-            for bar, known_ns in self._bars(b):
-                p = self._step(bar, emit=True, known_ns=known_ns)
+        agg = self.aggregator
+        if agg is None:
+            for b in bars:
+                p = self._step(b, emit, b[1])
                 if p is not None:
                     out.append(p)
+            return out
+        for b in bars:
+            if b[0] not in self.strategies:
+                continue
+            for binned, known_ns in agg.update(b):
+                p = self._step(binned, emit, known_ns)
+                if p is not None:
+                    out.append(p)
+        return out
+
+    def on_bars(self, batch: list[BarTuple]) -> tuple[list[PendingSignal], bool]:
+        was_enabled = self.enabled
+        out = self._run(batch, emit=True)
         return out, was_enabled and not self.enabled
 
     def _step(self, b: BarTuple, emit: bool, known_ns: int) -> PendingSignal | None:
