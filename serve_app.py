@@ -1637,18 +1637,16 @@ class ControlPlane:
     async def _strategies(self) -> list[dict[str, Any]]:
         h = await self.handles()
         sup = self.sup()
-        listed, stats, pf, cfg = await self.gather(sup.list_strategies.remote(), h["portfolio"].strategy_stats.remote(),
-                                                   h["portfolio"].status.remote(), sup.get_config.remote())
+        # P&L from each strategy's own book (mmats.attribution), the same figures /pnl shows.
+        listed, stats, cfg = await self.gather(sup.list_strategies.remote(), h["portfolio"].strategy_stats.remote(),
+                                               sup.get_config.remote())
         conf = {s["id"]: s for s in cfg["config"].get("strategies", [])}
-        attribution = pf.get("attribution", {}).get("by_strategy", {})
         out = []
         for s in listed:
             sid = s["id"]
             c = conf.get(sid, {})
             st = stats.get(sid, {})
-            realized = _dec(st.get("realized_pnl", attribution.get(sid, {}).get("realized_pnl", "0")))
-            unrealized = _dec(st.get("unrealized_pnl", "0"))
-            fees = _dec(st.get("fees", attribution.get(sid, {}).get("fees", "0")))
+            realized, unrealized, fees = (_dec(st.get(k, "0")) for k in ("realized_pnl", "unrealized_pnl", "fees"))
             trades = int(st.get("trades", 0))
             wins = int(st.get("wins", 0))
             enabled = bool(s.get("enabled", False))

@@ -19,7 +19,7 @@ from typing import Any
 import ray
 
 from actors.control import CONTROL, GROUPS, locked, when_ready
-from actors.stores import open_stores, recent_records, signal_export_rows
+from actors.stores import open_stores, recent_records, signal_export_rows, signal_view, with_decision
 from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
 from mmats.model import Environment, Instrument, iso
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
@@ -205,27 +205,19 @@ class RiskGatekeeperActor:
         return dict(self.strategies)
 
     def _dispatch(self, out: GatewayOutput) -> None:
-        if self.stores is not None and (out.signals or out.decisions):
-            # Journaled before anything reaches the router; one commit for the whole batch.
-            items: list[tuple[str, dict[str, Any], int]] = [
-                ("signal", {"strategy_id": p.strategy_id, "symbol": p.signal.symbol,
-                            "action": p.signal.action.value, "position_size": p.signal.position_size,
-                            "confidence": p.signal.confidence, "price": p.price,
-                            "reasoning": p.signal.reasoning}, p.ts_ns)
-                for p in out.signals
-            ]
-            items += [("risk_decision", d.to_dict(), d.intent.ts_ns) for d in out.decisions]
+        # Each signal's and decision's payload is built once: for the chain, the tables and the live views.
+        views = [(p, signal_view(p.strategy_id, p.signal, p.price)) for p in out.signals]
+        decided = [(d, d.to_dict()) for d in out.decisions]
+        if self.stores is not None and (views or decided):
+            # Journaled before anything reaches the router; chain and tables in one commit for the batch.
+            items: list[tuple[str, dict[str, Any], int]] = [("signal", v, p.ts_ns) for p, v in views]
+            items += [("risk_decision", dd, d.intent.ts_ns) for d, dd in decided]
             st = self.stores.storage
-            rows = {"signals": [st.signal_row(self._signal_of(p), p.ts_ns) for p in out.signals],
-                    "risk_decisions": [st.decision_row(d, d.intent.ts_ns) for d in out.decisions]}
-            self.stores.journal.append_many(items, rows)  # chain and tables in one commit
-        for p in out.signals:
-            self.signals.append({"time": iso(p.ts_ns), "strategy_id": p.strategy_id, "symbol": p.signal.symbol,
-                                 "action": p.signal.action.value, "position_size": p.signal.position_size,
-                                 "confidence": p.signal.confidence, "price": p.price,
-                                 "reasoning": p.signal.reasoning})
-        for d in out.decisions:
-            self.decisions.append({"time": iso(d.intent.ts_ns), **d.to_dict()})
+            rows = {"signals": [st.signal_row(self._signal_of(p), p.ts_ns) for p, _ in views],
+                    "risk_decisions": [st.decision_row(d, d.intent.ts_ns, dd) for d, dd in decided]}
+            self.stores.journal.append_many(items, rows)
+        self.signals += [{"time": iso(p.ts_ns), **v} for p, v in views]
+        self.decisions += [{"time": iso(d.intent.ts_ns), **dd} for d, dd in decided]
         if len(self.signals) > RECENT_KEPT * 1.2:  # bounded: the full history is in the tables
             del self.signals[:-RECENT_KEPT]
         if len(self.decisions) > RECENT_KEPT * 1.2:
@@ -269,11 +261,12 @@ class RiskGatekeeperActor:
         accepted bound, docs/persistence.md). This thread may wait for the lock: nothing waits for it."""
         while True:
             time.sleep(COUNTERS_EVERY_S)
-            if not self._counters_dirty or self.stores is None:
+            if not self._counters_dirty:
                 continue
             with self._lock:  # a consistent copy under the lock (microseconds) ...
                 self._counters_dirty = False
                 counters = self.risk.counters()
+            assert self.stores is not None  # the thread runs only when the system persists
             self.stores.state.set("risk_counters", counters)  # ... the write outside it
 
     def _send_commands(self) -> None:
@@ -481,13 +474,7 @@ class RiskGatekeeperActor:
 
     def _recent_signal_records(self) -> list[dict[str, Any]]:
         by_key = {(d.get("strategy_id", ""), d.get("symbol", ""), d.get("time", "")): d for d in self.decisions}
-        out = []
-        for s in self.signals:
-            d = by_key.get((s["strategy_id"], s["symbol"], s["time"]))
-            out.append({**s, "decision": d.get("status") if d else None,
-                        "decision_reasons": [r.get("message") or r.get("rule", "") for r in d.get("reasons", [])]
-                        if d else []})
-        return out
+        return [with_decision(s, by_key.get((s["strategy_id"], s["symbol"], s["time"]))) for s in self.signals]
 
     @ray.method(concurrency_group=CONTROL)
     @locked

@@ -6,12 +6,13 @@ point at the same database and state store, chosen by environment and home (docs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from adapters.sql_store import SqlJournal, SqlStorage, make_storage
 from adapters.state_store import make_state_store
-from mmats.model import Environment, iso
+from mmats.model import Environment, TradeSignal, iso
 
 
 @dataclass
@@ -29,28 +30,36 @@ def open_stores(persist: dict[str, Any]) -> Stores:
     return Stores(storage, SqlJournal(storage), state)
 
 
+def signal_view(strategy_id: str, signal: TradeSignal, price: float | None) -> dict[str, Any]:
+    """One signal as the audit chain, the live views and the export show it (without its time)."""
+    return {"strategy_id": strategy_id, "symbol": signal.symbol, "action": signal.action.value,
+            "position_size": signal.position_size, "confidence": signal.confidence, "price": price,
+            "reasoning": signal.reasoning}
+
+
+def with_decision(row: dict[str, Any], decision: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``row`` plus the status and reasons of its risk decision (a ``RiskDecision.to_dict`` payload)."""
+    if decision is None:
+        return {**row, "decision": None, "decision_reasons": []}
+    return {**row, "decision": decision.get("status"),
+            "decision_reasons": [r.get("message") or r.get("rule", "") for r in decision.get("reasons", [])]}
+
+
 def signal_export_rows(storage: SqlStorage) -> list[dict[str, Any]]:
     """Signals joined with their risk decision (by strategy and signal id), oldest first."""
-    decisions = {(d.strategy_id, d.signal_id): d for d in storage.list_risk_decisions()}
+    decisions = {(d.strategy_id, d.signal_id): d.payload for d in storage.list_risk_decisions()}
     out = []
     for rec in storage.list_signals():
         s = rec.signal
-        d = decisions.get((s.strategy_id, s.signal_id))
-        out.append({"time": iso(rec.ts_ns), "strategy_id": s.strategy_id, "symbol": s.symbol,
-                    "action": s.action.value, "position_size": s.position_size, "confidence": s.confidence,
-                    "price": s.metadata.get("bar_price"),
-                    "reasoning": s.reasoning, "signal_id": s.signal_id,
-                    "decision": d.status if d else None,
-                    "decision_reasons": [r.get("message") or r.get("rule", "") for r in d.payload.get("reasons", [])]
-                    if d else []})
+        row = {"time": iso(rec.ts_ns), **signal_view(s.strategy_id, s, s.metadata.get("bar_price")),
+               "signal_id": s.signal_id}
+        out.append(with_decision(row, decisions.get((s.strategy_id, s.signal_id))))
     return out
 
 
 def recent_records(storage: SqlStorage, n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The last ``n`` signals and decisions in the gatekeeper's in-memory shapes (its live views)."""
-    signals = [{"time": iso(r.ts_ns), "strategy_id": r.signal.strategy_id, "symbol": r.signal.symbol,
-                "action": r.signal.action.value, "position_size": r.signal.position_size,
-                "confidence": r.signal.confidence, "price": r.signal.metadata.get("bar_price"),
-                "reasoning": r.signal.reasoning} for r in storage.list_signals(last=n)]
+    signals = [{"time": iso(r.ts_ns), **signal_view(r.signal.strategy_id, r.signal, r.signal.metadata.get("bar_price"))}
+               for r in storage.list_signals(last=n)]
     decisions = [d.to_dict() for d in storage.list_risk_decisions(last=n)]
     return signals, decisions

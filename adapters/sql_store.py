@@ -378,8 +378,9 @@ class SqlStorage:
         return out
 
     @staticmethod
-    def decision_row(decision: RiskDecision, ts_ns: int) -> dict[str, Any]:
-        d = decision.to_dict()
+    def decision_row(decision: RiskDecision, ts_ns: int, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``payload``: ``decision.to_dict()`` when the caller already has it."""
+        d = decision.to_dict() if payload is None else payload
         return {"ts_ns": ts_ns, "strategy_id": d["strategy_id"], "signal_id": d["signal_id"], "symbol": d["symbol"],
                 "status": d["status"], "quantity": decision.quantity, "payload": _json(d)}
 
