@@ -108,11 +108,13 @@ class PortfolioActor:
             self.day_start_equity = (day, snap.equity)
         if not self.equity_series or self.as_of - self.equity_series[-1][0] >= self.equity_every_ns or fills:
             self.equity_series.append((self.as_of, float(snap.equity)))
+        # The account goes out before the snapshot's commit: the gatekeeper's sizing waits for it, and the
+        # snapshot is derived data (the fills are already committed by the router).
+        self._maybe_push(snap, bool(fills) or bool(done))
+        self._push_strategies(snap, fills, filled or [])
         if self.stores is not None and (fills or time.time() - self._last_snapshot_wall > 5.0):
             self.stores.storage.save_equity_snapshot(snap)
             self._last_snapshot_wall = time.time()
-        self._maybe_push(snap, bool(fills) or bool(done))
-        self._push_strategies(snap, fills, filled or [])
 
     def _push_strategies(self, snap: Any, fills: list[Fill], filled: list[Order]) -> None:
         """Each strategy gets its filled orders and the account in ONE message: at once when its orders

@@ -18,6 +18,7 @@ import ray
 
 from actors.control import CONTROL, GROUPS, locked, when_ready
 from actors.stores import open_stores
+from adapters.sql_store import TradeState
 from mmats.execution import ExecutionConfig
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
 from mmats.orders import can_transition, transition
@@ -142,33 +143,35 @@ class OrderRouterActor:
             handle.on_orders.remote([], [(order, order.reject_reason)])
 
     def _persist_fills(self, fills: list[Fill]) -> None:
-        """Journal the batch (one commit), then commit its fills with the positions and orders they
-        leave in one transaction: after a crash either the whole batch is on record or none of it."""
-        if self.stores is None or not fills:
+        self._commit([], fills, 0)
+
+    def _save_order(self, order: Order, ts_ns: int) -> None:
+        self._commit([order], [], ts_ns)
+
+    def _save_orders(self, orders: list[Order], ts_ns: int) -> None:
+        self._commit(orders, [], ts_ns)
+
+    def _commit(self, orders: list[Order], fills: list[Fill], ts_ns: int) -> None:
+        """Journal a batch of order changes and fills AND store the orders, fills and positions they leave
+        in ONE transaction: after a crash either the whole batch is on record, in the chain and in the
+        tables, or none of it. One commit per batch (a HARD flatten touches every symbol; four commits
+        were most of its time, and each is a round for the database's write lock)."""
+        if self.stores is None or not (orders or fills):
             return
-        self.stores.journal.append_many([("fill", f.to_dict(), f.ts_ns) for f in fills])
-        orders: dict[str, Order] = {}
+        touched: dict[str, Order] = {o.client_order_id: o for o in orders}
         filled: set[str] = set()
         for f in fills:
             order = self.paper.orders.get(f.client_order_id)
             if order is not None:
-                orders[order.client_order_id] = order
+                touched[order.client_order_id] = order
                 if order.status is OrderStatus.FILLED:
                     filled.add(order.client_order_id)
         if filled:  # bracket children their fills activated
-            orders.update((o.client_order_id, o) for o in self.paper.orders.values() if o.parent_id in filled)
+            touched.update((o.client_order_id, o) for o in self.paper.orders.values() if o.parent_id in filled)
         positions = {f.symbol: self.paper.ledger.positions[f.symbol] for f in fills}
-        self.stores.storage.record_fills(fills, list(positions.values()), list(orders.values()))
-
-    def _save_order(self, order: Order, ts_ns: int) -> None:
-        self._save_orders([order], ts_ns)
-
-    def _save_orders(self, orders: list[Order], ts_ns: int) -> None:
-        """Journal then store several orders with one commit each (a HARD flatten touches every symbol:
-        two commits per order was most of its time)."""
-        if self.stores is not None and orders:
-            self.stores.journal.append_many([("order", o.to_dict(), ts_ns) for o in orders])
-            self.stores.storage.save_orders(orders)
+        items = [("order", o.to_dict(), ts_ns) for o in orders] + [("fill", f.to_dict(), f.ts_ns) for f in fills]
+        self.stores.journal.append_many(items, state=TradeState(fills, list(positions.values()),
+                                                                list(touched.values())))
 
     def _report(self, fills: list[Fill], upto_ts: int, force: bool = False) -> None:
         """Fills and marks to the portfolio, with at most one call in flight (the feed's policy): while
@@ -295,8 +298,7 @@ class OrderRouterActor:
         self._halt(halt_ns)
         canceled, fills = self.paper.flatten_all(self.last_ts, self.last_prices, reason)
         flats = [o for o in (self.paper.orders.get(f.client_order_id) for f in fills) if o is not None]
-        self._save_orders([*canceled, *flats], self.last_ts)
-        self._persist_fills(fills)
+        self._commit([*canceled, *flats], fills, self.last_ts)
         self._report(fills, self.last_ts, force=True)  # the flatten reaches the portfolio now
         return {"canceled": len(canceled), "flatten_fills": len(fills),
                 "ms": round((time.perf_counter() - t0) * 1000, 3)}

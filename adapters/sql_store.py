@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql as pg
@@ -57,12 +57,20 @@ from mmats.model import (
 from mmats.ports import ConfigVersion, DecisionRecord, SignalRecord, StorageConflict, StrategyRecord
 from mmats.risk.decision import RiskDecision
 
-__all__ = ["SqlJournal", "SqlStorage", "make_storage", "upgrade_to_head"]
+__all__ = ["SqlJournal", "SqlStorage", "TradeState", "make_storage", "upgrade_to_head"]
 
 _TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
 # Rows written beside an audit batch: table name -> rows from ``signal_row`` / ``decision_row``.
 RecordRows = Mapping[str, list[dict[str, Any]]]
 _RECORD_TABLES = {"signals": t.signals, "risk_decisions": t.risk_decisions}
+
+
+class TradeState(NamedTuple):
+    """Fills with the positions and orders they leave (states after the whole batch)."""
+
+    fills: list[Fill]
+    positions: list[Position]
+    orders: list[Order]
 
 
 def _json(value: Any) -> str:
@@ -287,18 +295,22 @@ class SqlStorage:
             return stored
 
     def _record_fills(self, fills: list[Fill], positions: list[Position], orders: list[Order]) -> int:
-        ids = [f.fill_id for f in fills if f.fill_id]
         with self.engine.begin() as c:
-            known = set()
-            if ids:
-                known = {r[0] for r in c.execute(select(t.fills.c.fill_id).where(t.fills.c.fill_id.in_(ids)))}
-            new = [f for f in fills if not f.fill_id or f.fill_id not in known]
-            for f in new:
-                self._write_fill(c, f)
-            pos_rows = {(p.strategy_id, p.symbol): self._position_values(p) for p in positions}
-            self._upsert_many(c, t.positions, list(pos_rows.values()), ["strategy_id", "symbol"])
-            order_rows = {o.client_order_id: self._order_values(o) for o in orders}
-            self._upsert_many(c, t.orders, list(order_rows.values()), ["client_order_id"])
+            return self._write_trade_state(c, TradeState(fills, positions, orders))
+
+    def _write_trade_state(self, c: Connection, state: TradeState) -> int:
+        """Fills not stored yet, then the positions and orders they leave; returns how many fills were new."""
+        ids = [f.fill_id for f in state.fills if f.fill_id]
+        known = set()
+        if ids:
+            known = {r[0] for r in c.execute(select(t.fills.c.fill_id).where(t.fills.c.fill_id.in_(ids)))}
+        new = [f for f in state.fills if not f.fill_id or f.fill_id not in known]
+        for f in new:
+            self._write_fill(c, f)
+        pos_rows = {(p.strategy_id, p.symbol): self._position_values(p) for p in state.positions}
+        self._upsert_many(c, t.positions, list(pos_rows.values()), ["strategy_id", "symbol"])
+        order_rows = {o.client_order_id: self._order_values(o) for o in state.orders}
+        self._upsert_many(c, t.orders, list(order_rows.values()), ["client_order_id"])
         return len(new)
 
     def _fill_exists(self, fill_id: str) -> bool:
@@ -430,11 +442,13 @@ class SqlStorage:
         except IntegrityError:
             raise StorageConflict(f"audit seq {record.seq} was appended concurrently by another writer") from None
 
-    def append_audit_many(self, records: list[AuditRecord], rows: RecordRows | None = None) -> None:
+    def append_audit_many(self, records: list[AuditRecord], rows: RecordRows | None = None,
+                          state: TradeState | None = None) -> None:
         """Append a contiguous run of records in ONE transaction: a busy gatekeeper journals a whole
         batch of signals and decisions for the price of a single commit. ``rows`` (signals and risk
-        decisions, from ``signal_row``/``decision_row``) land in the same transaction, so the queryable
-        tables and the chain never disagree about what was decided."""
+        decisions, from ``signal_row``/``decision_row``) and ``state`` (the router's fills, positions
+        and orders) land in the same transaction, so the queryable tables and the chain never disagree
+        about what was decided or done, and a batch costs one commit, not two."""
         if not records:
             return
         first = records[0]
@@ -454,6 +468,8 @@ class SqlStorage:
             for name, values in (rows or {}).items():  # a bad row is a bug: it propagates, nothing commits
                 if values:
                     c.execute(insert(_RECORD_TABLES[name]), values)
+            if state is not None:
+                self._write_trade_state(c, state)
 
     def audit_records(self, *, from_seq: int = 0) -> Iterator[AuditRecord]:
         """Records in chain order, read in pages so a long chain never sits in memory at once."""
@@ -645,12 +661,27 @@ class SqlJournal:
                 return rec
         raise StorageConflict(f"audit append of {kind!r} lost the race {self._max_retries} times in a row")
 
-    def append_many(self, items: list[tuple[str, Mapping[str, Any], int]],
-                    rows: RecordRows | None = None) -> list[AuditRecord]:
-        """Journal several records with one commit, still one linear chain (``rows``: see
+    def append_many(self, items: list[tuple[str, Mapping[str, Any], int]], rows: RecordRows | None = None,
+                    state: TradeState | None = None) -> list[AuditRecord]:
+        """Journal several records with one commit, still one linear chain (``rows``, ``state``: see
         ``SqlStorage.append_audit_many``)."""
         if not items:
+            if state is not None:
+                self.storage.record_fills(*state)
             return []
+        if state is not None:
+            try:
+                return self._append_many(items, rows, state)
+            except IntegrityError:
+                # A fill id stored by another writer meanwhile (a restart race): nothing of the batch
+                # committed. Journal it, then store the state with the path that tolerates the race.
+                chain = self._append_many(items, rows, None)
+                self.storage.record_fills(*state)
+                return chain
+        return self._append_many(items, rows, None)
+
+    def _append_many(self, items: list[tuple[str, Mapping[str, Any], int]], rows: RecordRows | None,
+                     state: TradeState | None) -> list[AuditRecord]:
         with self._lock:
             for _ in range(self._max_retries):
                 chain: list[AuditRecord] = []
@@ -659,7 +690,7 @@ class SqlJournal:
                     prev = chain_record(prev, kind, payload, ts_ns)
                     chain.append(prev)
                 try:
-                    self.storage.append_audit_many(chain, rows)
+                    self.storage.append_audit_many(chain, rows, state)
                 except StorageConflict:
                     self._last = self.storage.last_audit_record()
                     continue

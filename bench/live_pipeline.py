@@ -39,6 +39,7 @@ SYMBOLS = [f"S{i}/USDT" for i in range(10)]
 
 
 SEND_INTERVAL_MS: float | None = None  # --send-interval-ms: the feed's rate cap (None: the system default)
+STORAGE: dict[str, Any] = {}  # --no-persist / --database-url: what the system writes to (default: SQLite in home)
 
 
 def config(pace: str, speed: float, bars: int, home: str) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def config(pace: str, speed: float, bars: int, home: str) -> dict[str, Any]:
     feed_extra = {} if SEND_INTERVAL_MS is None else {"min_send_interval_ms": SEND_INTERVAL_MS}
     return {
         "environment": "PAPER", "mode": "operator", "allow_operator": True, "initial_cash": 1_000_000.0,
-        "system_name": name, "home": home,
+        "system_name": name, "home": home, **STORAGE,
         "feeds": [{"venue": "replay", "market": "crypto", "generated_symbols": SYMBOLS, "generated_bars": bars,
                    "pace": pace, "speed": speed, **feed_extra}],
         "costs": {"commission": {"model": "percent", "taker_bps": 10.0}, "slippage": {"model": "fixed", "bps": 2.0}},
@@ -83,7 +84,7 @@ def ray_rss_mb() -> float:
     return total / 2**20
 
 
-def latency_phase(seconds: float, home: str) -> tuple[list[float], float, list[float]]:
+def latency_phase(seconds: float, home: str) -> tuple[list[float], float, list[float], dict[str, float]]:
     # 1,000 bars/s offered = 100 timestamps/s x 10 symbols; 1m bars -> speed 6,000 x real time.
     # Enough bars for the measured window AND the 20 kill runs after it (up to 10 s each): a replay that
     # ended would leave the kill loop timing no-op kills on a flat book.
@@ -93,6 +94,7 @@ def latency_phase(seconds: float, home: str) -> tuple[list[float], float, list[f
     time.sleep(seconds)
     rss = ray_rss_mb()
     kills: list[float] = []
+    kill_parts: dict[str, list[float]] = {"call": [], "router_flatten": []}
     skipped_kills = 0
     for _ in range(20):  # kill switch HARD -> flat, repeatedly, while bars keep coming
         deadline = time.time() + 10
@@ -102,8 +104,11 @@ def latency_phase(seconds: float, home: str) -> tuple[list[float], float, list[f
             skipped_kills += 1  # nothing to flatten: not a measurement
             continue
         t0 = time.perf_counter()
-        ray.get(sup.kill.remote("HARD", "bench"))
-        while ray.get(h["portfolio"].status.remote())["positions"] and time.perf_counter() - t0 < 5:
+        answer = ray.get(sup.kill.remote("HARD", "bench"))
+        kill_parts["call"].append((time.perf_counter() - t0) * 1000)
+        kill_parts["router_flatten"].append(answer["flatten"]["ms"])
+        # A light read while waiting (the full status would compete with the booking it waits for).
+        while ray.get(h["portfolio"].account.remote()).positions and time.perf_counter() - t0 < 5:
             time.sleep(0.001)
         kills.append((time.perf_counter() - t0) * 1000)
         ray.get(sup.kill.remote("RUNNING", "bench reset"))
@@ -113,6 +118,7 @@ def latency_phase(seconds: float, home: str) -> tuple[list[float], float, list[f
     orders = {o["client_order_id"]: o for o in ray.get(h["router"].orders.remote())}
     stop(sup, h)
     lat: list[float] = []
+    parts: dict[str, list[float]] = {"decide": [], "fill": []}
     for fill_id, wall in booked.items():
         cid, _, fill_ts = fill_id.rpartition("@")
         order = orders.get(cid)
@@ -128,9 +134,13 @@ def latency_phase(seconds: float, home: str) -> tuple[list[float], float, list[f
         decide = accepted[cid] - published[signal_ts]
         fill = wall - published[int(fill_ts)]
         lat.append((decide + fill) * 1000)
+        parts["decide"].append(decide * 1000)
+        parts["fill"].append(fill * 1000)
     if skipped_kills:
         print(f"kill runs skipped (no open position within 10 s): {skipped_kills}", file=sys.stderr)
-    return lat, rss, kills
+    parts.update({f"kill_{k}": v for k, v in kill_parts.items()})
+    split = {f"{k}_p{q}_ms": round(float(np.percentile(v, q)), 2) for k, v in parts.items() if v for q in (50, 99)}
+    return lat, rss, kills, split
 
 
 def calibration() -> dict[str, float]:
@@ -190,13 +200,19 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each measured phase")
     ap.add_argument("--send-interval-ms", type=float, default=None,
                     help="the feed's min_send_interval_ms (default: the system's default)")
+    ap.add_argument("--no-persist", action="store_true", help="run without storage (what persistence costs)")
+    ap.add_argument("--database-url", default=None, help="e.g. postgresql://127.0.0.1:5432/test (default: SQLite)")
     args = ap.parse_args()
     global SEND_INTERVAL_MS
     SEND_INTERVAL_MS = args.send_interval_ms
+    if args.no_persist:
+        STORAGE["persist"] = False
+    if args.database_url:
+        STORAGE["database_url"] = args.database_url
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     home = tempfile.mkdtemp(prefix="mmats-bench-")
     try:
-        lat, rss, kills = latency_phase(args.seconds, home + "/lat")
+        lat, rss, kills, split = latency_phase(args.seconds, home + "/lat")
         tp = throughput_phase(args.seconds, home + "/tp")
         calib = calibration()
     finally:
@@ -205,6 +221,10 @@ def main() -> None:
         "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None,
         "fills_measured": len(lat),
+        # decide: signal bar published -> order accepted; fill: fill bar -> booked; kill_call: the HARD
+        # request answered (router flattened); kill_router_flatten: the router's own share of it.
+        "latency_split": split,
+        "storage": STORAGE or "sqlite",
         "sustained_bars_per_sec": round(tp["bars_per_sec"]),
         "throughput_skipped_bars": tp["skipped"],
         "throughput_max_lag_bars": tp["max_lag_bars"],

@@ -328,6 +328,42 @@ def test_signals_and_decisions_land_with_their_audit_records_in_one_commit(store
     assert store.audit_count() == before and len(store.list_signals()) == 1  # nothing half-written
 
 
+def test_the_routers_batch_lands_with_its_audit_records_in_one_commit(
+    store: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fills, their positions and orders, and the chain records of the batch: together, or none of it;
+    a fill already stored (a restarted router re-reporting) is still journaled and stored once."""
+    from adapters.sql_store import SqlJournal, TradeState
+
+    journal = SqlJournal(store)
+    a = _order("s1-a")
+    filled = replace(a, status=OrderStatus.FILLED, filled_quantity=a.quantity)
+    fill = _fill("s1-a", "fa")
+    items = [("order", filled.to_dict(), 10), ("fill", fill.to_dict(), fill.ts_ns)]
+    real = store._upsert_many
+
+    def failing(c: Any, table: Any, rows: Any, keys: Any) -> None:
+        if table.name == "positions":
+            raise RuntimeError("disk full")
+        real(c, table, rows, keys)
+
+    monkeypatch.setattr(store, "_upsert_many", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        journal.append_many(items, state=TradeState([fill], [_position("0")], [filled]))
+    monkeypatch.undo()
+    assert store.audit_count() == 0 and store.list_fills() == [] and store.list_orders() == []
+    journal = SqlJournal(store)  # what a restarted process sees: the tail as stored
+    journal.append_many(items, state=TradeState([fill], [_position("0")], [filled]))
+    assert store.audit_count() == 2 and [f.fill_id for f in store.list_fills()] == ["fa"]
+    assert store.get_order("s1-a") == filled and store.get_position("BTC/USDT", "s1") == _position("0")
+    # The same fill again, with a new one: the chain records both, the table gains only the new fill.
+    again = [fill, _fill("s1-a", "fb")]
+    journal.append_many([("fill", f.to_dict(), f.ts_ns) for f in again],
+                        state=TradeState(again, [_position("0.5")], [filled]))
+    assert store.audit_count() == 4 and [f.fill_id for f in store.list_fills()] == ["fa", "fb"]
+    assert store.get_position("BTC/USDT", "s1") == _position("0.5") and store.verify_audit().ok
+
+
 def test_config_versions_and_rollback_reads(store: SqlStorage) -> None:
     v1 = store.save_config_version({"risk": {"max_dd": 0.1}}, "alice", "initial")
     v2 = store.save_config_version({"risk": {"max_dd": 0.2}}, "bob", "loosen")
