@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from adapters.secrets import redact
 from mmats.errors import ConfigError
 
-__all__ = ["READONLY", "make_engine", "mask_url", "normalise_url", "sqlite_url"]
+__all__ = ["READONLY", "begin_immediate", "make_engine", "mask_url", "normalise_url", "sqlite_url"]
 
 # Execution option: ``conn.execution_options(**READONLY)`` opens a plain (deferred) SQLite transaction.
 READONLY = {"mmats_readonly": True}
@@ -104,5 +106,33 @@ def _sqlite_events(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        readonly = conn.get_execution_options().get("mmats_readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("mmats_readonly", False):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            begin_immediate(conn.connection.driver_connection)
+
+
+def begin_immediate(raw: sqlite3.Connection, wait_s: float = 30.0) -> None:
+    """Take the write lock, polling every millisecond at most.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 ... up to 100 ms between tries, so with three processes
+    committing a few hundred times a second (router, gatekeeper, portfolio) a writer could sleep tens of
+    milliseconds for a lock held for one; the kill switch's path waits for such writers. Statements
+    inside the transaction keep the normal busy timeout."""
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + wait_s
+        pause = 0.0001
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.001)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")

@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -442,34 +442,38 @@ class SqlStorage:
         except IntegrityError:
             raise StorageConflict(f"audit seq {record.seq} was appended concurrently by another writer") from None
 
-    def append_audit_many(self, records: list[AuditRecord], rows: RecordRows | None = None,
-                          state: TradeState | None = None) -> None:
-        """Append a contiguous run of records in ONE transaction: a busy gatekeeper journals a whole
-        batch of signals and decisions for the price of a single commit. ``rows`` (signals and risk
-        decisions, from ``signal_row``/``decision_row``) and ``state`` (the router's fills, positions
-        and orders) land in the same transaction, so the queryable tables and the chain never disagree
-        about what was decided or done, and a batch costs one commit, not two."""
-        if not records:
-            return
-        first = records[0]
+    def extend_audit(self, items: list[tuple[str, Mapping[str, Any], int]], rows: RecordRows | None = None,
+                     state: TradeState | None = None) -> list[AuditRecord]:
+        """Chain ``items`` onto the stored tail and append them, with ``rows`` and ``state``, in ONE
+        transaction; returns the records as stored.
+
+        The chain is built inside the transaction, after the write lock is taken (SQLite's BEGIN
+        IMMEDIATE; a transaction-scoped advisory lock on PostgreSQL), so concurrent writers (router,
+        gatekeeper, portfolio) queue for the lock instead of losing a race and redoing the whole batch.
+        Under load those redone batches were most of the gatekeeper's time, and the kill switch waits
+        for the gatekeeper."""
         with self.engine.begin() as c:
-            last = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
-            if last is not None and (first.seq != int(last.seq) + 1 or first.prev_hash != last.hash):
-                raise StorageConflict(
-                    f"audit record seq={first.seq} does not extend the stored chain (last seq={last.seq})"
-                )
+            if self.dialect == "postgresql":
+                c.execute(text("SELECT pg_advisory_xact_lock(hashtext('mmats_audit:' || current_schema()))"))
+            row = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
+            prev = None if row is None else self._audit(row)
+            chain: list[AuditRecord] = []
+            for kind, payload, ts_ns in items:
+                prev = chain_record(prev, kind, payload, ts_ns)
+                chain.append(prev)
             try:
                 c.execute(insert(t.audit), [
                     {"seq": r.seq, "ts_ns": r.ts_ns, "kind": r.kind, "payload": canonical_json(r.payload),
-                     "prev_hash": r.prev_hash, "hash": r.hash} for r in records
+                     "prev_hash": r.prev_hash, "hash": r.hash} for r in chain
                 ])
-            except IntegrityError:
-                raise StorageConflict(f"audit seq {first.seq} was appended concurrently by another writer") from None
+            except IntegrityError:  # a writer that does not take the lock (an older version): retry
+                raise StorageConflict(f"audit seq {chain[0].seq} was appended concurrently") from None
             for name, values in (rows or {}).items():  # a bad row is a bug: it propagates, nothing commits
                 if values:
                     c.execute(insert(_RECORD_TABLES[name]), values)
             if state is not None:
                 self._write_trade_state(c, state)
+        return chain
 
     def audit_records(self, *, from_seq: int = 0) -> Iterator[AuditRecord]:
         """Records in chain order, read in pages so a long chain never sits in memory at once."""
@@ -633,8 +637,8 @@ class SqlJournal:
     """The ``mmats.audit.Journal`` of the actor runtime: each record is committed to the store before
     ``append`` returns, so "written before it takes effect" holds across crashes.
 
-    Several processes may append to one database (router, gatekeeper, portfolio): a writer that loses
-    the race for the next ``seq`` re-reads the tail and rebuilds its record on top, so the chain stays
+    Several processes may append to one database (router, gatekeeper, portfolio): each batch is chained
+    onto the stored tail inside its own transaction (``SqlStorage.extend_audit``), so the chain stays
     linear and verifiable whoever writes.
     """
 
@@ -649,22 +653,12 @@ class SqlJournal:
         return self._last
 
     def append(self, kind: str, payload: Mapping[str, Any], ts_ns: int) -> AuditRecord:
-        with self._lock:
-            for _ in range(self._max_retries):
-                rec = chain_record(self._last, kind, payload, ts_ns)
-                try:
-                    self.storage.append_audit(rec)
-                except StorageConflict:
-                    self._last = self.storage.last_audit_record()
-                    continue
-                self._last = rec
-                return rec
-        raise StorageConflict(f"audit append of {kind!r} lost the race {self._max_retries} times in a row")
+        return self.append_many([(kind, payload, ts_ns)])[0]
 
     def append_many(self, items: list[tuple[str, Mapping[str, Any], int]], rows: RecordRows | None = None,
                     state: TradeState | None = None) -> list[AuditRecord]:
         """Journal several records with one commit, still one linear chain (``rows``, ``state``: see
-        ``SqlStorage.append_audit_many``)."""
+        ``SqlStorage.extend_audit``)."""
         if not items:
             if state is not None:
                 self.storage.record_fills(*state)
@@ -684,15 +678,9 @@ class SqlJournal:
                      state: TradeState | None) -> list[AuditRecord]:
         with self._lock:
             for _ in range(self._max_retries):
-                chain: list[AuditRecord] = []
-                prev = self._last
-                for kind, payload, ts_ns in items:
-                    prev = chain_record(prev, kind, payload, ts_ns)
-                    chain.append(prev)
                 try:
-                    self.storage.append_audit_many(chain, rows, state)
+                    chain = self.storage.extend_audit(items, rows, state)
                 except StorageConflict:
-                    self._last = self.storage.last_audit_record()
                     continue
                 self._last = chain[-1]
                 return chain

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from adapters.secrets import redact
+from adapters.sql_engine import begin_immediate
 from mmats.errors import ConfigError, ValidationError
 from mmats.model import Environment
 
@@ -147,7 +148,7 @@ class SqliteStateStore:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, self._busy_timeout_s)
         try:
             yield conn
         except BaseException:
