@@ -453,6 +453,13 @@ class SqlStorage:
         Under load those redone batches were most of the gatekeeper's time, and the kill switch waits
         for the gatekeeper."""
         with self.engine.begin() as c:
+            for name, values in (rows or {}).items():  # a bad row is a bug: it propagates, nothing commits
+                if values:
+                    c.execute(insert(_RECORD_TABLES[name]), values)
+            if state is not None:
+                self._write_trade_state(c, state)
+            # The chain's tail last, so writers hold the audit lock only for the tail read, the insert
+            # and the commit (on PostgreSQL the rows above are written concurrently).
             if self.dialect == "postgresql":
                 c.execute(text("SELECT pg_advisory_xact_lock(hashtext('mmats_audit:' || current_schema()))"))
             row = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
@@ -468,11 +475,6 @@ class SqlStorage:
                 ])
             except IntegrityError:  # a writer that does not take the lock (an older version): retry
                 raise StorageConflict(f"audit seq {chain[0].seq} was appended concurrently") from None
-            for name, values in (rows or {}).items():  # a bad row is a bug: it propagates, nothing commits
-                if values:
-                    c.execute(insert(_RECORD_TABLES[name]), values)
-            if state is not None:
-                self._write_trade_state(c, state)
         return chain
 
     def audit_records(self, *, from_seq: int = 0) -> Iterator[AuditRecord]:

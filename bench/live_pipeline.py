@@ -195,6 +195,16 @@ def throughput_phase(seconds: float, home: str) -> dict[str, Any]:
             "skipped": skipped, "bars_per_message": round(float(per_msg), 1)}
 
 
+def _admin(url: str, statement: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                                      isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.exec_driver_sql(statement)
+    engine.dispose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each measured phase")
@@ -207,8 +217,11 @@ def main() -> None:
     SEND_INTERVAL_MS = args.send_interval_ms
     if args.no_persist:
         STORAGE["persist"] = False
-    if args.database_url:
-        STORAGE["database_url"] = args.database_url
+    fresh_db = None
+    if args.database_url:  # a fresh database per run: a system restores whatever its database holds
+        fresh_db = f"mmats_bench_{uuid.uuid4().hex[:8]}"
+        _admin(args.database_url, f"CREATE DATABASE {fresh_db}")
+        STORAGE["database_url"] = args.database_url.rsplit("/", 1)[0] + "/" + fresh_db
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     home = tempfile.mkdtemp(prefix="mmats-bench-")
     try:
@@ -217,6 +230,8 @@ def main() -> None:
         calib = calibration()
     finally:
         ray.shutdown()
+        if fresh_db:
+            _admin(args.database_url, f"DROP DATABASE IF EXISTS {fresh_db} WITH (FORCE)")
     out = {
         "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None,
