@@ -157,13 +157,71 @@ class CGatekeeper:
         return out.submits
 
 
+@ray.remote
+class Noop:
+    """The same graph's shape with no work: what Ray's compiled graph costs on its own here."""
+
+    def step(self, _batch: Any) -> list[Any]:
+        return []
+
+    def join(self, *_inputs: Any) -> list[Any]:
+        return []
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def floor(strategy_actors: int, rate: float, executions: int = 1500) -> dict[str, Any]:
+    """The graph's floor: execute() p50/p99 with no-op methods at ``rate`` timestamps/s, and the CPU
+    the graph's actors burn while waiting for input (their channel reads poll)."""
+    import psutil
+
+    strategies = [Noop.remote() for _ in range(strategy_actors)]  # type: ignore[attr-defined]
+    router, portfolio, gk = (Noop.remote() for _ in range(3))  # type: ignore[attr-defined]
+    actors = [*strategies, router, portfolio, gk]
+    procs = [psutil.Process(p) for p in ray.get([a.pid.remote() for a in actors])]
+    with InputNode() as bars:
+        account = portfolio.step.bind(router.step.bind(bars))
+        dag = MultiOutputNode([router.step.bind(gk.join.bind(account, *[s.step.bind(bars) for s in strategies]))])
+    compiled = dag.experimental_compile()
+    time.sleep(1.0)
+    c0 = [sum(p.cpu_times()[:2]) for p in procs]
+    time.sleep(3.0)
+    idle = [(sum(p.cpu_times()[:2]) - c) / 3.0 for p, c in zip(procs, c0, strict=True)]
+    batch = [(s, 1, 1.0, 1.0, 1.0, 1.0, 1.0) for s in SYMBOLS]
+    ms: list[float] = []
+    next_at = time.perf_counter()
+    for _ in range(executions):
+        now = time.perf_counter()
+        if now < next_at:
+            time.sleep(next_at - now)
+        next_at += 1.0 / rate
+        t0 = time.perf_counter()
+        ray.get(compiled.execute(batch))
+        ms.append((time.perf_counter() - t0) * 1000)
+    compiled.teardown()
+    ms = ms[200:]
+    return {"floor_execute_p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "floor_execute_p99_ms": round(float(np.percentile(ms, 99)), 2),
+            "idle_cpu_per_actor": round(float(np.mean(idle)), 3), "actors": len(actors)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0, help="measured replay length at --rate")
     ap.add_argument("--rate", type=float, default=1000.0, help="bars per second offered (10 per timestamp)")
     ap.add_argument("--strategy-actors", type=int, default=10,
                     help="actors hosting the 10 strategies (10: one each, as the system runs them)")
+    ap.add_argument("--floor", action="store_true",
+                    help="measure only the graph's own cost: no-op methods, same shape, plus idle CPU per actor")
     args = ap.parse_args()
+    if args.floor:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        out = floor(max(1, min(10, args.strategy_actors)), args.rate / len(SYMBOLS))
+        ray.shutdown()
+        print(json.dumps({"prototype": "compiled graph floor (no work)", **out,
+                          "strategy_actors": args.strategy_actors, "timestamps_per_sec": args.rate / len(SYMBOLS)}))
+        return 0
     from mmats.data import generate_bars, to_arrays
 
     ticks = int(args.seconds * args.rate / len(SYMBOLS)) + 500
