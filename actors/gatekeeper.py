@@ -330,29 +330,38 @@ class RiskGatekeeperActor:
     # ----------------------------------------------------------------------------------- controls
 
     @ray.method(concurrency_group=CONTROL)
-    @locked
     def set_kill_switch(self, state: str, reason: str, trigger: str = "manual") -> dict[str, Any]:
-        """Escalate, or reset with RUNNING (or any lower state); journaled and persisted before it acts."""
+        """Escalate, or reset with RUNNING (or any lower state); journaled and persisted before it acts.
+
+        The answer carries where the time went (``ms``: waiting for the message thread's lock, the
+        journaled and persisted transition, the router's part): the HARD-to-flat figure is a target."""
         state = state.upper()
         if state not in KILL_STATES:
             raise ValueError(f"kill switch state must be one of {', '.join(KILL_STATES)}, got {state!r}")
         if not reason.strip():
             raise ValueError("a kill switch change needs a reason")
         target = KillSwitchState(state)
-        now = time.time_ns()
-        if target.rank < self.switch.state.rank:
-            self.switch.reset(reason.strip(), now, target)
-        else:
-            self.switch.engage(target, KillTrigger(trigger), reason.strip(), now)
-        self._effects.clear()  # a manual change acts now and reports what it did
-        result: dict[str, Any] = {"kill_switch": self._kill_dict()}
-        if target is KillSwitchState.HARD:
-            result["flatten"] = ray.get(self.router.flatten_all.remote(f"kill_{trigger}", self._halt_ns))
-        elif target is KillSwitchState.FREEZE:
-            result["canceled"] = ray.get(self.router.cancel_all.remote(self._halt_ns))
-        elif target is KillSwitchState.SOFT:
-            ray.get(self.router.halt_before.remote(self._halt_ns))
-        self._send_commands()  # cancels queued while this call held the lock
+        t0 = time.perf_counter()
+        with self._lock:
+            t1 = time.perf_counter()
+            now = time.time_ns()
+            if target.rank < self.switch.state.rank:
+                self.switch.reset(reason.strip(), now, target)
+            else:
+                self.switch.engage(target, KillTrigger(trigger), reason.strip(), now)
+            self._effects.clear()  # a manual change acts now and reports what it did
+            result: dict[str, Any] = {"kill_switch": self._kill_dict()}
+            t2 = time.perf_counter()
+            if target is KillSwitchState.HARD:
+                result["flatten"] = ray.get(self.router.flatten_all.remote(f"kill_{trigger}", self._halt_ns))
+            elif target is KillSwitchState.FREEZE:
+                result["canceled"] = ray.get(self.router.cancel_all.remote(self._halt_ns))
+            elif target is KillSwitchState.SOFT:
+                ray.get(self.router.halt_before.remote(self._halt_ns))
+            t3 = time.perf_counter()
+            self._send_commands()  # cancels queued while this call held the lock
+        result["ms"] = {"lock_wait": round((t1 - t0) * 1000, 3), "transition": round((t2 - t1) * 1000, 3),
+                        "router": round((t3 - t2) * 1000, 3)}
         return result
 
     def _on_transition(self, t: KillSwitchTransition) -> None:

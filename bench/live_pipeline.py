@@ -94,7 +94,8 @@ def latency_phase(seconds: float, home: str) -> tuple[list[float], float, list[f
     time.sleep(seconds)
     rss = ray_rss_mb()
     kills: list[float] = []
-    kill_parts: dict[str, list[float]] = {"call": [], "router_flatten": []}
+    kill_parts: dict[str, list[float]] = {"call": [], "router_flatten": [], "gatekeeper_lock_wait": [],
+                                          "transition": [], "router_call": []}
     skipped_kills = 0
     for _ in range(20):  # kill switch HARD -> flat, repeatedly, while bars keep coming
         deadline = time.time() + 10
@@ -107,6 +108,9 @@ def latency_phase(seconds: float, home: str) -> tuple[list[float], float, list[f
         answer = ray.get(sup.kill.remote("HARD", "bench"))
         kill_parts["call"].append((time.perf_counter() - t0) * 1000)
         kill_parts["router_flatten"].append(answer["flatten"]["ms"])
+        kill_parts["gatekeeper_lock_wait"].append(answer["ms"]["lock_wait"])
+        kill_parts["transition"].append(answer["ms"]["transition"])
+        kill_parts["router_call"].append(answer["ms"]["router"])
         # A light read while waiting (the full status would compete with the booking it waits for).
         while ray.get(h["portfolio"].account.remote()).positions and time.perf_counter() - t0 < 5:
             time.sleep(0.001)
