@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,6 +20,20 @@ CONTROL = "control"
 GROUPS = {CONTROL: 1}
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+CONTROL_SWITCH_INTERVAL_S = 0.0005
+
+
+def control_lock() -> threading.RLock:
+    """The lock an actor's message and control threads share, and a short GIL switch interval.
+
+    Python hands the GIL to a waiting thread only every ``sys.getswitchinterval()`` (5 ms by default)
+    while another thread runs Python code, so a control call (a HARD flatten) that needs a few hundred
+    GIL hand-offs waited tens of milliseconds for them behind the busy message thread. Half a
+    millisecond costs the message thread little and bounds that wait."""
+    sys.setswitchinterval(CONTROL_SWITCH_INTERVAL_S)
+    return threading.RLock()
 
 
 def locked(fn: F) -> F:

@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from actors.control import CONTROL, GROUPS, locked, when_ready
+from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
 from actors.stores import open_stores, recent_records, signal_export_rows, signal_view, with_decision
 from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
 from mmats.model import Environment, Instrument, iso
@@ -38,7 +38,7 @@ class RiskGatekeeperActor:
                  lockstep: bool = False, router_error_limit: int = 5, persist: dict[str, Any] | None = None,
                  supervisor_name: str | None = None, namespace: str | None = None,
                  environment: str = "PAPER", initial_equity: float | None = None) -> None:
-        self._lock = threading.RLock()  # the message thread and the control thread (actors.control)
+        self._lock = control_lock()  # the message thread and the control thread (actors.control)
         if mode == "operator" and not allow_operator:
             raise ValueError("mode 'operator' needs allow_operator: true in the config")
         self.stores = open_stores(persist) if persist is not None else None

@@ -7,14 +7,13 @@ something changed, to the strategies: state is pushed on change, never fetched p
 
 from __future__ import annotations
 
-import threading
 import time
 from decimal import Decimal
 from typing import Any
 
 import ray
 
-from actors.control import CONTROL, GROUPS, locked, when_ready
+from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
 from actors.stores import open_stores
 from mmats.attribution import StrategyLedgers
 from mmats.gateway import INFLIGHT_EXPIRY_S
@@ -30,7 +29,7 @@ class PortfolioActor:
     def __init__(self, instruments: dict[str, Instrument], initial_cash: str, equity_every_s: int = 60,
                  persist: dict[str, Any] | None = None, gatekeeper_name: str | None = None,
                  namespace: str | None = None, push_every_batch: bool = False) -> None:
-        self._lock = threading.RLock()  # the message thread and the control thread (actors.control)
+        self._lock = control_lock()  # the message thread and the control thread (actors.control)
         # Account to the gatekeeper: on change (fills), when it waits for a bar time (``want_account``),
         # and at least every ACCOUNT_EVERY_S for its equity triggers; every batch in a lockstep replay.
         # Pushing every batch would make the gatekeeper's mailbox the system's bottleneck.

@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from actors.control import CONTROL, GROUPS, locked, when_ready
+from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
 from actors.stores import open_stores
 from adapters.sql_store import TradeState
 from mmats.execution import ExecutionConfig
@@ -36,7 +36,7 @@ class OrderRouterActor:
                  portfolio: Any, feed: Any, persist: dict[str, Any] | None = None,
                  gatekeeper_name: str | None = None, namespace: str | None = None,
                  paper_venue: str | None = None, retry: dict[str, Any] | None = None) -> None:
-        self._lock = threading.RLock()  # the message thread and the control thread (actors.control)
+        self._lock = control_lock()  # the message thread and the control thread (actors.control)
         from mmats.registry import load_object
         from mmats.runconfig import CommissionSpec, SlippageSpec
 
