@@ -108,7 +108,7 @@ class OrderRouterActor:
             new = self.paper.on_bar(BarUpdate(*b))
             if new:
                 fills += new
-        self._persist_fills(fills)
+        self._commit([], fills, 0)
         self.last_ts = max(self.last_ts, upto_ts)
         self._report(fills, upto_ts)
         if self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
@@ -141,9 +141,6 @@ class OrderRouterActor:
         handle = self.strategies.get(order.strategy_id)
         if handle is not None:
             handle.on_orders.remote([], [(order, order.reject_reason)])
-
-    def _persist_fills(self, fills: list[Fill]) -> None:
-        self._commit([], fills, 0)
 
     def _save_order(self, order: Order, ts_ns: int) -> None:
         self._commit([order], [], ts_ns)
