@@ -426,21 +426,30 @@ class SqlStorage:
     def _audit(r: Row[Any]) -> AuditRecord:
         return AuditRecord(int(r.seq), int(r.ts_ns), r.kind, json.loads(r.payload), r.prev_hash, r.hash)
 
-    def append_audit(self, record: AuditRecord) -> None:
+    def _audit_tail(self, c: Connection) -> AuditRecord | None:
+        r = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
+        return None if r is None else self._audit(r)
+
+    @staticmethod
+    def _insert_audit(c: Connection, records: list[AuditRecord]) -> None:
+        """Insert a contiguous run of records; a seq already taken (a concurrent writer) is a conflict."""
         try:
-            with self.engine.begin() as c:
-                last = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
-                if last is not None and (record.seq != int(last.seq) + 1 or record.prev_hash != last.hash):
-                    raise StorageConflict(
-                        f"audit record seq={record.seq} does not extend the stored chain "
-                        f"(last seq={last.seq}); re-read the tail and rebuild the record"
-                    )
-                c.execute(insert(t.audit).values(
-                    seq=record.seq, ts_ns=record.ts_ns, kind=record.kind, payload=canonical_json(record.payload),
-                    prev_hash=record.prev_hash, hash=record.hash,
-                ))
+            c.execute(insert(t.audit), [
+                {"seq": r.seq, "ts_ns": r.ts_ns, "kind": r.kind, "payload": canonical_json(r.payload),
+                 "prev_hash": r.prev_hash, "hash": r.hash} for r in records
+            ])
         except IntegrityError:
-            raise StorageConflict(f"audit seq {record.seq} was appended concurrently by another writer") from None
+            raise StorageConflict(f"audit seq {records[0].seq} was appended concurrently by another writer") from None
+
+    def append_audit(self, record: AuditRecord) -> None:
+        with self.engine.begin() as c:
+            last = self._audit_tail(c)
+            if last is not None and (record.seq != last.seq + 1 or record.prev_hash != last.hash):
+                raise StorageConflict(
+                    f"audit record seq={record.seq} does not extend the stored chain "
+                    f"(last seq={last.seq}); re-read the tail and rebuild the record"
+                )
+            self._insert_audit(c, [record])
 
     def extend_audit(self, items: list[tuple[str, Mapping[str, Any], int]], rows: RecordRows | None = None,
                      state: TradeState | None = None) -> list[AuditRecord]:
@@ -462,19 +471,12 @@ class SqlStorage:
             # and the commit (on PostgreSQL the rows above are written concurrently).
             if self.dialect == "postgresql":
                 c.execute(text("SELECT pg_advisory_xact_lock(hashtext('mmats_audit:' || current_schema()))"))
-            row = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
-            prev = None if row is None else self._audit(row)
+            prev = self._audit_tail(c)
             chain: list[AuditRecord] = []
             for kind, payload, ts_ns in items:
                 prev = chain_record(prev, kind, payload, ts_ns)
                 chain.append(prev)
-            try:
-                c.execute(insert(t.audit), [
-                    {"seq": r.seq, "ts_ns": r.ts_ns, "kind": r.kind, "payload": canonical_json(r.payload),
-                     "prev_hash": r.prev_hash, "hash": r.hash} for r in chain
-                ])
-            except IntegrityError:  # a writer that does not take the lock (an older version): retry
-                raise StorageConflict(f"audit seq {chain[0].seq} was appended concurrently") from None
+            self._insert_audit(c, chain)  # a conflict only with a writer that does not take the lock
         return chain
 
     def audit_records(self, *, from_seq: int = 0) -> Iterator[AuditRecord]:
@@ -493,8 +495,7 @@ class SqlStorage:
 
     def last_audit_record(self) -> AuditRecord | None:
         with self._read() as c:
-            r = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
-        return None if r is None else self._audit(r)
+            return self._audit_tail(c)
 
     def verify_audit(self) -> VerifyResult:
         """Re-hash the stored chain from seq 1 (what ``mmats audit verify`` reports for a database)."""

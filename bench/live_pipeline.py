@@ -32,6 +32,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import ray  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from actors.supervisor import SupervisorActor  # noqa: E402
 
@@ -202,8 +203,9 @@ def throughput_phase(seconds: float, home: str) -> dict[str, Any]:
 def _admin(url: str, statement: str) -> None:
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
-                                      isolation_level="AUTOCOMMIT")
+    from adapters.sql_engine import normalise_url
+
+    engine = sqlalchemy.create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
     with engine.connect() as c:
         c.exec_driver_sql(statement)
     engine.dispose()
@@ -225,7 +227,7 @@ def main() -> None:
     if args.database_url:  # a fresh database per run: a system restores whatever its database holds
         fresh_db = f"mmats_bench_{uuid.uuid4().hex[:8]}"
         _admin(args.database_url, f"CREATE DATABASE {fresh_db}")
-        STORAGE["database_url"] = args.database_url.rsplit("/", 1)[0] + "/" + fresh_db
+        STORAGE["database_url"] = make_url(args.database_url).set(database=fresh_db).render_as_string(False)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     home = tempfile.mkdtemp(prefix="mmats-bench-")
     try:
@@ -241,7 +243,8 @@ def main() -> None:
         "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None,
         "fills_measured": len(lat),
         # decide: signal bar published -> order accepted; fill: fill bar -> booked; kill_call: the HARD
-        # request answered (router flattened); kill_router_flatten: the router's own share of it.
+        # request answered (router flattened), made of the gatekeeper's lock wait, the journaled
+        # transition and the router call (kill_router_flatten: the router's own work inside it).
         "latency_split": split,
         "storage": STORAGE or "sqlite",
         "sustained_bars_per_sec": round(tp["bars_per_sec"]),
