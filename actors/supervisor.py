@@ -22,7 +22,10 @@ from adapters.sql_store import SqlStorage, make_storage
 from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
 from mmats.errors import ConfigError
 from mmats.model import Environment, Instrument, MarketType, SignalAction, TradeSignal, default_instrument
+from mmats.paper import PaperExecution
 from mmats.ports import StorageConflict, StrategyRecord
+from mmats.registry import load_object
+from mmats.routing import refuse_live_venue
 from mmats.system_config import StrategyConfig, SystemConfig, resolve_market
 
 NAMESPACE = "mmats"
@@ -56,6 +59,8 @@ class SupervisorActor:
 
     def build(self) -> dict[str, Any]:
         cfg = self.config
+        if cfg.paper_venue is not None:  # refused before any actor exists
+            refuse_live_venue(cfg.environment, load_object(cfg.paper_venue, PaperExecution), cfg.paper_venue)
         for feed in cfg.feeds:
             data: dict[str, BarArrays] = {}
             for sym, path in feed.files.items():

@@ -284,7 +284,7 @@ class ReconcileReport:
 
 
 class Broker(Protocol):
-    """An execution venue. ``environment`` lets the router refuse a LIVE broker in a PAPER system."""
+    """An execution venue. ``environment``: a PAPER system refuses a LIVE one (``routing.refuse_live_venue``)."""
 
     name: str
     environment: Environment

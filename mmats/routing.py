@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from mmats.model import Order, OrderStatus
+from mmats.errors import ConfigError
+from mmats.model import Environment, Order, OrderStatus
 from mmats.orders import transition
 
 
@@ -139,3 +140,13 @@ class OrderSubmitter:
             del self.unknown[cid]
             changed.append(order)
         return changed
+
+
+def refuse_live_venue(system: Environment, venue: object, name: str) -> None:
+    """A PAPER system never routes to a venue that declares itself LIVE (``environment`` on the venue
+    class, as the Broker port has it): environments are separate by construction, not by care.
+    A venue that declares nothing is a paper venue (the kernel's simulated broker and its subclasses)."""
+    declared = Environment(getattr(venue, "environment", Environment.PAPER))
+    if system is Environment.PAPER and declared is Environment.LIVE:
+        raise ConfigError(f"venue {name} is a LIVE venue: a PAPER system cannot route orders to it "
+                          "(run it with environment: LIVE, its own credentials and database)")

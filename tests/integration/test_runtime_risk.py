@@ -74,6 +74,19 @@ def test_repeated_router_errors_downgrade_operator_to_advisory(tmp_path: Path) -
         stop(sup2, handles2)
 
 
+def test_a_paper_system_will_not_build_with_a_live_venue(tmp_path: Path) -> None:
+    """PAPER and LIVE are separate: a venue declaring itself LIVE is refused before any actor starts."""
+    from actors.supervisor import SupervisorActor
+
+    cfg = system_config([{"id": "a", "ref": "sma_cross", "symbols": [SYMBOL]}], 100, home=str(tmp_path))
+    cfg.update(paper_venue=f"{VENUES}:LiveLookalike")
+    sup = SupervisorActor.options(name=f"{cfg['system_name']}_supervisor").remote(cfg)
+    with pytest.raises(ray.exceptions.RayTaskError, match="is a LIVE venue: a PAPER system cannot route"):
+        ray.get(sup.build.remote(), timeout=60)
+    assert ray.get(sup.handles.remote())["router"] is None  # nothing was started
+    ray.kill(sup)
+
+
 def test_retries_and_lost_answers_change_nothing_and_never_duplicate(tmp_path: Path) -> None:
     base_sup, base = run_system(system_config([TREND], 1500))
     try:

@@ -140,3 +140,18 @@ def test_known_duplicate_is_reported_as_such() -> None:
 @pytest.mark.parametrize("attempt,expected", [(1, 0.1), (2, 0.2), (3, 0.25), (10, 0.25)])
 def test_backoff_delays(attempt: int, expected: float) -> None:
     assert RetryPolicy(base_delay_s=0.1, factor=2.0, max_delay_s=0.25).delay(attempt) == pytest.approx(expected)
+
+
+def test_a_paper_system_refuses_a_venue_that_declares_itself_live() -> None:
+    from mmats.errors import ConfigError
+    from mmats.model import Environment
+    from mmats.paper import PaperExecution
+    from mmats.routing import refuse_live_venue
+
+    class LiveVenue:
+        environment = Environment.LIVE
+
+    with pytest.raises(ConfigError, match="venue live.py:LiveVenue is a LIVE venue: a PAPER system cannot route"):
+        refuse_live_venue(Environment.PAPER, LiveVenue, "live.py:LiveVenue")
+    refuse_live_venue(Environment.LIVE, LiveVenue, "live.py:LiveVenue")  # a LIVE system may
+    refuse_live_venue(Environment.PAPER, PaperExecution, "paper")  # declares nothing: a paper venue
