@@ -179,6 +179,20 @@ class Page(Model, Generic[T]):
     next_offset: int | None = Field(None, description="offset of the next page, null on the last one")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def newest_first(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Orders by creation time, newest first, ties newest-created first.
+
+    The router keeps orders in the order it accepted them, but each symbol runs on its own bar clock, so
+    acceptance order is not creation-time order: a page cut by ``until`` must follow the times it shows.
+    """
+    indexed = list(enumerate(orders))
+    indexed.sort(key=lambda io: (_parse_time(io[1].get("created")) or _EPOCH, io[0]), reverse=True)
+    return [o for _, o in indexed]
+
+
 def paginate(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
     chunk = items[offset:offset + limit]
     nxt = offset + limit if offset + limit < len(items) else None
@@ -1867,14 +1881,13 @@ class ControlPlane:
                 t = _parse_time(o.get("created"))
                 return t is not None and (lo is None or t >= lo) and (hi is None or t < hi)
             rows = [o for o in rows if keep(o)]
-        rows.reverse()
-        return paginate(rows, offset, limit)
+        return paginate(newest_first(rows), offset, limit)
 
     @fastapi_app.get(f"{API}/orders/open", response_model=Page[OrderOut], tags=["orders"], dependencies=READ)
     async def open_orders(self, offset: Offset = 0, limit: Limit = 100) -> dict[str, Any]:
         h = await self.handles()
         rows = await self.call(h["router"].open_orders.remote())
-        return paginate(rows, offset, limit)
+        return paginate(newest_first(rows), offset, limit)
 
     @fastapi_app.post(f"{API}/orders", response_model=OrderResult, tags=["orders"], dependencies=WRITE,
                       summary="Manual order: a signal that goes through the risk gatekeeper like any other")
