@@ -122,7 +122,8 @@ class OrderSubmitter:
 
         ``lookup(client_order_id)`` is the venue's status for the order, or None when the venue has no
         such order (the submit never arrived): that one is REJECTED, safe to signal again. An order a
-        fill already resolved (it left UNKNOWN on its own) is simply dropped from the set.
+        fill already resolved (it left UNKNOWN on its own), before or during the lookup, is simply dropped
+        from the set.
         """
         changed: list[Order] = []
         for cid, order in list(self.unknown.items()):
@@ -131,9 +132,11 @@ class OrderSubmitter:
                 changed.append(order)
                 continue
             venue_status = lookup(cid)
-            if venue_status is OrderStatus.UNKNOWN:
+            if order.status is not OrderStatus.UNKNOWN:
+                pass  # the lookup booked the venue's state itself (an adapter that applies the venue's fills)
+            elif venue_status is OrderStatus.UNKNOWN:
                 continue  # the venue cannot say yet: ask again next time
-            if venue_status is None:
+            elif venue_status is None:
                 transition(order, OrderStatus.REJECTED, ts_ns, reason="reconciliation: not found at the venue")
             else:
                 transition(order, venue_status, ts_ns)

@@ -116,6 +116,21 @@ def test_a_fill_resolves_unknown_before_reconciliation_asks() -> None:
     assert order.status is OrderStatus.FILLED and changed == [order] and not asked and not sub.unknown
 
 
+def test_a_lookup_that_books_the_venue_fills_itself_is_not_transitioned_twice() -> None:
+    sub, _ = _submitter()
+    venue = FakeVenue(["lost"])
+    order = _order()
+    sub.submit(order, lambda: venue.send(order), 5)
+
+    def adapter_lookup(cid: str) -> OrderStatus:  # a venue adapter applies what the venue reports
+        transition(order, OrderStatus.ACCEPTED, 8)
+        apply_fill(order, order.quantity, Decimal("100"), 8)
+        return OrderStatus.FILLED
+
+    assert sub.reconcile(adapter_lookup, 9) == [order]
+    assert order.status is OrderStatus.FILLED and order.updated_ns == 8 and not sub.unknown
+
+
 def test_venue_that_cannot_say_yet_is_asked_again() -> None:
     sub, _ = _submitter()
     order = _order()
