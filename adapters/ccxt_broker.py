@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
 
+from adapters.ccxt_client import make_exchange
 from mmats.model import (
     Environment,
     Fill,
@@ -50,7 +50,7 @@ from mmats.orders import TRANSITIONS, apply_fill, transition
 from mmats.ports import ReconcileReport
 from mmats.routing import SubmitTimeout, VenueError
 
-__all__ = ["CcxtBroker", "instrument_from_market", "point_at", "status_of", "translate_error"]
+__all__ = ["CcxtBroker", "instrument_from_market", "status_of", "translate_error"]
 
 # ccxt's unified order states -> ours (an open order with a fill is PARTIALLY_FILLED, see status_of)
 _STATUS = {"open": OrderStatus.ACCEPTED, "closed": OrderStatus.FILLED, "canceled": OrderStatus.CANCELED,
@@ -115,44 +115,6 @@ def _places(step: Decimal) -> int:
     return max(0, -step.normalize().as_tuple().exponent)  # type: ignore[operator]
 
 
-def point_at(exchange: Any, base_url: str) -> None:
-    """Send every REST and websocket call of ``exchange`` to ``base_url``, keeping each URL's path.
-
-    For a fake venue in tests or a self-hosted gateway. Never combine it with ccxt's sandbox mode, which
-    points the URLs back at the real testnet. ccxt picks an exchange's market-specific error table by the
-    production host name (Binance: ``https://api.binance.com/``); without the second half below, a few
-    codes (e.g. -1008 "server overloaded") would map differently behind the new address than in production.
-    """
-    target = urlsplit(base_url.rstrip("/"))
-
-    def rewrite(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: rewrite(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [rewrite(v) for v in value]
-        if isinstance(value, str) and value.startswith(("https://", "http://", "wss://", "ws://")):
-            parts = urlsplit(value)
-            scheme = "ws" if parts.scheme in ("ws", "wss") else target.scheme
-            return urlunsplit((scheme, target.netloc, target.path + parts.path, parts.query, parts.fragment))
-        return value
-
-    exchange.urls["api"] = rewrite(exchange.urls["api"])
-    if "spot" not in (exchange.exceptions or {}):
-        return
-    original = exchange.get_exceptions_by_url
-    spot_prefixes = (f"{base_url.rstrip('/')}/api/", f"{base_url.rstrip('/')}/sapi/")
-
-    def get_exceptions_by_url(url: str | None, exact_or_broad: str) -> dict[str, Any]:
-        if url is not None and url.startswith(spot_prefixes):
-            spot = exchange.safe_dict(exchange.exceptions, "spot", {})
-            table: dict[str, Any] = exchange.safe_dict(spot, exact_or_broad, {})
-            return table
-        result: dict[str, Any] = original(url, exact_or_broad)
-        return result
-
-    exchange.get_exceptions_by_url = get_exceptions_by_url
-
-
 def instrument_from_market(market: Mapping[str, Any], kind: MarketType = MarketType.CRYPTO) -> Instrument:
     """What the venue accepts for one symbol, from ccxt's market structure (tick/step-size precision)."""
     precision = market.get("precision") or {}
@@ -200,17 +162,9 @@ class CcxtBroker:
     def connect(cls, exchange_id: str, *, api_key: str, secret: str, environment: Environment,
                 name: str | None = None, api_base: str | None = None, timeout_ms: int = 10_000,
                 options: Mapping[str, Any] | None = None) -> CcxtBroker:
-        """Build the ccxt client: spot markets only, ccxt's own rate limiter on, our retries (not ccxt's)."""
-        if not hasattr(ccxt, exchange_id):
-            raise ValueError(f"exchange {exchange_id!r}: not an exchange ccxt knows (see ccxt.exchanges)")
-        opts: dict[str, Any] = {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]},
-                                "fetchCurrencies": False, "fetchMargins": False,
-                                "warnOnFetchOpenOrdersWithoutSymbol": False}
-        opts.update(options or {})
-        exchange = getattr(ccxt, exchange_id)({"apiKey": api_key, "secret": secret, "timeout": timeout_ms,
-                                               "enableRateLimit": True, "options": opts})
-        if api_base is not None:
-            point_at(exchange, api_base)
+        """Build the ccxt client (``adapters.ccxt_client.make_exchange``) with the account's keys."""
+        exchange = make_exchange(exchange_id, api_key=api_key, secret=secret, api_base=api_base,
+                                 timeout_ms=timeout_ms, options=options)
         return cls(exchange, name=name or exchange_id, environment=environment)
 
     # ------------------------------------------------------------------------------------ markets
