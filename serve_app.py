@@ -179,6 +179,11 @@ class Page(Model, Generic[T]):
     next_offset: int | None = Field(None, description="offset of the next page, null on the last one")
 
 
+def feed_symbols(feed: dict[str, Any]) -> list[str]:
+    """A feed's symbols in the config as JSON: replayed files, generated bars or a live source's."""
+    return [*feed.get("files", {}), *feed.get("generated_symbols", []), *feed.get("symbols", [])]
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -1437,7 +1442,7 @@ class ControlPlane:
         cfg = (await self.config_state())["config"]
         out: dict[str, str] = {}
         for f in cfg.get("feeds", []):
-            for sym in [*f.get("files", {}), *f.get("generated_symbols", [])]:
+            for sym in feed_symbols(f):
                 out[sym] = f.get("market", "crypto")
         return out
 
@@ -1445,7 +1450,7 @@ class ControlPlane:
         cfg = (await self.config_state())["config"]
         h = await self.handles()
         for f in cfg.get("feeds", []):
-            if symbol in f.get("files", {}) or symbol in f.get("generated_symbols", []):
+            if symbol in feed_symbols(f):
                 return h["feeds"][f["venue"]]
         raise ApiError(404, f"unknown symbol {symbol!r}: no feed provides it")
 
@@ -2309,7 +2314,7 @@ class ControlPlane:
         feeds = [f for f in cfg.get("feeds", []) if f.get("venue") in h["feeds"]]
         prices = await self.gather(*(h["feeds"][f["venue"]].last_prices.remote() for f in feeds))
         return [{"market": f.get("market", "crypto"), "venue": f["venue"],
-                 "symbols": [*f.get("files", {}), *f.get("generated_symbols", [])], "last_prices": p}
+                 "symbols": feed_symbols(f), "last_prices": p}
                 for f, p in zip(feeds, prices, strict=True)]
 
     @fastapi_app.get(f"{API}/bars", response_model=BarsOut, tags=["markets"], dependencies=READ,

@@ -57,7 +57,7 @@ class FeedActor:
     def __init__(self, venue: str, series: dict[str, BarArrays], pace: str = "max", speed: float = 60.0,
                  max_pending: int = 50_000, history_len: int = 5_000, stale_after_s: float = 30.0,
                  lockstep_timeout_s: float = 3.0, persist: dict[str, Any] | None = None,
-                 min_send_interval_ms: float | None = None) -> None:
+                 min_send_interval_ms: float | None = None, live: dict[str, Any] | None = None) -> None:
         if min_send_interval_ms is None:
             min_send_interval_ms = 0.0 if pace == "lockstep" else 50.0
         self.min_send_interval_s = min_send_interval_ms / 1000.0
@@ -70,7 +70,9 @@ class FeedActor:
         self.max_pending = max_pending
         self.stale_after_s = stale_after_s
         self.subs: dict[str, _Subscriber] = {}
-        self.history: dict[str, deque[BarTuple]] = {s: deque(maxlen=history_len) for s in series}
+        self.live = live  # a live source (``source: ccxt`` in the feed config) instead of a replay
+        symbols = list(series) + (list(live["symbols"]) if live else [])
+        self.history: dict[str, deque[BarTuple]] = {s: deque(maxlen=history_len) for s in symbols}
         self._lock = threading.RLock()
         self._acked = -1
         self._ack_cv = threading.Condition(self._lock)
@@ -86,7 +88,13 @@ class FeedActor:
         self._state = None
         self._saved_wall = 0.0
         self.resumed_from = 0
-        if persist is not None:
+        self.live_source: Any = None
+        self.live_last: dict[str, int] = {}  # symbol -> open time (ns) of its newest closed candle seen
+        self.live_errors = 0
+        self.live_last_error = ""
+        if live is not None:
+            self._live_connect()  # best effort: strategies built next warm up from this history
+        if persist is not None and live is None:
             # A replay resumes where it stopped: replaying old bars would re-create old signals.
             from actors.stores import open_stores
 
@@ -151,7 +159,8 @@ class FeedActor:
             return False
         self._stop.clear()
         self.last_update_wall = time.time()  # silence before the start is not staleness
-        self._thread = threading.Thread(target=self._run, name=f"feed-{self.venue}", daemon=True)
+        run = self._run_live if self.live is not None else self._run
+        self._thread = threading.Thread(target=run, name=f"feed-{self.venue}", daemon=True)
         self._thread.start()
         return True
 
@@ -219,6 +228,87 @@ class FeedActor:
             self._save_position(prev_ts)
         self.done = True
         self._heartbeat(force=True)  # a finished replay is not a stale feed
+
+    # ---------------------------------------------------------------------------------- live source
+
+    def _live_connect(self) -> bool:
+        """Connect to the venue and load the warm-up history (history only: old candles are not published,
+        a strategy must not trade on them). A failure is counted and retried at the next poll."""
+        from adapters.ccxt_market_data import CcxtMarketData
+        from mmats.model import Timeframe
+
+        assert self.live is not None
+        spec = self.live
+        tf = Timeframe(spec["timeframe"])
+        try:
+            source = CcxtMarketData.connect(spec["exchange"], api_base=spec.get("api_base"),
+                                            timeout_ms=int(spec.get("timeout_ms", 10_000)))
+            source.subscribe(spec["symbols"], tf)
+            warm = {sym: source.latest_bars(sym, tf, max(1, int(spec.get("warmup_bars", 300))))
+                    for sym in spec["symbols"]}
+        except Exception as exc:  # the venue is down or refuses: reported, retried, never fatal
+            self._live_failed(exc)
+            return False
+        with self._lock:
+            for sym, bars in warm.items():
+                for b in bars:
+                    self.history[sym].append(_tuple(b))
+                if bars:
+                    self.live_last[sym] = _ns(bars[-1].ts)
+            self.live_source = source
+            self.last_update_wall = time.time()
+        return True
+
+    def _live_failed(self, exc: Exception) -> None:
+        self.live_errors += 1
+        self.live_last_error = f"{type(exc).__name__}: {exc}"[:500]
+
+    def _run_live(self) -> None:
+        """Poll the venue every ``poll_s`` for candles that closed since the last one seen, and publish them
+        one timestamp at a time, in time order. The feed counts as updated (not stale) when the venue
+        answered and its newest closed candle is at most two periods old."""
+        from datetime import UTC, datetime
+
+        from adapters.ccxt_client import venue_now_ms
+        from mmats.model import Timeframe
+
+        assert self.live is not None
+        tf = Timeframe(self.live["timeframe"])
+        period_ns = tf.seconds * 1_000_000_000
+        poll_s = float(self.live.get("poll_s", 2.0))
+        while not self._stop.is_set():
+            self._heartbeat()
+            if not self._pause.is_set() and (self.live_source is not None or self._live_connect()):
+                fresh: dict[int, list[BarTuple]] = {}
+                answered = True
+                for sym in self.live["symbols"]:
+                    last = self.live_last.get(sym)
+                    try:
+                        if last is None:
+                            bars = self.live_source.latest_bars(sym, tf, 1)
+                        else:
+                            since = datetime.fromtimestamp((last + period_ns) / 1e9, tz=UTC)
+                            bars = self.live_source.bars_since(sym, tf, since)
+                    except Exception as exc:
+                        self._live_failed(exc)
+                        answered = False
+                        continue
+                    for b in bars:
+                        t = _ns(b.ts)
+                        if last is None or t > last:
+                            fresh.setdefault(t, []).append(_tuple(b))
+                            self.live_last[sym] = t
+                for t in sorted(fresh):
+                    self._publish(sorted(fresh[t]))
+                newest = min(self.live_last.values(), default=0)
+                venue_now_ns = venue_now_ms(self.live_source.exchange) * 1_000_000
+                if answered and newest and venue_now_ns - (newest + period_ns) <= 2 * period_ns:
+                    self.last_update_wall = time.time()
+            due = time.perf_counter() + poll_s
+            while not self._stop.is_set() and time.perf_counter() < due:
+                self._flush()
+                self._heartbeat()
+                time.sleep(0.005)
 
     def _save_position(self, ts: int) -> None:
         assert self._state is not None
@@ -297,6 +387,9 @@ class FeedActor:
                 "position": self._pos,
                 "resumed_from": self.resumed_from,
                 "timestamps": len(self._timeline),
+                "source": "ccxt" if self.live is not None else "replay",
+                "live_errors": self.live_errors,
+                "live_last_error": self.live_last_error,
                 "done": self.done,
                 "stale": (time.time() - self.last_update_wall) > self.stale_after_s and not self.done,
                 "seconds_since_update": round(time.time() - self.last_update_wall, 3),
@@ -321,6 +414,14 @@ class FeedActor:
 
     def ping(self) -> str:
         return "ok"
+
+
+def _ns(ts: Any) -> int:
+    return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1_000
+
+
+def _tuple(bar: Any) -> BarTuple:
+    return (bar.symbol, _ns(bar.ts), bar.open, bar.high, bar.low, bar.close, bar.volume)
 
 
 def arrays_from_bars(bars: list[BarTuple]) -> BarArrays:

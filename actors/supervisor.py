@@ -26,7 +26,7 @@ from mmats.paper import PaperExecution
 from mmats.ports import StorageConflict, StrategyRecord
 from mmats.registry import load_object
 from mmats.routing import refuse_live_venue
-from mmats.system_config import StrategyConfig, SystemConfig, resolve_market
+from mmats.system_config import FeedConfig, StrategyConfig, SystemConfig, resolve_market
 
 NAMESPACE = "mmats"
 SUPERVISOR = "mmats_supervisor"  # f"{system_name}_supervisor" with the default system_name
@@ -36,6 +36,30 @@ def placement(market: MarketType | str) -> dict[str, Any]:
     """Pin to a node advertising ``market_<market>`` when the cluster has one (multi-node deployments)."""
     key = f"market_{MarketType(market).value}"
     return {"resources": {key: 0.001}} if ray.cluster_resources().get(key) else {}
+
+
+def live_spec(feed: FeedConfig) -> dict[str, Any] | None:
+    """What a FeedActor needs to poll a live source (None: it replays)."""
+    if feed.source != "ccxt":
+        return None
+    return {"exchange": feed.exchange, "api_base": feed.api_base, "symbols": list(feed.symbols),
+            "timeframe": feed.timeframe.value, "poll_s": feed.poll_s, "warmup_bars": feed.warmup_bars}
+
+
+def venue_instruments(feed: FeedConfig) -> dict[str, Instrument]:
+    """The venue's own tick, lot and minimum notional for a live feed's symbols: the paper broker must
+    refuse what the real venue would refuse."""
+    from adapters.ccxt_broker import instrument_from_market
+    from adapters.ccxt_market_data import CcxtMarketData
+
+    assert feed.exchange is not None
+    try:
+        source = CcxtMarketData.connect(feed.exchange, api_base=feed.api_base)
+        source.subscribe(feed.symbols, feed.timeframe)
+    except Exception as exc:
+        raise ConfigError(f"feed {feed.venue}: {exc}") from None
+    markets = source.exchange.markets
+    return {sym: instrument_from_market(markets[sym], feed.market) for sym in feed.symbols}
 
 
 @ray.remote(max_restarts=0)
@@ -70,9 +94,11 @@ class SupervisorActor:
                 data[sym] = to_arrays(generate_bars(feed.generated_bars, seed=seed))
             for sym in data:
                 self.instruments[sym] = default_instrument(sym, feed.market)
+            if feed.source == "ccxt":
+                self.instruments.update(venue_instruments(feed))
             self.series.append((feed, data))
         if not self.instruments:
-            raise ConfigError("no symbols: configure at least one feed with files or generated_symbols")
+            raise ConfigError("no symbols: configure at least one feed with files, generated_symbols or symbols")
         cash = repr(cfg.initial_cash)
         first_market = cfg.feeds[0].market
         persist = self.persist_settings()
@@ -85,7 +111,7 @@ class SupervisorActor:
         for feed, data in self.series:
             self.feeds[feed.venue] = FeedActor.options(**placement(feed.market)).remote(
                 feed.venue, data, feed.pace, feed.speed, feed.max_pending, stale_after_s=feed.stale_after_s,
-                persist=persist, min_send_interval_ms=feed.min_send_interval_ms)
+                persist=persist, min_send_interval_ms=feed.min_send_interval_ms, live=live_spec(feed))
         feed0 = next(iter(self.feeds.values()))
         self.router = OrderRouterActor.options(**placement(first_market)).remote(
             self.instruments, cash, cfg.costs.model_dump(), self.portfolio, feed0, persist, gk_name, ns,
@@ -179,8 +205,8 @@ class SupervisorActor:
                 "redis_url": cfg.redis_url, "redis_prefix": f"mmats:{cfg.environment.value.lower()}:{cfg.system_name}:"}
 
     def _feed_for(self, symbols: list[str]) -> Any:
-        for feed, data in self.series:
-            if all(sym in data for sym in symbols):
+        for feed, _ in self.series:
+            if all(sym in feed.all_symbols for sym in symbols):
                 return self.feeds[feed.venue]
         raise ConfigError(f"no single feed provides all of {symbols}")
 

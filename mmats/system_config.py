@@ -28,9 +28,18 @@ class _Strict(BaseModel):
 class FeedConfig(_Strict):
     venue: str = "replay"
     market: MarketType = MarketType.CRYPTO
+    source: Literal["replay", "ccxt"] = Field("replay", description="replay (files, generated bars) or live "
+                                              "closed candles from a ccxt exchange (docs/venues.md)")
     files: dict[str, str] = Field(default_factory=dict, description="symbol -> Parquet/CSV path")
     generated_symbols: list[str] = Field(default_factory=list, description="symbols replayed from generated bars")
     generated_bars: int = Field(20_000, ge=100)
+    exchange: str | None = Field(None, description="source ccxt: the ccxt exchange id, e.g. binance")
+    api_base: str | None = Field(None, description="source ccxt: send the exchange's requests to this address "
+                                 "(a gateway or a test venue) instead of its production host")
+    symbols: list[str] = Field(default_factory=list, description="source ccxt: the exchange's symbols, e.g. BTC/USDT")
+    timeframe: Timeframe = Field(Timeframe.M1, description="source ccxt: candle timeframe")
+    poll_s: float = Field(2.0, ge=0.05, le=3600, description="source ccxt: how often new closed candles are asked for")
+    warmup_bars: int = Field(300, ge=0, le=1000, description="source ccxt: closed candles loaded as history at start")
     pace: Literal["max", "speed", "lockstep"] = "speed"
     speed: float = Field(600.0, gt=0, description="x real time when pace=speed")
     max_pending: int = Field(50_000, ge=10)
@@ -38,6 +47,29 @@ class FeedConfig(_Strict):
     min_send_interval_ms: float | None = Field(
         None, ge=0, le=1000,
         description="at most one message per subscriber per interval (default 50 ms; 0 in lockstep)")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> FeedConfig:
+        live_only = [k for k in ("exchange", "api_base") if getattr(self, k)] + (["symbols"] if self.symbols else [])
+        if self.source == "replay":
+            if live_only:
+                raise ValueError(f"{', '.join(live_only)}: only for source: ccxt (this feed replays)")
+            return self
+        if not self.exchange:
+            raise ValueError("source ccxt needs exchange (a ccxt exchange id, e.g. binance)")
+        if not self.symbols:
+            raise ValueError("source ccxt needs symbols (e.g. [BTC/USDT])")
+        if self.files or self.generated_symbols:
+            raise ValueError("files and generated_symbols are for source: replay, not ccxt")
+        if self.market is not MarketType.CRYPTO:
+            raise ValueError(f"source ccxt is for market crypto, not {self.market.value}")
+        if self.pace == "lockstep":
+            raise ValueError("pace lockstep is for replays: a live feed goes at the venue's pace")
+        return self
+
+    @property
+    def all_symbols(self) -> list[str]:
+        return [*self.files, *self.generated_symbols, *self.symbols]
 
 
 class StrategyConfig(_Strict):
@@ -97,14 +129,17 @@ class SystemConfig(_Strict):
         ids = [s.id for s in self.strategies]
         if len(ids) != len(set(ids)):
             raise ValueError(f"strategy ids must be unique, got {ids}")
-        market_of = {sym: f.market for f in self.feeds for sym in [*f.files, *f.generated_symbols]}
+        market_of = {sym: f.market for f in self.feeds for sym in f.all_symbols}
         for s in self.strategies:
             missing = [x for x in s.symbols if x not in market_of]
             if missing:
                 raise ValueError(f"strategy {s.id}: no feed provides {missing} (feeds have {sorted(market_of)})")
             s.market = resolve_market(s, {market_of[x] for x in s.symbols})
-        if self.environment is Environment.LIVE and any(f.venue.startswith("replay") for f in self.feeds):
+        if self.environment is Environment.LIVE and any(f.source == "replay" for f in self.feeds):
             raise ValueError("environment LIVE cannot use a replay feed")
+        if self.environment is Environment.LIVE:
+            raise ValueError("environment LIVE: the order router has no live venue yet and trades on the paper "
+                             "venue only (docs/venues.md); run PAPER, on live prices with a feed of source: ccxt")
         return self
 
 
