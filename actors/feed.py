@@ -234,15 +234,14 @@ class FeedActor:
     def _live_connect(self) -> bool:
         """Connect to the venue and load the warm-up history (history only: old candles are not published,
         a strategy must not trade on them). A failure is counted and retried at the next poll."""
-        from adapters.ccxt_market_data import CcxtMarketData
+        from adapters.market_data import open_market_data
         from mmats.model import Timeframe
 
         assert self.live is not None
         spec = self.live
         tf = Timeframe(spec["timeframe"])
         try:
-            source = CcxtMarketData.connect(spec["exchange"], api_base=spec.get("api_base"),
-                                            timeout_ms=int(spec.get("timeout_ms", 10_000)))
+            source = open_market_data(spec)
             source.subscribe(spec["symbols"], tf)
             warm = {sym: source.latest_bars(sym, tf, max(1, int(spec.get("warmup_bars", 300))))
                     for sym in spec["symbols"]}
@@ -269,7 +268,6 @@ class FeedActor:
         answered and its newest closed candle is at most two periods old."""
         from datetime import UTC, datetime
 
-        from adapters.ccxt_client import venue_now_ms
         from mmats.model import Timeframe
 
         assert self.live is not None
@@ -301,8 +299,7 @@ class FeedActor:
                 for t in sorted(fresh):
                     self._publish(sorted(fresh[t]))
                 newest = min(self.live_last.values(), default=0)
-                venue_now_ns = venue_now_ms(self.live_source.exchange) * 1_000_000
-                if answered and newest and venue_now_ns - (newest + period_ns) <= 2 * period_ns:
+                if answered and newest and self.live_source.now_ns() - (newest + period_ns) <= 2 * period_ns:
                     self.last_update_wall = time.time()
             due = time.perf_counter() + poll_s
             while not self._stop.is_set() and time.perf_counter() < due:

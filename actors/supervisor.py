@@ -21,7 +21,7 @@ from actors.strategy import StrategyActor
 from adapters.sql_store import SqlStorage, make_storage
 from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
 from mmats.errors import ConfigError
-from mmats.model import Environment, Instrument, MarketType, SignalAction, TradeSignal, default_instrument
+from mmats.model import Environment, Instrument, MarketType, SignalAction, Timeframe, TradeSignal, default_instrument
 from mmats.paper import PaperExecution
 from mmats.ports import StorageConflict, StrategyRecord
 from mmats.registry import load_object
@@ -38,28 +38,29 @@ def placement(market: MarketType | str) -> dict[str, Any]:
     return {"resources": {key: 0.001}} if ray.cluster_resources().get(key) else {}
 
 
-def live_spec(feed: FeedConfig) -> dict[str, Any] | None:
-    """What a FeedActor needs to poll a live source (None: it replays)."""
-    if feed.source != "ccxt":
+def live_spec(feed: FeedConfig, home: str, environment: str) -> dict[str, Any] | None:
+    """What a FeedActor needs to open a live source (None: it replays). Names of credentials only: the
+    process that uses them loads them from its environment's secret store."""
+    if feed.source == "replay":
         return None
-    return {"exchange": feed.exchange, "api_base": feed.api_base, "symbols": list(feed.symbols),
-            "timeframe": feed.timeframe.value, "poll_s": feed.poll_s, "warmup_bars": feed.warmup_bars}
+    return {"source": feed.source, "exchange": feed.exchange, "api_base": feed.api_base,
+            "account_id": feed.account_id, "data_feed": feed.data_feed, "home": home, "environment": environment,
+            "symbols": list(feed.symbols), "timeframe": feed.timeframe.value, "poll_s": feed.poll_s,
+            "warmup_bars": feed.warmup_bars}
 
 
-def venue_instruments(feed: FeedConfig) -> dict[str, Instrument]:
-    """The venue's own tick, lot and minimum notional for a live feed's symbols: the paper broker must
-    refuse what the real venue would refuse."""
-    from adapters.ccxt_broker import instrument_from_market
-    from adapters.ccxt_market_data import CcxtMarketData
+def venue_instruments(spec: dict[str, Any], venue: str) -> dict[str, Instrument]:
+    """The venue's own tick, lot and minimum size for a live feed's symbols: the paper broker must refuse
+    what the real venue would refuse. An unknown symbol or an unreachable venue fails the build by name."""
+    from adapters.market_data import open_market_data
 
-    assert feed.exchange is not None
     try:
-        source = CcxtMarketData.connect(feed.exchange, api_base=feed.api_base)
-        source.subscribe(feed.symbols, feed.timeframe)
+        source = open_market_data(spec)
+        source.subscribe(spec["symbols"], Timeframe(spec["timeframe"]))
+        instruments: dict[str, Instrument] = source.instruments(spec["symbols"])
     except Exception as exc:
-        raise ConfigError(f"feed {feed.venue}: {exc}") from None
-    markets = source.exchange.markets
-    return {sym: instrument_from_market(markets[sym], feed.market) for sym in feed.symbols}
+        raise ConfigError(f"feed {venue}: {exc}") from None
+    return instruments
 
 
 @ray.remote(max_restarts=0)
@@ -94,8 +95,9 @@ class SupervisorActor:
                 data[sym] = to_arrays(generate_bars(feed.generated_bars, seed=seed))
             for sym in data:
                 self.instruments[sym] = default_instrument(sym, feed.market)
-            if feed.source == "ccxt":
-                self.instruments.update(venue_instruments(feed))
+            spec = live_spec(feed, cfg.home, cfg.environment.value)
+            if spec is not None:
+                self.instruments.update(venue_instruments(spec, feed.venue))
             self.series.append((feed, data))
         if not self.instruments:
             raise ConfigError("no symbols: configure at least one feed with files, generated_symbols or symbols")
@@ -111,7 +113,8 @@ class SupervisorActor:
         for feed, data in self.series:
             self.feeds[feed.venue] = FeedActor.options(**placement(feed.market)).remote(
                 feed.venue, data, feed.pace, feed.speed, feed.max_pending, stale_after_s=feed.stale_after_s,
-                persist=persist, min_send_interval_ms=feed.min_send_interval_ms, live=live_spec(feed))
+                persist=persist, min_send_interval_ms=feed.min_send_interval_ms,
+                live=live_spec(feed, cfg.home, cfg.environment.value))
         feed0 = next(iter(self.feeds.values()))
         self.router = OrderRouterActor.options(**placement(first_market)).remote(
             self.instruments, cash, cfg.costs.model_dump(), self.portfolio, feed0, persist, gk_name, ns,

@@ -21,7 +21,7 @@ from typing import Any
 
 from adapters.ccxt_client import make_exchange, venue_now_ms
 from mmats.errors import DataError, ValidationError
-from mmats.model import Bar, Timeframe
+from mmats.model import Bar, Instrument, MarketType, Timeframe
 from mmats.routing import VenueError
 
 __all__ = ["CcxtMarketData"]
@@ -52,6 +52,20 @@ class CcxtMarketData:
             raise ValidationError(f"{self.name}: timeframe {timeframe.value} not offered "
                                   f"(offered: {', '.join(offered)})")
         self.subscriptions.update((s, timeframe) for s in symbols)
+
+    def instruments(self, symbols: Sequence[str]) -> dict[str, Instrument]:
+        """The venue's tick, lot and minimum notional per symbol (the paper broker enforces them)."""
+        from adapters.ccxt_broker import instrument_from_market
+
+        markets = self._markets()
+        unknown = [s for s in symbols if s not in markets]
+        if unknown:
+            raise ValidationError(f"{self.name}: no market {', '.join(unknown)}")
+        return {s: instrument_from_market(markets[s], MarketType.CRYPTO) for s in symbols}
+
+    def now_ns(self) -> int:
+        """The venue's clock as ccxt estimates it (what "closed" and "stale" are judged on)."""
+        return venue_now_ms(self.exchange) * 1_000_000
 
     def unsubscribe(self, symbols: Sequence[str], timeframe: Timeframe) -> None:
         self.subscriptions.difference_update((s, timeframe) for s in symbols)

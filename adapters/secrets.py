@@ -286,6 +286,7 @@ class SecretStore:
         doc = {"format": _FORMAT, "environment": self.environment.value,
                "nonce": base64.b64encode(nonce).decode(), "ciphertext": base64.b64encode(blob).decode()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)  # the file is 0600; its folder need not be listable by others
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -36,7 +36,10 @@ class FeedConfig(_Strict):
     exchange: str | None = Field(None, description="source ccxt: the ccxt exchange id, e.g. binance")
     api_base: str | None = Field(None, description="source ccxt: send the exchange's requests to this address "
                                  "(a gateway or a test venue) instead of its production host")
-    symbols: list[str] = Field(default_factory=list, description="source ccxt: the exchange's symbols, e.g. BTC/USDT")
+    account_id: str | None = Field(None, description="source oanda: the account whose instruments are traded")
+    data_feed: Literal["iex", "sip"] = Field("iex", description="source alpaca: IEX (free) or SIP (paid) bars")
+    symbols: list[str] = Field(default_factory=list, description="live sources: the venue's symbols, e.g. BTC/USDT, "
+                               "EUR_USD, AAPL")
     timeframe: Timeframe = Field(Timeframe.M1, description="source ccxt: candle timeframe")
     poll_s: float = Field(2.0, ge=0.05, le=3600, description="source ccxt: how often new closed candles are asked for")
     warmup_bars: int = Field(300, ge=0, le=1000, description="source ccxt: closed candles loaded as history at start")

@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mmats_cli.research import register
 
     register(sub)
+    from mmats_cli.secrets_cli import register as register_secrets
+
+    register_secrets(sub)
     return parser
 
 

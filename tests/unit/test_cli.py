@@ -135,3 +135,33 @@ def test_audit_verify_reads_the_running_systems_sql_chain(tmp_path: Path, capsys
     con.close()
     code, out, _ = run_cli(["audit", "verify", str(db)], capsys)
     assert code == 1 and "audit FAILED at record 3" in out
+
+
+def test_secrets_are_read_from_stdin_listed_by_name_and_kept_per_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+    import io
+    import os
+    import stat
+
+    from adapters.secrets import SecretStore
+    from mmats.model import Environment
+
+    monkeypatch.setenv("MMATS_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    home = str(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO("tok-123\n"))
+    code, out, _ = run_cli(["secrets", "set", "oanda.token", "--home", home], capsys)
+    assert code == 0 and "stored PAPER secret oanda.token" in out and "tok-123" not in out
+    assert SecretStore(home, Environment.PAPER).get("oanda.token").reveal() == "tok-123"
+    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
+    code, out, _ = run_cli(["secrets", "list", "--home", home], capsys)
+    assert out.split() == ["oanda.token"]
+    code, out, _ = run_cli(["secrets", "list", "--home", home, "--environment", "LIVE"], capsys)
+    assert "no LIVE secrets" in out, "the PAPER value is not visible from LIVE"
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    code, _, err = run_cli(["secrets", "set", "alpaca.key_id", "--home", home], capsys)
+    assert code == 2 and "empty value" in err
+    code, _, err = run_cli(["secrets", "delete", "nope", "--home", home], capsys)
+    assert code == 2 and "no PAPER secret named 'nope'" in err
+    code, out, _ = run_cli(["secrets", "delete", "oanda.token", "--home", home], capsys)
+    assert code == 0 and SecretStore(home, Environment.PAPER).names() == []
