@@ -265,7 +265,8 @@ class FeedActor:
     def _run_live(self) -> None:
         """Poll the venue every ``poll_s`` for candles that closed since the last one seen, and publish them
         one timestamp at a time, in time order. The feed counts as updated (not stale) when the venue
-        answered and its newest closed candle is at most two periods old."""
+        answered and its newest closed candle is at most two periods old, or its market is closed
+        (a weekend for forex, the night for stocks: no candle is then expected)."""
         from datetime import UTC, datetime
 
         from mmats.model import Timeframe
@@ -299,7 +300,8 @@ class FeedActor:
                 for t in sorted(fresh):
                     self._publish(sorted(fresh[t]))
                 newest = min(self.live_last.values(), default=0)
-                if answered and newest and self.live_source.now_ns() - (newest + period_ns) <= 2 * period_ns:
+                advancing = bool(newest) and self.live_source.now_ns() - (newest + period_ns) <= 2 * period_ns
+                if answered and (advancing or not self.live_source.market_open()):
                     self.last_update_wall = time.time()
             due = time.perf_counter() + poll_s
             while not self._stop.is_set() and time.perf_counter() < due:

@@ -67,6 +67,10 @@ class CcxtMarketData:
         """The venue's clock as ccxt estimates it (what "closed" and "stale" are judged on)."""
         return venue_now_ms(self.exchange) * 1_000_000
 
+    def market_open(self) -> bool:
+        """Crypto trades around the clock: a candle that stops advancing is always news."""
+        return True
+
     def unsubscribe(self, symbols: Sequence[str], timeframe: Timeframe) -> None:
         self.subscriptions.difference_update((s, timeframe) for s in symbols)
 

@@ -25,11 +25,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_SOURCE_MARKET = {"ccxt": MarketType.CRYPTO, "oanda": MarketType.FOREX, "alpaca": MarketType.STOCK}
+_EXAMPLE_SYMBOL = {"ccxt": "[BTC/USDT]", "oanda": "[EUR_USD]", "alpaca": "[AAPL]"}
+
+
 class FeedConfig(_Strict):
     venue: str = "replay"
     market: MarketType = MarketType.CRYPTO
-    source: Literal["replay", "ccxt"] = Field("replay", description="replay (files, generated bars) or live "
-                                              "closed candles from a ccxt exchange (docs/venues.md)")
+    source: Literal["replay", "ccxt", "oanda", "alpaca"] = Field(
+        "replay", description="replay (files, generated bars) or live closed candles: ccxt (crypto), oanda "
+        "(forex), alpaca (US stocks); docs/venues.md")
     files: dict[str, str] = Field(default_factory=dict, description="symbol -> Parquet/CSV path")
     generated_symbols: list[str] = Field(default_factory=list, description="symbols replayed from generated bars")
     generated_bars: int = Field(20_000, ge=100)
@@ -53,21 +58,27 @@ class FeedConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_source(self) -> FeedConfig:
-        live_only = [k for k in ("exchange", "api_base") if getattr(self, k)] + (["symbols"] if self.symbols else [])
+        live_only = [k for k in ("exchange", "api_base", "account_id") if getattr(self, k)]
+        live_only += ["symbols"] if self.symbols else []
         if self.source == "replay":
             if live_only:
-                raise ValueError(f"{', '.join(live_only)}: only for source: ccxt (this feed replays)")
+                raise ValueError(f"{', '.join(live_only)}: only for a live source (this feed replays)")
             return self
-        if not self.exchange:
-            raise ValueError("source ccxt needs exchange (a ccxt exchange id, e.g. binance)")
+        name = self.source
         if not self.symbols:
-            raise ValueError("source ccxt needs symbols (e.g. [BTC/USDT])")
+            raise ValueError(f"source {name} needs symbols (e.g. {_EXAMPLE_SYMBOL[name]})")
         if self.files or self.generated_symbols:
-            raise ValueError("files and generated_symbols are for source: replay, not ccxt")
-        if self.market is not MarketType.CRYPTO:
-            raise ValueError(f"source ccxt is for market crypto, not {self.market.value}")
+            raise ValueError(f"files and generated_symbols are for source: replay, not {name}")
+        if self.market is not _SOURCE_MARKET[name]:
+            raise ValueError(f"source {name} is for market {_SOURCE_MARKET[name].value}, not {self.market.value}")
         if self.pace == "lockstep":
             raise ValueError("pace lockstep is for replays: a live feed goes at the venue's pace")
+        if (name == "ccxt") != bool(self.exchange):
+            raise ValueError("source ccxt needs exchange (a ccxt exchange id, e.g. binance)" if name == "ccxt"
+                             else f"exchange: only for source ccxt, not {name}")
+        if (name == "oanda") != bool(self.account_id):
+            raise ValueError("source oanda needs account_id" if name == "oanda"
+                             else f"account_id: only for source oanda, not {name}")
         return self
 
     @property

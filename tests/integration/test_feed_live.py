@@ -15,7 +15,6 @@ import pytest
 import ray
 
 from actors.supervisor import SupervisorActor
-from mmats.system_config import SystemConfig
 from tests.fixtures.fake_binance import FakeBinance
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -30,13 +29,16 @@ def venue() -> Iterator[FakeBinance]:
         yield fake
 
 
-def live_config(fake: FakeBinance, **feed: Any) -> dict[str, Any]:
+def live_config(venue: FakeBinance | None, feed_override: dict[str, Any] | None = None,
+                **feed: Any) -> dict[str, Any]:
     name = f"t{uuid.uuid4().hex[:10]}"
+    spec = feed_override or {"venue": "binance", "source": "ccxt", "exchange": "binance",
+                             "api_base": venue.base_url if venue else None, "symbols": ["BTC/USDT"],
+                             "warmup_bars": 30, **feed}
     return {
         "environment": "PAPER", "mode": "operator", "allow_operator": True, "initial_cash": 10_000.0,
         "system_name": name, "home": tempfile.mkdtemp(prefix=f"mmats-{name}-"), "persist": False,
-        "feeds": [{"venue": "binance", "source": "ccxt", "exchange": "binance", "api_base": fake.base_url,
-                   "symbols": ["BTC/USDT"], "timeframe": "1m", "poll_s": 0.1, "warmup_bars": 30, **feed}],
+        "feeds": [{"timeframe": "1m", "poll_s": 0.1, **spec}],
         "strategies": [{"id": "half", "ref": STRATEGY, "symbols": ["BTC/USDT"], "allocation": 1.0}],
     }
 
@@ -51,6 +53,12 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def freeze_at_minute_start(fake: Any) -> None:
+    """Stop the venue's clock one second into the next minute: only the test closes candles from now on
+    (a real minute boundary in the middle of a test would close one on its own)."""
+    fake.frozen_ms = (int(time.time() * 1000) // MINUTE_MS + 1) * MINUTE_MS + 1_000
+
+
 def next_minute(fake: FakeBinance, price: str) -> None:
     """The venue's clock moves one candle on: the forming candle closes, a new one starts at ``price``."""
     fake.clock_offset_ms += MINUTE_MS
@@ -58,6 +66,7 @@ def next_minute(fake: FakeBinance, price: str) -> None:
 
 
 def test_paper_trades_closed_live_candles_at_the_venue_prices(venue: FakeBinance) -> None:
+    freeze_at_minute_start(venue)
     sup = SupervisorActor.options(name=f"{uuid.uuid4().hex[:8]}_supervisor").remote(live_config(venue))
     handles: dict[str, Any] = {}
     try:
@@ -115,21 +124,43 @@ def test_an_unknown_live_symbol_fails_the_build_by_name(venue: FakeBinance) -> N
         ray.kill(sup)
 
 
-@pytest.mark.parametrize(("feed", "message"), [
-    ({"source": "ccxt", "symbols": ["BTC/USDT"]}, "source ccxt needs exchange"),
-    ({"source": "ccxt", "exchange": "binance"}, "source ccxt needs symbols"),
-    ({"source": "ccxt", "exchange": "binance", "symbols": ["BTC/USDT"], "generated_symbols": ["X"]},
-     "files and generated_symbols are for source: replay"),
-    ({"source": "ccxt", "exchange": "binance", "symbols": ["BTC/USDT"], "pace": "lockstep"}, "pace lockstep"),
-    ({"source": "ccxt", "exchange": "binance", "symbols": ["EUR/USD"], "market": "forex"}, "market crypto"),
-    ({"generated_symbols": ["X"], "exchange": "binance"}, "exchange: only for source: ccxt"),
-])
-def test_feed_config_names_what_is_wrong(feed: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        SystemConfig.model_validate({"feeds": [feed]})
+def test_a_forex_feed_loads_its_token_in_its_own_process(tmp_path: Path) -> None:
+    from adapters.secrets import SecretStore
+    from mmats.model import Environment
+    from tests.fixtures.fake_oanda import FakeOanda
 
-
-def test_live_environment_is_refused_until_the_router_has_a_live_venue() -> None:
-    feed = {"venue": "binance", "source": "ccxt", "exchange": "binance", "symbols": ["BTC/USDT"]}
-    with pytest.raises(ValueError, match="the order router has no live venue yet"):
-        SystemConfig.model_validate({"environment": "LIVE", "feeds": [feed]})
+    token, account = "oanda-test-token-0001", "101-004-1234567-001"
+    with FakeOanda(token, account, {"EUR_USD": "1.10000"}) as fake:
+        freeze_at_minute_start(fake)
+        cfg = live_config(None, feed_override={
+            "venue": "oanda", "source": "oanda", "market": "forex", "account_id": account,
+            "api_base": fake.base_url, "symbols": ["EUR_USD"], "warmup_bars": 10})
+        cfg["home"], cfg["strategies"] = str(tmp_path), []
+        missing = SupervisorActor.options(name=f"{uuid.uuid4().hex[:8]}_supervisor").remote(cfg)
+        try:
+            with pytest.raises(ray.exceptions.RayTaskError, match="mmats secrets set oanda.token"):
+                ray.get(missing.build.remote(), timeout=60)
+        finally:
+            ray.kill(missing)
+        SecretStore(tmp_path, Environment.PAPER).set("oanda.token", token)
+        sup = SupervisorActor.options(name=f"{uuid.uuid4().hex[:8]}_supervisor").remote(cfg)
+        handles: dict[str, Any] = {}
+        try:
+            ray.get(sup.build.remote(), timeout=60)
+            handles = ray.get(sup.handles.remote())
+            feed = handles["feeds"]["oanda"]
+            assert len(ray.get(feed.get_history.remote(["EUR_USD"], 100))) == 10
+            ray.get(sup.start.remote())
+            fake.clock_offset_ms += MINUTE_MS
+            fake.set_price("EUR_USD", "1.10100")
+            fake.clock_offset_ms += MINUTE_MS  # the candle holding 1.10100 completes
+            wait_for("a complete candle", lambda: ray.get(feed.stats.remote())["published"] >= 1)
+            assert ray.get(feed.last_prices.remote())["EUR_USD"] == 1.101
+            assert ray.get(feed.stats.remote())["live_errors"] == 0
+        finally:
+            if handles:
+                ray.get(sup.down.remote())
+                for h in [handles["gatekeeper"], handles["router"], handles["portfolio"],
+                          *handles["feeds"].values()]:
+                    ray.kill(h)
+            ray.kill(sup)

@@ -10,7 +10,7 @@ import pytest
 
 from mmats.errors import ConfigError
 from mmats.model import MarketType
-from mmats.system_config import absolute_ref, load_system_config
+from mmats.system_config import SystemConfig, absolute_ref, load_system_config
 
 FOREX_FEED = {"venue": "replay-fx", "market": "forex", "generated_symbols": ["EUR/USD"]}
 
@@ -79,3 +79,29 @@ def test_flat_risk_keys_are_accepted_as_global_limits() -> None:
     cfg = load_system_config(None, {"risk": {"max_position_pct": 0.5, "kill_switch": {"daily_loss_pct": 0.05}}},
                              env={})
     assert cfg.risk["max_position_pct"] == 0.5
+
+
+# -- live feeds (source ccxt, oanda, alpaca) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("feed", "message"), [
+    ({"source": "ccxt", "symbols": ["BTC/USDT"]}, "source ccxt needs exchange"),
+    ({"source": "ccxt", "exchange": "binance"}, "source ccxt needs symbols"),
+    ({"source": "ccxt", "exchange": "binance", "symbols": ["BTC/USDT"], "generated_symbols": ["X"]},
+     "files and generated_symbols are for source: replay"),
+    ({"source": "ccxt", "exchange": "binance", "symbols": ["BTC/USDT"], "pace": "lockstep"}, "pace lockstep"),
+    ({"source": "ccxt", "exchange": "binance", "symbols": ["EUR/USD"], "market": "forex"}, "market crypto"),
+    ({"generated_symbols": ["X"], "exchange": "binance"}, "exchange: only for a live source"),
+    ({"source": "oanda", "market": "forex", "symbols": ["EUR_USD"]}, "source oanda needs account_id"),
+    ({"source": "alpaca", "market": "stock", "symbols": ["AAPL"], "exchange": "x"}, "exchange: only for source ccxt"),
+    ({"source": "alpaca", "symbols": ["AAPL"]}, "source alpaca is for market stock, not crypto"),
+])
+def test_feed_config_names_what_is_wrong(feed: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SystemConfig.model_validate({"feeds": [feed]})
+
+
+def test_live_environment_is_refused_until_the_router_has_a_live_venue() -> None:
+    feed = {"venue": "binance", "source": "ccxt", "exchange": "binance", "symbols": ["BTC/USDT"]}
+    with pytest.raises(ValueError, match="the order router has no live venue yet"):
+        SystemConfig.model_validate({"environment": "LIVE", "feeds": [feed]})
