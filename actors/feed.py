@@ -267,8 +267,6 @@ class FeedActor:
         one timestamp at a time, in time order. The feed counts as updated (not stale) when the venue
         answered and its newest closed candle is at most two periods old, or its market is closed
         (a weekend for forex, the night for stocks: no candle is then expected)."""
-        from datetime import UTC, datetime
-
         from mmats.model import Timeframe
 
         assert self.live is not None
@@ -278,36 +276,46 @@ class FeedActor:
         while not self._stop.is_set():
             self._heartbeat()
             if not self._pause.is_set() and (self.live_source is not None or self._live_connect()):
-                fresh: dict[int, list[BarTuple]] = {}
-                answered = True
-                for sym in self.live["symbols"]:
-                    last = self.live_last.get(sym)
-                    try:
-                        if last is None:
-                            bars = self.live_source.latest_bars(sym, tf, 1)
-                        else:
-                            since = datetime.fromtimestamp((last + period_ns) / 1e9, tz=UTC)
-                            bars = self.live_source.bars_since(sym, tf, since)
-                    except Exception as exc:
-                        self._live_failed(exc)
-                        answered = False
-                        continue
-                    for b in bars:
-                        t = _ns(b.ts)
-                        if last is None or t > last:
-                            fresh.setdefault(t, []).append(_tuple(b))
-                            self.live_last[sym] = t
-                for t in sorted(fresh):
-                    self._publish(sorted(fresh[t]))
-                newest = min(self.live_last.values(), default=0)
-                advancing = bool(newest) and self.live_source.now_ns() - (newest + period_ns) <= 2 * period_ns
-                if answered and (advancing or not self.live_source.market_open()):
-                    self.last_update_wall = time.time()
+                try:
+                    self._poll_live(tf, period_ns)
+                except Exception as exc:  # a bug or an unexpected answer must not end the feed's thread
+                    self._live_failed(exc)
             due = time.perf_counter() + poll_s
             while not self._stop.is_set() and time.perf_counter() < due:
                 self._flush()
                 self._heartbeat()
                 time.sleep(0.005)
+
+    def _poll_live(self, tf: Any, period_ns: int) -> None:
+        """One poll: every symbol's candles closed since its last one, published in time order."""
+        from datetime import UTC, datetime
+
+        assert self.live is not None
+        fresh: dict[int, list[BarTuple]] = {}
+        answered = True
+        for sym in self.live["symbols"]:
+            last = self.live_last.get(sym)
+            try:
+                if last is None:
+                    bars = self.live_source.latest_bars(sym, tf, 1)
+                else:
+                    since = datetime.fromtimestamp((last + period_ns) / 1e9, tz=UTC)
+                    bars = self.live_source.bars_since(sym, tf, since)
+            except Exception as exc:
+                self._live_failed(exc)
+                answered = False
+                continue
+            for b in bars:
+                t = _ns(b.ts)
+                if last is None or t > last:
+                    fresh.setdefault(t, []).append(_tuple(b))
+                    self.live_last[sym] = t
+        for t in sorted(fresh):
+            self._publish(sorted(fresh[t]))
+        newest = min(self.live_last.values(), default=0)
+        advancing = bool(newest) and self.live_source.now_ns() - (newest + period_ns) <= 2 * period_ns
+        if answered and (advancing or not self.live_source.market_open()):
+            self.last_update_wall = time.time()
 
     def _save_position(self, ts: int) -> None:
         assert self._state is not None
@@ -386,7 +394,7 @@ class FeedActor:
                 "position": self._pos,
                 "resumed_from": self.resumed_from,
                 "timestamps": len(self._timeline),
-                "source": "ccxt" if self.live is not None else "replay",
+                "source": self.live["source"] if self.live is not None else "replay",
                 "live_errors": self.live_errors,
                 "live_last_error": self.live_last_error,
                 "done": self.done,
