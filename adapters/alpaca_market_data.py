@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from mmats.errors import DataError, ValidationError
+from adapters.bar_source import decimal_places, require_limit, require_utc, venue_bar
+from mmats.errors import ValidationError
 from mmats.model import Bar, Instrument, MarketType, Timeframe
 from mmats.routing import VenueError
 
@@ -41,10 +42,6 @@ def _timeframe(tf: Timeframe) -> Any:
     return {Timeframe.M1: TimeFrame(1, TimeFrameUnit.Minute), Timeframe.M5: TimeFrame(5, TimeFrameUnit.Minute),
             Timeframe.M15: TimeFrame(15, TimeFrameUnit.Minute), Timeframe.H1: TimeFrame(1, TimeFrameUnit.Hour),
             Timeframe.H4: TimeFrame(4, TimeFrameUnit.Hour), Timeframe.D1: TimeFrame(1, TimeFrameUnit.Day)}[tf]
-
-
-def _places(step: Decimal) -> int:
-    return max(0, -int(step.normalize().as_tuple().exponent))
 
 
 class AlpacaMarketData:
@@ -94,13 +91,13 @@ class AlpacaMarketData:
                 raise ValidationError(f"{self.name}: {s} is not tradable at Alpaca")
             tick = Decimal(str(asset.price_increment or "0.01"))
             step = Decimal(str(asset.min_trade_increment or 1)) if asset.fractionable else Decimal(1)
-            out[s] = Instrument(s, MarketType.STOCK, "USD", _places(tick), _places(step), step, Decimal(1))
+            out[s] = Instrument(s, MarketType.STOCK, "USD", decimal_places(tick), decimal_places(step), step,
+                                Decimal(1))
         return out
 
     def latest_bars(self, symbol: str, timeframe: Timeframe, limit: int = 1) -> list[Bar]:
         """The last ``limit`` closed bars, oldest first, whatever nights and weekends lie between."""
-        if limit < 1:
-            raise ValidationError(f"limit must be >= 1, got {limit}")
+        require_limit(limit)
         from alpaca.common.enums import Sort
 
         start = datetime.fromtimestamp(self.now_ns() / 1e9, tz=UTC) - timedelta(days=7) \
@@ -109,8 +106,7 @@ class AlpacaMarketData:
         return bars[-limit:]
 
     def bars_since(self, symbol: str, timeframe: Timeframe, since: datetime, limit: int = 1000) -> list[Bar]:
-        if since.tzinfo is None:
-            raise ValidationError(f"since {since.isoformat()}: naive datetime (MMATS is UTC everywhere)")
+        require_utc(since)
         return self._bars(symbol, timeframe, start=since, limit=limit, sort=None)
 
     def now_ns(self) -> int:
@@ -159,10 +155,6 @@ class AlpacaMarketData:
             ts = r.timestamp.astimezone(UTC)
             if int(ts.timestamp() * 1e9) + period_ns + self.margin_ms * 1_000_000 > now:
                 continue  # still forming on the venue's clock
-            try:
-                out.append(Bar(symbol, ts, float(r.open), float(r.high), float(r.low), float(r.close),
-                               float(r.volume or 0.0)))
-            except ValidationError as exc:
-                raise DataError(f"{self.name}: {exc}") from exc
+            out.append(venue_bar(self.name, symbol, ts, r.open, r.high, r.low, r.close, r.volume))
         out.sort(key=lambda b: b.ts)
         return out

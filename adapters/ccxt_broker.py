@@ -33,6 +33,7 @@ from typing import Any
 
 import ccxt
 
+from adapters.bar_source import decimal_places
 from adapters.ccxt_client import make_exchange
 from mmats.model import (
     Environment,
@@ -111,10 +112,6 @@ def _dec(value: Any) -> Decimal | None:
         return None
 
 
-def _places(step: Decimal) -> int:
-    return max(0, -step.normalize().as_tuple().exponent)  # type: ignore[operator]
-
-
 def instrument_from_market(market: Mapping[str, Any], kind: MarketType = MarketType.CRYPTO) -> Instrument:
     """What the venue accepts for one symbol, from ccxt's market structure (tick/step-size precision)."""
     precision = market.get("precision") or {}
@@ -126,8 +123,8 @@ def instrument_from_market(market: Mapping[str, Any], kind: MarketType = MarketT
     if step >= 1 and step == step.to_integral_value() and "." not in str(precision.get("amount")):
         step = Decimal(1).scaleb(-int(step))
     min_cost = _dec((limits.get("cost") or {}).get("min")) or Decimal(0)
-    return Instrument(str(market["symbol"]), kind, str(market["quote"]), _places(tick), _places(step), step,
-                      min_cost)
+    return Instrument(str(market["symbol"]), kind, str(market["quote"]), decimal_places(tick),
+                      decimal_places(step), step, min_cost)
 
 
 def status_of(info: Mapping[str, Any]) -> OrderStatus:

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.bar_source import require_limit, require_utc, venue_bar
 from adapters.ccxt_client import make_exchange, venue_now_ms
-from mmats.errors import DataError, ValidationError
+from mmats.errors import ValidationError
 from mmats.model import Bar, Instrument, MarketType, Timeframe
 from mmats.routing import VenueError
 
@@ -76,14 +77,12 @@ class CcxtMarketData:
 
     def latest_bars(self, symbol: str, timeframe: Timeframe, limit: int = 1) -> list[Bar]:
         """The last ``limit`` closed bars, oldest first (one candle more is asked for: the forming one)."""
-        if limit < 1:
-            raise ValidationError(f"limit must be >= 1, got {limit}")
+        require_limit(limit)
         return self._closed(symbol, timeframe, self._candles(symbol, timeframe, None, limit + 1))[-limit:]
 
     def bars_since(self, symbol: str, timeframe: Timeframe, since: datetime, limit: int = 1000) -> list[Bar]:
         """Closed bars opening at or after ``since`` (UTC), oldest first: what a restarted strategy replays."""
-        if since.tzinfo is None:
-            raise ValidationError(f"since {since.isoformat()}: naive datetime (MMATS is UTC everywhere)")
+        require_utc(since)
         since_ms = int(since.timestamp() * 1000)
         return self._closed(symbol, timeframe, self._candles(symbol, timeframe, since_ms, limit))
 
@@ -112,9 +111,5 @@ class CcxtMarketData:
             later_exists = k + 1 < len(rows)
             if not later_exists and t_ms + period_ms + self.margin_ms > now:
                 break  # still forming on the venue's clock
-            ts = datetime.fromtimestamp(t_ms / 1000, tz=UTC)
-            try:
-                out.append(Bar(symbol, ts, float(o), float(h), float(low), float(c), float(v or 0.0)))
-            except ValidationError as exc:
-                raise DataError(f"{self.name}: {exc}") from exc
+            out.append(venue_bar(self.name, symbol, datetime.fromtimestamp(t_ms / 1000, tz=UTC), o, h, low, c, v))
         return out

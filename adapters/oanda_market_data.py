@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from mmats.errors import DataError, ValidationError
+from adapters.bar_source import require_limit, require_utc, venue_bar
+from mmats.errors import ValidationError
 from mmats.model import Bar, Instrument, MarketType, Timeframe
 from mmats.routing import VenueError
 
@@ -103,13 +104,11 @@ class OandaMarketData:
 
     def latest_bars(self, symbol: str, timeframe: Timeframe, limit: int = 1) -> list[Bar]:
         """The last ``limit`` complete candles, oldest first (one more is asked for: the forming one)."""
-        if limit < 1:
-            raise ValidationError(f"limit must be >= 1, got {limit}")
+        require_limit(limit)
         return self._bars(symbol, timeframe, {"count": limit + 1})[-limit:]
 
     def bars_since(self, symbol: str, timeframe: Timeframe, since: datetime, limit: int = 1000) -> list[Bar]:
-        if since.tzinfo is None:
-            raise ValidationError(f"since {since.isoformat()}: naive datetime (MMATS is UTC everywhere)")
+        require_utc(since)
         start = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
         return self._bars(symbol, timeframe, {"from": start, "count": limit})
 
@@ -149,11 +148,8 @@ class OandaMarketData:
         for c in answer.get("candles", []):
             if not c.get("complete"):
                 continue
-            mid = c["mid"]
-            try:
-                out.append(Bar(symbol, _time(c["time"]), float(mid["o"]), float(mid["h"]), float(mid["l"]),
-                               float(mid["c"]), float(c.get("volume", 0))))
-            except (ValidationError, KeyError, ValueError) as exc:
-                raise DataError(f"{self.name}: candle {symbol} {c.get('time')}: {exc}") from exc
+            mid = c.get("mid") or {}
+            out.append(venue_bar(self.name, symbol, _time(str(c.get("time"))), mid.get("o"), mid.get("h"),
+                                 mid.get("l"), mid.get("c"), c.get("volume")))
         out.sort(key=lambda b: b.ts)
         return out

@@ -14,6 +14,7 @@ from mmats.errors import ValidationError
 from mmats.model import MarketType, Timeframe
 from mmats.routing import VenueError
 from tests.fixtures.fake_alpaca import FakeAlpaca
+from tests.fixtures.venue_clock import freeze_at_minute_start
 
 KEY, SECRET = "alpaca-test-key", "alpaca-test-secret"
 MINUTE_MS = 60_000
@@ -22,6 +23,7 @@ MINUTE_MS = 60_000
 @pytest.fixture()
 def venue() -> Iterator[FakeAlpaca]:
     with FakeAlpaca(KEY, SECRET, {"AAPL": "190.00", "MSFT": "410.00"}) as fake:
+        freeze_at_minute_start(fake)  # only the test closes candles
         now = fake.server_time_ms()
         for k in range(30, 0, -1):  # half an hour of history, one price a minute
             fake.set_price("AAPL", f"{190 + k / 100:.2f}", at_ms=now - k * MINUTE_MS)

@@ -13,6 +13,7 @@ from mmats.errors import DataError, ValidationError
 from mmats.model import Timeframe
 from mmats.routing import VenueError
 from tests.fixtures.fake_binance import FakeBinance
+from tests.fixtures.venue_clock import freeze_at_minute_start
 
 BTC = "BTC/USDT"
 MINUTE_MS = 60_000
@@ -21,6 +22,7 @@ MINUTE_MS = 60_000
 @pytest.fixture()
 def venue() -> Iterator[FakeBinance]:
     with FakeBinance("k", "s", prices={"BTCUSDT": "30000", "ETHUSDT": "2000"}) as fake:
+        freeze_at_minute_start(fake)  # only the test closes candles
         yield fake
 
 

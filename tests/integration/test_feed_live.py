@@ -16,6 +16,7 @@ import ray
 
 from actors.supervisor import SupervisorActor
 from tests.fixtures.fake_binance import FakeBinance
+from tests.fixtures.venue_clock import freeze_at_minute_start
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -51,12 +52,6 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
             return got
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def freeze_at_minute_start(fake: Any) -> None:
-    """Stop the venue's clock one second into the next minute: only the test closes candles from now on
-    (a real minute boundary in the middle of a test would close one on its own)."""
-    fake.frozen_ms = (int(time.time() * 1000) // MINUTE_MS + 1) * MINUTE_MS + 1_000
 
 
 def next_minute(fake: FakeBinance, price: str) -> None:

@@ -13,6 +13,7 @@ from mmats.errors import ValidationError
 from mmats.model import MarketType, Timeframe
 from mmats.routing import VenueError
 from tests.fixtures.fake_oanda import FakeOanda
+from tests.fixtures.venue_clock import freeze_at_minute_start
 
 TOKEN, ACCOUNT = "oanda-test-token-0001", "101-004-1234567-001"
 MINUTE_MS = 60_000
@@ -21,6 +22,7 @@ MINUTE_MS = 60_000
 @pytest.fixture()
 def venue() -> Iterator[FakeOanda]:
     with FakeOanda(TOKEN, ACCOUNT, {"EUR_USD": "1.10000", "USD_JPY": "150.000"}) as fake:
+        freeze_at_minute_start(fake)  # only the test closes candles
         yield fake
 
 
@@ -39,7 +41,6 @@ def test_instruments_carry_the_accounts_precision_and_pip(venue: FakeOanda) -> N
 
 
 def test_only_complete_candles_are_bars(venue: FakeOanda) -> None:
-    venue.frozen_ms = (venue.server_time_ms() // MINUTE_MS + 1) * MINUTE_MS + 1_000  # no real minute boundary
     md = source(venue)
     md.subscribe(["EUR_USD"], Timeframe.M1)
     now = venue.server_time_ms()
