@@ -54,6 +54,16 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def shut_down(sup: Any, handles: dict[str, Any]) -> None:
+    """Graceful down when the system was built, then every actor of this test's system killed."""
+    if handles:
+        ray.get(sup.down.remote())
+        for h in [handles["gatekeeper"], handles["router"], handles["portfolio"], *handles["feeds"].values(),
+                  *handles["strategies"].values()]:
+            ray.kill(h)
+    ray.kill(sup)
+
+
 def next_minute(fake: FakeBinance, price: str) -> None:
     """The venue's clock moves one candle on: the forming candle closes, a new one starts at ``price``."""
     fake.clock_offset_ms += MINUTE_MS
@@ -100,12 +110,7 @@ def test_paper_trades_closed_live_candles_at_the_venue_prices(venue: FakeBinance
         times = [b[1] for b in ray.get(feed.get_history.remote(["BTC/USDT"], 100))]
         assert times == sorted(set(times)), "no candle published twice, none out of order"
     finally:
-        if handles:
-            ray.get(sup.down.remote())
-            for h in [handles["gatekeeper"], handles["router"], handles["portfolio"], *handles["feeds"].values(),
-                      *handles["strategies"].values()]:
-                ray.kill(h)
-        ray.kill(sup)
+        shut_down(sup, handles)
 
 
 def test_an_unknown_live_symbol_fails_the_build_by_name(venue: FakeBinance) -> None:
@@ -153,9 +158,4 @@ def test_a_forex_feed_loads_its_token_in_its_own_process(tmp_path: Path) -> None
             assert ray.get(feed.last_prices.remote())["EUR_USD"] == 1.101
             assert ray.get(feed.stats.remote())["live_errors"] == 0
         finally:
-            if handles:
-                ray.get(sup.down.remote())
-                for h in [handles["gatekeeper"], handles["router"], handles["portfolio"],
-                          *handles["feeds"].values()]:
-                    ray.kill(h)
-            ray.kill(sup)
+            shut_down(sup, handles)
