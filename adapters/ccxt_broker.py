@@ -4,7 +4,9 @@ Why it is built this way:
 
 - The client order id is the idempotency key end to end. It goes to the venue on every send
   (``clientOrderId``, which ccxt maps to each exchange's own field), and a venue that answers
-  "duplicate" is asked for the order it already holds: a retried send never makes a second order.
+  "duplicate" is asked for the order it already holds. Not yet true: "a retried send never makes a
+  second order" (a resend of a non-NEW order, or after a restart, is not asked first; docs/venues.md,
+  "Known defects"), which is why the router does not route to this adapter.
 - ccxt's exception tree is translated once, here, into the two outcomes the router's submitter
   (``mmats.routing.OrderSubmitter``) reasons about: *the venue certainly did not act* (network
   refused, 5xx, rate limit: retry) and *the answer was lost* (timeout: never resend, reconcile). A

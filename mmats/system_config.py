@@ -45,9 +45,9 @@ class FeedConfig(_Strict):
     data_feed: Literal["iex", "sip"] = Field("iex", description="source alpaca: IEX (free) or SIP (paid) bars")
     symbols: list[str] = Field(default_factory=list, description="live sources: the venue's symbols, e.g. BTC/USDT, "
                                "EUR_USD, AAPL")
-    timeframe: Timeframe = Field(Timeframe.M1, description="source ccxt: candle timeframe")
-    poll_s: float = Field(2.0, ge=0.05, le=3600, description="source ccxt: how often new closed candles are asked for")
-    warmup_bars: int = Field(300, ge=0, le=1000, description="source ccxt: closed candles loaded as history at start")
+    timeframe: Timeframe = Field(Timeframe.M1, description="live sources: candle timeframe")
+    poll_s: float = Field(2.0, ge=0.05, le=3600, description="live sources: how often new closed candles are asked for")
+    warmup_bars: int = Field(300, ge=0, le=1000, description="live sources: closed candles loaded as history at start")
     pace: Literal["max", "speed", "lockstep"] = "speed"
     speed: float = Field(600.0, gt=0, description="x real time when pace=speed")
     max_pending: int = Field(50_000, ge=10)
