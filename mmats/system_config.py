@@ -39,7 +39,7 @@ class FeedConfig(_Strict):
     generated_symbols: list[str] = Field(default_factory=list, description="symbols replayed from generated bars")
     generated_bars: int = Field(20_000, ge=100)
     exchange: str | None = Field(None, description="source ccxt: the ccxt exchange id, e.g. binance")
-    api_base: str | None = Field(None, description="source ccxt: send the exchange's requests to this address "
+    api_base: str | None = Field(None, description="live sources: send the venue's requests to this address "
                                  "(a gateway or a test venue) instead of its production host")
     account_id: str | None = Field(None, description="source oanda: the account whose instruments are traded")
     data_feed: Literal["iex", "sip"] = Field("iex", description="source alpaca: IEX (free) or SIP (paid) bars")
