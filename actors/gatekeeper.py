@@ -449,6 +449,12 @@ class RiskGatekeeperActor:
         self._apply_effects()
 
     @locked
+    def on_venue_alert(self, message: str) -> None:
+        """A live venue's reconciliation difference, failed cancel or flatten: shown with the other alerts
+        (the router has already journaled it). Not a router error: one venue must not downgrade the rest."""
+        self._alert("venue", message)
+
+    @locked
     def on_router_ok(self) -> None:
         self.router_errors = 0
         self.monitor.on_success()

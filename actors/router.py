@@ -1,10 +1,12 @@
-"""OrderRouter: owns order state and idempotency, routes orders to the (paper) broker, reports fills.
+"""OrderRouter: owns order state and idempotency, routes orders to their venue, reports fills.
 
-The paper broker is the kernel's simulated broker on the feed's bars (``mmats.paper``), so paper fills
-follow exactly the backtest's rules. Real venues plug in through the Broker port (adapters issue).
+PAPER: the kernel's simulated broker on the feed's bars (``mmats.paper``), so paper fills follow exactly
+the backtest's rules. LIVE: ``mmats.live_execution`` over the configured venues (ccxt, OANDA, Alpaca),
+each symbol to its own venue, with fills polled from the venues and a reconciliation timer.
 Every submit goes through ``mmats.routing.OrderSubmitter``: retryable venue errors are retried with
 backoff, a lost answer leaves the order UNKNOWN until reconciliation asks the venue, and a streak of
-failures is reported to the gatekeeper (which downgrades operator to advisory).
+failures is reported to the gatekeeper (which downgrades operator to advisory). In LIVE, an order is
+stored before it is sent, so a router killed between send and answer asks the venue after its restart.
 """
 
 from __future__ import annotations
@@ -20,14 +22,30 @@ from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
 from actors.stores import open_stores
 from adapters.sql_store import TradeState
 from mmats.execution import ExecutionConfig
+from mmats.live_execution import LiveExecution, LiveSettings
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
 from mmats.orders import can_transition, transition
 from mmats.paper import BarUpdate, PaperExecution
 from mmats.routing import OrderSubmitter, RetryPolicy, SubmitOutcome, SubmitResult
+from mmats.venue_guard import GuardSettings
 
 RECONCILE_EVERY_S = 0.5
 
 BarTuple = tuple[str, int, float, float, float, float, float]
+
+
+def open_live_execution(live: dict[str, Any], instruments: dict[str, Instrument], cash: Decimal) -> LiveExecution:
+    """The LIVE venues from their specs (``actors.supervisor.live_venue_specs``), opened in this process
+    with keys from the LIVE secret store."""
+    from adapters.venues import open_venue
+
+    venues = {v["name"]: (open_venue(v), v["symbols"]) for v in live["venues"]}
+    guards = {v["name"]: GuardSettings(failures_to_open=v["breaker"]["failures"], open_s=v["breaker"]["open_s"],
+                                       rate_per_s=v.get("rate_per_s")) for v in live["venues"]}
+    settings = LiveSettings(unknown_grace_s=live["unknown_grace_s"], reconcile_every_s=live["reconcile_every_s"],
+                            dry_run=bool(live.get("dry_run")),
+                            outside_hours={v["name"]: v["outside_hours"] for v in live["venues"]})
+    return LiveExecution(venues, instruments, cash, settings, guards)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
@@ -35,19 +53,25 @@ class OrderRouterActor:
     def __init__(self, instruments: dict[str, Instrument], initial_cash: str, costs: dict[str, Any],
                  portfolio: Any, feed: Any, persist: dict[str, Any] | None = None,
                  gatekeeper_name: str | None = None, namespace: str | None = None,
-                 paper_venue: str | None = None, retry: dict[str, Any] | None = None) -> None:
+                 paper_venue: str | None = None, retry: dict[str, Any] | None = None,
+                 live: dict[str, Any] | None = None) -> None:
         self._lock = control_lock()  # the message thread and the control thread (actors.control)
         from mmats.registry import load_object
         from mmats.runconfig import CommissionSpec, SlippageSpec
 
-        venue_cls = PaperExecution if paper_venue is None else load_object(paper_venue, PaperExecution)
-        self.paper = venue_cls(
-            instruments, Decimal(initial_cash),
-            SlippageSpec(**costs.get("slippage", {})).build(bool(costs.get("volume_in_quote", False))),
-            CommissionSpec(**costs.get("commission", {})).build(),
-            ExecutionConfig(costs.get("max_volume_share"), bool(costs.get("volume_in_quote", False)),
-                            bool(costs.get("cash_only", True))),
-        )
+        self.live: LiveExecution | None = None
+        self.execution: Any
+        if live is not None:
+            self.live = self.execution = open_live_execution(live, instruments, Decimal(initial_cash))
+        else:
+            venue_cls = PaperExecution if paper_venue is None else load_object(paper_venue, PaperExecution)
+            self.execution = venue_cls(
+                instruments, Decimal(initial_cash),
+                SlippageSpec(**costs.get("slippage", {})).build(bool(costs.get("volume_in_quote", False))),
+                CommissionSpec(**costs.get("commission", {})).build(),
+                ExecutionConfig(costs.get("max_volume_share"), bool(costs.get("volume_in_quote", False)),
+                                bool(costs.get("cash_only", True))),
+            )
         self.portfolio = portfolio
         self.feed = feed
         self.strategies: dict[str, Any] = {}
@@ -77,8 +101,8 @@ class OrderRouterActor:
             self.halt_ns = int(self.stores.state.get("router:halt_ns") or 0)
             # Whether first start or restart: the system of record says what exists.
             storage = self.stores.storage
-            self.restored_working = self.paper.restore(storage.list_orders(), storage.list_fills())
-            for o in self.paper.orders.values():
+            self.restored_working = self.execution.restore(storage.list_orders(), storage.list_fills())
+            for o in self.execution.orders.values():
                 if not o.status.is_terminal and o.order_type is OrderType.MARKET and not o.parent_id:
                     self._watch.add(o.client_order_id)  # a restarted gatekeeper-side waiter hears of it
                 if o.status is OrderStatus.UNKNOWN:  # lost answers from before the restart: ask again
@@ -105,30 +129,74 @@ class OrderRouterActor:
         fills: list[Fill] = []
         for b in batch:
             self.last_prices[b[0]] = b[5]
-            new = self.paper.on_bar(BarUpdate(*b))
+            new = self.execution.on_bar(BarUpdate(*b))
             if new:
                 fills += new
         self._commit([], fills, 0)
         self.last_ts = max(self.last_ts, upto_ts)
         self._report(fills, upto_ts)
-        if self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
+        if self.live is not None:
+            self._poll_live()
+        elif self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
             self.reconcile()
         return len(fills)
 
     def _reconcile_loop(self) -> None:
         while True:
             time.sleep(RECONCILE_EVERY_S)
-            if self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
+            if self.live is not None:
+                with self._lock:
+                    self._poll_live()
+            elif self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
                 with self._lock:
                     self.reconcile()
+
+    def _poll_live(self) -> None:
+        """Fills and order states from the venues, UNKNOWN orders asked about, and the full reconciliation
+        when it is due; everything that changed is committed and reported like a bar's fills."""
+        live = self.live
+        assert live is not None
+        try:
+            fills, changed = live.poll()
+            changed += live.resolve_unknown(self.submitter.unknown)
+            if live.due_full_reconcile():
+                f2, c2 = live.reconcile_venues()
+                fills += f2
+                changed += c2
+        except Exception as exc:  # a bug in one poll must not end the timer thread: counted and alerted
+            live.alerts.append(f"poll failed: {type(exc).__name__}: {exc}")
+            fills, changed = [], []
+        self._reconciled_wall = time.time()
+        for order in changed:
+            if order.status is OrderStatus.REJECTED:
+                self._tell_rejected(order)
+        self._commit(changed, fills, time.time_ns())
+        if fills or changed:
+            self._report(fills, self.last_ts)
+        self._raise_alerts()
+
+    def _raise_alerts(self) -> None:
+        live = self.live
+        if live is None or not live.alerts:
+            return
+        alerts, live.alerts = live.alerts, []
+        if self.stores is not None:
+            self.stores.journal.append_many([("venue_alert", {"message": a}, time.time_ns()) for a in alerts])
+        if self.gatekeeper is not None:
+            for a in alerts:
+                self.gatekeeper.on_venue_alert.remote(a)
 
     @locked
     def reconcile(self) -> int:
         """Resolve UNKNOWN orders from what the venue holds; returns how many were resolved."""
         self._reconciled_wall = time.time()
+        if self.live is not None:
+            before = len(self.submitter.unknown)
+            self._poll_live()
+            return before - len(self.submitter.unknown)
 
         def venue_status(cid: str) -> OrderStatus | None:
-            return OrderStatus.ACCEPTED if self.paper.holds(cid) else None
+            return OrderStatus.ACCEPTED if self.execution.holds(cid) else None
 
         changed = self.submitter.reconcile(venue_status, self.last_ts)
         for order in changed:
@@ -158,14 +226,14 @@ class OrderRouterActor:
         touched: dict[str, Order] = {o.client_order_id: o for o in orders}
         filled: set[str] = set()
         for f in fills:
-            order = self.paper.orders.get(f.client_order_id)
+            order = self.execution.orders.get(f.client_order_id)
             if order is not None:
                 touched[order.client_order_id] = order
                 if order.status is OrderStatus.FILLED:
                     filled.add(order.client_order_id)
         if filled:  # bracket children their fills activated
-            touched.update((o.client_order_id, o) for o in self.paper.orders.values() if o.parent_id in filled)
-        positions = {f.symbol: self.paper.ledger.positions[f.symbol] for f in fills}
+            touched.update((o.client_order_id, o) for o in self.execution.orders.values() if o.parent_id in filled)
+        positions = {f.symbol: self.execution.ledger.positions[f.symbol] for f in fills}
         items = [("order", o.to_dict(), ts_ns) for o in orders] + [("fill", f.to_dict(), f.ts_ns) for f in fills]
         self.stores.journal.append_many(items, state=TradeState(fills, list(positions.values()),
                                                                 list(touched.values())))
@@ -178,7 +246,7 @@ class OrderRouterActor:
         watermark. ``force`` sends now (the flatten's fills)."""
         self._pf_fills += fills
         for f in fills:  # the strategies hear of their filled orders from the portfolio, with the account
-            order = self.paper.orders.get(f.client_order_id)
+            order = self.execution.orders.get(f.client_order_id)
             if order is not None and order.status is OrderStatus.FILLED:
                 self._pf_orders[order.client_order_id] = order
         self._pf_ts = max(self._pf_ts, upto_ts)
@@ -187,7 +255,7 @@ class OrderRouterActor:
             self._send_report()
 
     def _send_report(self) -> None:
-        orders = self.paper.orders
+        orders = self.execution.orders
         done = [cid for cid in self._watch if cid in orders and orders[cid].status.is_terminal]
         self._watch.difference_update(done)
         ref = self.portfolio.on_fills.remote(self._pf_fills, self._pf_ts, dict(self.last_prices), done,
@@ -214,31 +282,35 @@ class OrderRouterActor:
     def apply_commands(self, cancels: list[tuple[str, str]], submits: list[tuple[Order, list[Order]]],
                        ts_ns: int, ack_ts: int | None = None, decided_ns: int | None = None) -> int:
         for strategy_id, symbol in cancels:
-            self._save_orders(self.paper.cancel_strategy(strategy_id, symbol, ts_ns, keep_market=True), ts_ns)
+            self._save_orders(self.execution.cancel_strategy(strategy_id, symbol, ts_ns, keep_market=True), ts_ns)
         accepted = 0
         stale = decided_ns is not None and decided_ns < self.halt_ns
         fresh: list[tuple[Order, list[Order]]] = []
         for order, children in submits:
             if order.order_type is OrderType.MARKET:
                 self._watch.add(order.client_order_id)
-            if order.client_order_id in self.paper.orders:
+            if order.client_order_id in self.execution.orders:
                 self.duplicates += 1  # a retried or replayed signal: never a second order
             elif stale:
                 self._drop_stale(order, ts_ns)
             else:
                 fresh.append((order, children))
         if self.stores is not None and fresh:  # journaled before they take effect, one commit
-            self.stores.journal.append_many([("order", o.to_dict(), ts_ns) for o, _ in fresh])
+            # LIVE: stored too, before the send, so a router killed between send and answer finds them
+            # after its restart and asks the venue (never resends them).
+            state = TradeState([], [], [o for order, children in fresh for o in (order, *children)]) \
+                if self.live is not None else None
+            self.stores.journal.append_many([("order", o.to_dict(), ts_ns) for o, _ in fresh], state=state)
         for order, children in fresh:
             cid = order.client_order_id
-            result = self.submitter.submit(order, lambda o=order, c=children: self.paper.submit(o, c, ts_ns), ts_ns)
+            result = self.submitter.submit(order, lambda o=order, c=children: self.execution.submit(o, c, ts_ns), ts_ns)
             if result.outcome is SubmitOutcome.ACCEPTED:
                 accepted += 1
                 self.accept_wall[cid] = time.time()
             elif result.outcome is SubmitOutcome.DUPLICATE:
                 self.duplicates += 1
-            if cid not in self.paper.orders:  # failed before the venue took it: still on record
-                self.paper.orders[cid] = order
+            if cid not in self.execution.orders:  # failed before the venue took it: still on record
+                self.execution.orders[cid] = order
             self._note(result, order)
         if self.stores is not None and fresh:
             self.stores.storage.save_orders([o for order, children in fresh for o in (order, *children)])
@@ -254,7 +326,7 @@ class OrderRouterActor:
         otherwise reopen what the HARD flatten just closed."""
         if can_transition(order.status, OrderStatus.REJECTED):
             transition(order, OrderStatus.REJECTED, ts_ns, reason="decided before the kill switch engaged")
-        self.paper.orders[order.client_order_id] = order
+        self.execution.orders[order.client_order_id] = order
         self.stale_dropped += 1
         self._save_order(order, ts_ns)
         self._tell_rejected(order)
@@ -293,37 +365,41 @@ class OrderRouterActor:
         """HARD kill switch: cancel everything, then close every position now at the last price."""
         t0 = time.perf_counter()
         self._halt(halt_ns)
-        canceled, fills = self.paper.flatten_all(self.last_ts, self.last_prices, reason)
-        flats = [o for o in (self.paper.orders.get(f.client_order_id) for f in fills) if o is not None]
+        canceled, fills = self.execution.flatten_all(self.last_ts, self.last_prices, reason)
+        flats = [o for o in (self.execution.orders.get(f.client_order_id) for f in fills) if o is not None]
         self._commit([*canceled, *flats], fills, self.last_ts)
         self._report(fills, self.last_ts, force=True)  # the flatten reaches the portfolio now
-        return {"canceled": len(canceled), "flatten_fills": len(fills),
-                "ms": round((time.perf_counter() - t0) * 1000, 3)}
+        out: dict[str, Any] = {"canceled": len(canceled), "flatten_fills": len(fills),
+                               "ms": round((time.perf_counter() - t0) * 1000, 3)}
+        if self.live is not None:
+            out["venues"] = dict(self.live.flatten_report)
+            self._raise_alerts()
+        return out
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def cancel_all(self, halt_ns: int | None = None) -> int:
         self._halt(halt_ns)
-        canceled = self.paper.cancel_all(self.last_ts)
+        canceled = self.execution.cancel_all(self.last_ts)
         self._save_orders(canceled, self.last_ts)
         return len(canceled)
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def cancel_order(self, client_order_id: str) -> bool:
-        order = self.paper.orders.get(client_order_id)
+        order = self.execution.orders.get(client_order_id)
         if order is None or order.status.is_terminal:
             return False
-        self.paper.brokers[order.symbol].cancel(order, self.last_ts)
-        self._save_order(order, self.last_ts)
-        return True
+        changed = self.execution.cancel_order(order, self.last_ts)
+        self._save_orders(changed, self.last_ts)
+        return bool(changed)
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def orders(self, status: str | None = None, symbol: str | None = None,
                strategy_id: str | None = None) -> list[dict[str, Any]]:
         out = []
-        for o in self.paper.orders.values():
+        for o in self.execution.orders.values():
             if status and o.status.value != status.upper():
                 continue
             if symbol and o.symbol != symbol:
@@ -338,7 +414,7 @@ class OrderRouterActor:
     def recent_orders(self, limit: int = 200) -> list[dict[str, Any]]:
         """The last ``limit`` orders created, oldest first: what a live view needs without copying every order."""
         out = []
-        for o in reversed(self.paper.orders.values()):
+        for o in reversed(self.execution.orders.values()):
             if len(out) >= limit:
                 break
             out.append(o.to_dict())
@@ -353,16 +429,33 @@ class OrderRouterActor:
     @ray.method(concurrency_group=CONTROL)
     @locked
     def open_orders(self) -> list[dict[str, Any]]:
-        return [o.to_dict() for o in self.paper.open_orders()]
+        return [o.to_dict() for o in self.execution.open_orders()]
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def stats(self) -> dict[str, Any]:
-        return {"orders": len(self.paper.orders), "open": len(self.paper.open_orders()),
+        return {"orders": len(self.execution.orders), "open": len(self.execution.open_orders()),
                 "restored_working": self.restored_working,
                 "submitted": self.submitted, "duplicates_ignored": self.duplicates, "errors": self.errors,
                 "retries": self.submitter.retries, "unknown": len(self.submitter.unknown),
                 "stale_dropped": self.stale_dropped}
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def venue_status(self) -> dict[str, Any]:
+        """LIVE: per venue breaker, last reconciliation, errors, foreign orders; plus the dry-run sends."""
+        live = self.live
+        if live is None:
+            return {"venues": [], "dry_run": []}
+        return {"venues": live.status(), "dry_run": list(live.dry_run_log[-200:]),
+                "foreign_orders": {n: v.foreign_orders for n, v in live.venues.items()},
+                "adjustments": len(live.adjustments), "foreign_fills": live.foreign_fills,
+                "unconverted_fees": {k: str(v) for k, v in live.unconverted_fees.items()}}
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def account_checks(self) -> dict[str, list[str]]:
+        return self.live.account_checks() if self.live is not None else {}
 
     def ping(self) -> str:
         return "ok"

@@ -63,6 +63,40 @@ def venue_instruments(spec: dict[str, Any], venue: str) -> dict[str, Instrument]
     return instruments
 
 
+def live_venue_specs(cfg: SystemConfig) -> dict[str, Any] | None:
+    """What the router needs to open the LIVE venues (None: PAPER). Names of credentials only."""
+    if cfg.environment is not Environment.LIVE:
+        return None
+    venues = [{"name": v.name, "kind": v.kind, "exchange": v.exchange, "account_id": v.account_id,
+               "symbols": list(v.symbols), "api_base": v.api_base, "timeout_s": v.timeout_s,
+               "rate_per_s": v.default_rate(), "breaker": v.breaker.model_dump(), "outside_hours": v.outside_hours,
+               "home": cfg.home, "environment": cfg.environment.value} for v in cfg.venues]
+    return {"venues": venues, "unknown_grace_s": cfg.live.unknown_grace_s,
+            "reconcile_every_s": cfg.live.reconcile_every_s, "dry_run": cfg.dry_run}
+
+
+def check_live_venues(live: dict[str, Any]) -> dict[str, Instrument]:
+    """LIVE start-up: every venue reachable with its keys, the keys able to trade and unable to withdraw,
+    every routed symbol known to its venue. Returns the venues' instruments (their tick, lot and minimums
+    are what orders are sized and rounded to). Any problem refuses the start, naming venue and cause."""
+    from adapters.venues import open_venue
+    from mmats.venue import VenueError
+
+    out: dict[str, Instrument] = {}
+    for spec in live["venues"]:
+        venue = open_venue(spec)
+        try:
+            check = venue.account_check()
+            if check.problems:
+                raise ConfigError(f"venue {spec['name']}: " + "; ".join(check.problems))
+            out.update(venue.instruments(spec["symbols"]))
+        except VenueError as exc:
+            raise ConfigError(f"venue {spec['name']}: {exc.kind.value}: {exc}") from None
+        finally:
+            venue.close()
+    return out
+
+
 @ray.remote(max_restarts=0)
 class SupervisorActor:
     def __init__(self, config: dict[str, Any]) -> None:
@@ -101,6 +135,9 @@ class SupervisorActor:
             self.series.append((feed, data))
         if not self.instruments:
             raise ConfigError("no symbols: configure at least one feed with files, generated_symbols or symbols")
+        live = live_venue_specs(cfg)
+        if live is not None:
+            self.instruments.update(check_live_venues(live))
         cash = repr(cfg.initial_cash)
         first_market = cfg.feeds[0].market
         persist = self.persist_settings()
@@ -118,7 +155,7 @@ class SupervisorActor:
         feed0 = next(iter(self.feeds.values()))
         self.router = OrderRouterActor.options(**placement(first_market)).remote(
             self.instruments, cash, cfg.costs.model_dump(), self.portfolio, feed0, persist, gk_name, ns,
-            paper_venue=cfg.paper_venue, retry=cfg.router_retry.model_dump())
+            paper_venue=cfg.paper_venue, retry=cfg.router_retry.model_dump(), live=live)
         allocation = {s.id: s.allocation for s in cfg.strategies}
         self.gatekeeper = RiskGatekeeperActor.options(name=gk_name).remote(
             self.instruments, self.router, allocation, cfg.risk, cfg.mode, cfg.allow_operator, lockstep,
@@ -295,8 +332,8 @@ class SupervisorActor:
         return result
 
     def status(self) -> dict[str, Any]:
-        gk, pf, rt = ray.get([self.gatekeeper.stats.remote(), self.portfolio.status.remote(),
-                              self.router.stats.remote()])
+        gk, pf, rt, vs = ray.get([self.gatekeeper.stats.remote(), self.portfolio.status.remote(),
+                                  self.router.stats.remote(), self.router.venue_status.remote()])
         feeds = {k: ray.get(f.stats.remote()) for k, f in self.feeds.items()}
         return {
             "environment": self.config.environment.value,
@@ -310,6 +347,8 @@ class SupervisorActor:
             "feeds": feeds,
             "strategies": self.list_strategies(),
             "restore_errors": dict(self.restore_errors),
+            "venues": vs["venues"],
+            "dry_run_orders": vs["dry_run"],
         }
 
     def handles(self) -> dict[str, Any]:

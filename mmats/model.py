@@ -175,6 +175,9 @@ class Instrument:
     lot_size: Decimal
     min_notional: Decimal = Decimal(0)
     pip_size: Decimal | None = None
+    # The venue's price increment when it is not a power of ten (e.g. 0.5); None: 10**-price_precision.
+    tick_size: Decimal | None = None
+    min_quantity: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         if not self.symbol:
@@ -183,6 +186,8 @@ class Instrument:
             raise ValidationError(f"instrument {self.symbol}: lot_size must be > 0, got {self.lot_size}")
         if self.min_notional < 0:
             raise ValidationError(f"instrument {self.symbol}: min_notional must be >= 0")
+        if self.tick_size is not None and self.tick_size <= 0:
+            raise ValidationError(f"instrument {self.symbol}: tick_size must be > 0, got {self.tick_size}")
         if not (0 <= self.price_precision <= 12 and 0 <= self.quantity_precision <= 12):
             raise ValidationError(f"instrument {self.symbol}: precisions must be within 0..12")
 

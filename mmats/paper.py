@@ -121,6 +121,14 @@ class PaperExecution:
                     keep_market and o.order_type is OrderType.MARKET))
         return out
 
+    def cancel_order(self, order: Order, ts_ns: int) -> list[Order]:
+        """Cancel one working order; returns it when it changed."""
+        broker = self.brokers.get(order.symbol)
+        if broker is None or order.status.is_terminal:
+            return []
+        broker.cancel(order, ts_ns)
+        return [order]
+
     def cancel_all(self, ts_ns: int) -> list[Order]:
         out: list[Order] = []
         for broker in self.brokers.values():

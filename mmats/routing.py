@@ -22,21 +22,10 @@ from enum import StrEnum
 from mmats.errors import ConfigError
 from mmats.model import Environment, Order, OrderStatus
 from mmats.orders import transition
+from mmats.venue import SubmitTimeout, VenueError
 
-
-class VenueError(Exception):
-    """A venue call failed. ``retryable`` says whether the venue certainly did not act on it."""
-
-    def __init__(self, message: str, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class SubmitTimeout(VenueError):
-    """The request left, the answer never came: the venue may hold the order."""
-
-    def __init__(self, message: str = "no answer from the venue") -> None:
-        super().__init__(message, retryable=False)
+__all__ = ["OrderSubmitter", "RetryPolicy", "SubmitOutcome", "SubmitResult", "SubmitTimeout", "VenueError",
+           "refuse_live_venue"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +95,8 @@ class OrderSubmitter:
                     self.sleep(self.policy.delay(attempt))
                     continue
                 outcome = SubmitOutcome.FAILED if exc.retryable else SubmitOutcome.REJECTED
-                why = (f"venue unavailable after {attempt} attempts: {exc}" if exc.retryable
-                       else f"venue rejected: {exc}")
+                why = (f"{exc.kind.value}: venue unavailable after {attempt} attempts: {exc}" if exc.retryable
+                       else f"{exc.kind.value}: venue rejected: {exc}")
                 if not order.status.is_terminal:
                     transition(order, OrderStatus.REJECTED, ts_ns, reason=why)
                 return SubmitResult(outcome, attempt, errors)

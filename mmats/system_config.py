@@ -115,6 +115,51 @@ class RetryConfig(_Strict):
     max_delay_s: float = Field(2.0, ge=0)
 
 
+class BreakerConfig(_Strict):
+    failures: int = Field(5, ge=1, le=100, description="failed venue calls in a row that open the breaker")
+    open_s: float = Field(5.0, gt=0, le=600, description="how long it stays open before one probe call")
+
+
+class VenueConfig(_Strict):
+    """A live venue the order router sends real orders to (environment LIVE only; docs/venues.md)."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$", description="names the venue in status and its secrets "
+                      "(<name>.api_key ...)")
+    kind: Literal["ccxt", "oanda", "alpaca"]
+    exchange: str | None = Field(None, description="kind ccxt: the ccxt exchange id (binance, bybit, ...)")
+    account_id: str | None = Field(None, description="kind oanda: the v20 account id")
+    symbols: list[str] = Field(min_length=1, description="the symbols whose orders go to this venue")
+    api_base: str | None = Field(None, description="send the venue's requests to this address (a gateway, a "
+                                 "test venue) instead of its production host")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="per request; a submit without an answer in time "
+                             "is UNKNOWN until reconciled")
+    rate_limit_per_s: float | None = Field(None, gt=0, description="a token bucket in front of the venue "
+                                           "(default: ccxt's own limiter; OANDA 50/s; Alpaca 3/s)")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    outside_hours: Literal["refuse", "queue"] = Field(
+        "refuse", description="an order while the venue says the market is closed: refused with the reason, or "
+        "sent for the venue to queue until the open (Alpaca)")
+
+    @model_validator(mode="after")
+    def _check(self) -> VenueConfig:
+        if (self.kind == "ccxt") != bool(self.exchange):
+            raise ValueError("kind ccxt needs exchange" if self.kind == "ccxt" else "exchange: only for kind ccxt")
+        if (self.kind == "oanda") != bool(self.account_id):
+            raise ValueError("kind oanda needs account_id" if self.kind == "oanda"
+                             else "account_id: only for kind oanda")
+        return self
+
+    def default_rate(self) -> float | None:
+        return self.rate_limit_per_s or {"ccxt": None, "oanda": 50.0, "alpaca": 3.0}[self.kind]
+
+
+class LiveConfig(_Strict):
+    reconcile_every_s: float = Field(30.0, ge=1, le=3600, description="full reconciliation: open orders, "
+                                     "fills, positions and balances against the book")
+    unknown_grace_s: float = Field(10.0, ge=0, le=600, description="how long an order whose answer was lost "
+                                   "stays UNKNOWN while its venue does not know it")
+
+
 class SystemConfig(_Strict):
     environment: Environment = Environment.PAPER
     mode: Literal["advisory", "operator"] = "advisory"
@@ -135,6 +180,9 @@ class SystemConfig(_Strict):
     router_retry: RetryConfig = Field(default_factory=RetryConfig)
     paper_venue: str | None = Field(None, description="path/to/file.py:Class, a PaperExecution subclass that "
                                     "models a venue's latency, rejections or outages in paper mode")
+    venues: list[VenueConfig] = Field(default_factory=list, description="LIVE: where real orders go")
+    live: LiveConfig = Field(default_factory=LiveConfig)
+    dry_run: bool = Field(False, description="LIVE through everything except the final send (mmats up --dry-run)")
 
     @model_validator(mode="after")
     def _check(self) -> SystemConfig:
@@ -149,12 +197,41 @@ class SystemConfig(_Strict):
             if missing:
                 raise ValueError(f"strategy {s.id}: no feed provides {missing} (feeds have {sorted(market_of)})")
             s.market = resolve_market(s, {market_of[x] for x in s.symbols})
-        if self.environment is Environment.LIVE and any(f.source == "replay" for f in self.feeds):
-            raise ValueError("environment LIVE cannot use a replay feed")
         if self.environment is Environment.LIVE:
-            raise ValueError("environment LIVE: the order router has no live venue yet and trades on the paper "
-                             "venue only (docs/venues.md); run PAPER, on live prices with a feed of source: ccxt")
+            self._check_live(market_of)
+        elif self.venues:
+            raise ValueError("venues: only for environment LIVE (PAPER trades on the simulated paper venue, "
+                             "separate by construction)")
+        elif self.dry_run:
+            raise ValueError("dry_run: only for environment LIVE (PAPER sends nothing real anyway)")
         return self
+
+    def _check_live(self, market_of: dict[str, MarketType]) -> None:
+        if any(f.source == "replay" for f in self.feeds):
+            raise ValueError("environment LIVE cannot use a replay feed (give each feed a live source)")
+        if self.paper_venue is not None:
+            raise ValueError("paper_venue: only for environment PAPER")
+        if self.mode == "operator":
+            raise ValueError("environment LIVE starts in advisory mode: switch to operator with the two-step "
+                             "confirmation (mmats mode operator, then mmats mode operator --confirm TOKEN)")
+        if not self.venues:
+            raise ValueError("environment LIVE needs venues: (where real orders go; docs/venues.md)")
+        names = [v.name for v in self.venues]
+        if len(names) != len(set(names)):
+            raise ValueError(f"venue names must be unique, got {names}")
+        routed: dict[str, str] = {}
+        for v in self.venues:
+            for sym in v.symbols:
+                if sym in routed:
+                    raise ValueError(f"symbol {sym} is routed to both venues {routed[sym]} and {v.name}")
+                routed[sym] = v.name
+        traded = {sym for s in self.strategies for sym in s.symbols}
+        missing = sorted(traded - set(routed))
+        if missing:
+            raise ValueError(f"environment LIVE: no venue routes {missing} (add them to a venue's symbols)")
+        unfed = sorted(set(routed) - set(market_of))
+        if unfed:
+            raise ValueError(f"venues route {unfed} but no feed provides their prices")
 
 
 def resolve_market(s: StrategyConfig, feed_markets: set[MarketType]) -> MarketType:

@@ -101,7 +101,35 @@ def test_feed_config_names_what_is_wrong(feed: dict[str, Any], message: str) -> 
         SystemConfig.model_validate({"feeds": [feed]})
 
 
-def test_live_environment_is_refused_until_the_router_has_a_live_venue() -> None:
-    feed = {"venue": "binance", "source": "ccxt", "exchange": "binance", "symbols": ["BTC/USDT"]}
-    with pytest.raises(ValueError, match="the order router has no live venue yet"):
-        SystemConfig.model_validate({"environment": "LIVE", "feeds": [feed]})
+_LIVE_FEED = {"venue": "binance", "source": "ccxt", "exchange": "binance", "symbols": ["BTC/USDT"]}
+_LIVE_VENUE = {"name": "binance", "kind": "ccxt", "exchange": "binance", "symbols": ["BTC/USDT"]}
+_LIVE_STRATEGY = {"id": "s", "ref": "sma_cross", "symbols": ["BTC/USDT"]}
+
+
+def _live(**over: object) -> dict[str, object]:
+    return {"environment": "LIVE", "feeds": [_LIVE_FEED], "venues": [_LIVE_VENUE], "strategies": [_LIVE_STRATEGY],
+            **over}
+
+
+def test_live_config_routes_every_traded_symbol_to_one_venue() -> None:
+    cfg = SystemConfig.model_validate(_live())
+    assert cfg.venues[0].default_rate() is None and cfg.live.unknown_grace_s == 10.0
+    with pytest.raises(ValueError, match="needs venues"):
+        SystemConfig.model_validate(_live(venues=[]))
+    with pytest.raises(ValueError, match=r"no venue routes \['BTC/USDT'\]"):
+        SystemConfig.model_validate(_live(venues=[{**_LIVE_VENUE, "symbols": ["ETH/USDT"]}]))
+    with pytest.raises(ValueError, match="routed to both venues"):
+        SystemConfig.model_validate(_live(venues=[_LIVE_VENUE, {**_LIVE_VENUE, "name": "b2"}]))
+    with pytest.raises(ValueError, match="kind oanda needs account_id"):
+        SystemConfig.model_validate(_live(venues=[{"name": "o", "kind": "oanda", "symbols": ["BTC/USDT"]}]))
+
+
+def test_live_starts_advisory_and_paper_refuses_venues_and_dry_run() -> None:
+    with pytest.raises(ValueError, match="starts in advisory mode"):
+        SystemConfig.model_validate(_live(mode="operator", allow_operator=True))
+    with pytest.raises(ValueError, match="cannot use a replay feed"):
+        SystemConfig.model_validate(_live(feeds=[{"generated_symbols": ["BTC/USDT"]}]))
+    with pytest.raises(ValueError, match="venues: only for environment LIVE"):
+        SystemConfig.model_validate({"venues": [_LIVE_VENUE]})
+    with pytest.raises(ValueError, match="dry_run: only for environment LIVE"):
+        SystemConfig.model_validate({"dry_run": True})
