@@ -87,7 +87,7 @@ class CircuitBreaker:
             self.failures += 1
             self._probe_out = False
             if self.state is BreakerState.HALF_OPEN or self.failures >= self.failures_to_open:
-                if self.state is not BreakerState.OPEN:
+                if self.state is BreakerState.CLOSED:  # one outage, however many probes fail
                     self.opens += 1
                 self.state = BreakerState.OPEN
                 self.opened_at = self.clock()
@@ -195,7 +195,7 @@ def _tick(inst: Instrument) -> Decimal:
 
 def to_tick(price: Decimal, inst: Instrument, rounding: str) -> Decimal:
     tick = _tick(inst)
-    return (price / tick).to_integral_value(rounding=rounding) * tick
+    return ((price / tick).to_integral_value(rounding=rounding) * tick).quantize(tick)
 
 
 def passive_price(price: Decimal, side: Side, inst: Instrument) -> Decimal:
@@ -211,7 +211,7 @@ def stop_trigger(price: Decimal, side: Side, inst: Instrument) -> Decimal:
 def to_lot(quantity: Decimal, inst: Instrument) -> Decimal:
     """Whole lots, rounded toward zero (the safe side: never more than the risk gatekeeper sized)."""
     lots = (abs(quantity) / inst.lot_size).to_integral_value(rounding=ROUND_DOWN)
-    return lots * inst.lot_size
+    return (lots * inst.lot_size).quantize(inst.lot_size)
 
 
 def fit_to_venue(order: Order, inst: Instrument, reference_price: Decimal | None) -> str | None:

@@ -276,7 +276,7 @@ def test_dry_run_sends_nothing_and_says_what_it_would_have_sent() -> None:
     o = order(kind=OrderType.LIMIT, price="99.9")
     assert submit(ex, o) is SubmitOutcome.REJECTED
     assert "place" not in venue.calls and "dry run" in o.reject_reason
-    assert ex.dry_run_log == ["DRY RUN mem: BUY 0.01 BTC/USDT LIMIT @ 99.5 [s-entry-1]"]
+    assert ex.dry_run_log == ["DRY RUN mem: BUY 0.010 BTC/USDT LIMIT @ 99.5 [s-entry-1]"]
 
 
 def test_duplicate_answer_takes_the_venues_order() -> None:
