@@ -454,6 +454,12 @@ class OrderRouterActor:
 
     @ray.method(concurrency_group=CONTROL)
     @locked
+    def book_positions(self) -> dict[str, str]:
+        """The router's book per symbol (what reconciliation compares with each venue)."""
+        return {s: str(p.quantity) for s, p in self.execution.ledger.positions.items()}
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
     def account_checks(self) -> dict[str, list[str]]:
         return self.live.account_checks() if self.live is not None else {}
 

@@ -51,6 +51,7 @@ from mmats.venue_guard import GuardSettings, VenueGuard, fit_to_venue
 
 __all__ = ["LiveExecution", "LiveSettings", "VenueState"]
 
+MARKET_OPEN_TTL_S = 5.0
 _OPEN_AT_VENUE = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
 
 
@@ -115,6 +116,7 @@ class LiveExecution:
         self.unconverted_fees: dict[str, Decimal] = {}
         self.foreign_fills = 0
         self._last_full_ns = 0
+        self._open_cache: dict[str, tuple[int, bool]] = {}
 
     # ------------------------------------------------------------------------------------- restore
 
@@ -220,12 +222,22 @@ class LiveExecution:
             return RejectKind.INVALID_SIZE, why
         if self.settings.outside_hours.get(venue.name, "refuse") == "refuse":
             try:
-                is_open = venue.guard.call(lambda: venue.client.market_open(order.symbol))
+                is_open = self._market_open(venue, order.symbol)
             except VenueError as exc:
                 return exc.kind, f"cannot tell whether {order.symbol} trades now: {exc}"
             if not is_open:
                 return RejectKind.MARKET_CLOSED, f"{order.symbol}: market closed at {venue.name}"
         return None
+
+    def _market_open(self, venue: VenueState, symbol: str) -> bool:
+        """The venue's word, remembered for ``MARKET_OPEN_TTL_S`` (a session does not change per order)."""
+        now = self.clock()
+        cached = self._open_cache.get(symbol)
+        if cached is not None and now - cached[0] < MARKET_OPEN_TTL_S * 1e9:
+            return cached[1]
+        is_open = venue.guard.call(lambda: venue.client.market_open(symbol))
+        self._open_cache[symbol] = (now, is_open)
+        return is_open
 
     def _refuse(self, order: Order, kind: RejectKind, why: str, ts_ns: int) -> bool:
         if TRANSITIONS[order.status] and OrderStatus.REJECTED in TRANSITIONS[order.status]:
