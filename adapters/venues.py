@@ -36,17 +36,17 @@ def open_venue(spec: Mapping[str, Any]) -> VenueClient:
         password = _secret(spec, f"{name}.password", optional=True)
         return CcxtVenue.connect(str(spec["exchange"]), api_key=keys[0], secret=keys[1], environment=environment,
                                  symbols=symbols, api_base=spec.get("api_base"), timeout_ms=int(timeout_s * 1000),
-                                 password=password)
+                                 password=password, name=name)
     if kind == "oanda":
         from adapters.oanda_broker import OandaVenue
 
         return OandaVenue.connect(token=keys[0], account_id=str(spec["account_id"]), environment=environment,
-                                  symbols=symbols, api_base=spec.get("api_base"), timeout_s=timeout_s)
+                                  symbols=symbols, api_base=spec.get("api_base"), timeout_s=timeout_s, name=name)
     if kind == "alpaca":
         from adapters.alpaca_broker import AlpacaVenue
 
         return AlpacaVenue.connect(key_id=keys[0], secret_key=keys[1], environment=environment, symbols=symbols,
-                                   api_base=spec.get("api_base"), timeout_s=timeout_s)
+                                   api_base=spec.get("api_base"), timeout_s=timeout_s, name=name)
     raise ConfigError(f"venue {name}: no order-routing adapter of kind {kind!r} (ccxt, oanda, alpaca)")
 
 
