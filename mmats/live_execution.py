@@ -19,9 +19,9 @@ breaker, rate limit, read retries). The rules, and why:
   passes (fills in flight are not differences) is applied as an adjustment fill, audited and alerted.
 - **Precision before sending**: quantity down to the lot, prices to the tick on the passive side, minimum
   quantity and notional, supported order types: refused locally with the reason, never sent to fail.
-- Brackets (a stop-loss / take-profit attached to an entry) are kept here for every venue: the legs are
-  sent when the entry has filled, and the first leg to fill cancels its sibling (one code path whose
-  every leg has our client id).
+- Brackets (a stop-loss / take-profit attached to an entry) are kept here for every venue: when the
+  entry has filled the stop rests at the venue; the take-profit is sent (after canceling the stop) once
+  the price reaches it, so only one exit rests at a time, and every leg has our client id.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
+from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType, Side
 from mmats.orders import TRANSITIONS, apply_fill, transition
 from mmats.portfolio import Portfolio
 from mmats.trader import flatten_order
@@ -372,7 +372,11 @@ class LiveExecution:
     # ----------------------------------------------------------------------------- brackets
 
     def _activate_legs(self) -> list[Order]:
-        """Legs whose entry filled are sent; a leg that filled cancels its OCO sibling."""
+        """Bracket legs, the same way on every venue: once the entry has filled, the protective stop rests
+        at the venue; the take-profit waits here and, when the last price reaches it, the stop is canceled
+        first and the take-profit sent. One exit order rests at a time, because venues lock the position
+        for a resting exit (a second one is refused: Alpaca "insufficient qty", Binance balance locked).
+        A leg that filled cancels its siblings."""
         changed: list[Order] = []
         for o in list(self.orders.values()):
             if o.parent_id is None or o.status is not OrderStatus.NEW:
@@ -382,20 +386,37 @@ class LiveExecution:
                 transition(o, OrderStatus.CANCELED, self.clock(), reason="entry did not fill")
                 changed.append(o)
             elif parent.status is OrderStatus.FILLED:
-                try:
-                    self.submit(o, [], self.clock())
-                except SubmitTimeout:
-                    pass  # UNKNOWN: resolve_unknown asks the venue about it
-                except VenueError as exc:
-                    if OrderStatus.REJECTED in TRANSITIONS[o.status]:
-                        transition(o, OrderStatus.REJECTED, self.clock(), reason=f"{exc.kind.value}: {exc}")
+                if o.order_type is OrderType.LIMIT and not self._take_profit_reached(o):
+                    continue
+                siblings = [x for x in self.orders.values() if x is not o and o.oco_group
+                            and x.oco_group == o.oco_group and x.status.is_open and x.status is not OrderStatus.NEW]
+                for sib in siblings:  # the resting stop goes first: never two exits at once
+                    changed += self.cancel_order(sib, self.clock())
+                if any(x.status.is_open or x.status is OrderStatus.FILLED for x in siblings):
+                    continue  # the stop could not be canceled (or filled meanwhile): look again next poll
+                self._send_leg(o)
                 changed.append(o)
         for o in list(self.orders.values()):
             if o.oco_group and o.status is OrderStatus.FILLED:
-                for sib in self.orders.values():
+                for sib in list(self.orders.values()):
                     if sib is not o and sib.oco_group == o.oco_group and sib.status.is_open:
                         changed += self.cancel_order(sib, self.clock())
         return changed
+
+    def _take_profit_reached(self, leg: Order) -> bool:
+        last = self.last_prices.get(leg.symbol)
+        if last is None or leg.price is None:
+            return False
+        return last >= leg.price if leg.side is Side.SELL else last <= leg.price
+
+    def _send_leg(self, o: Order) -> None:
+        try:
+            self.submit(o, [], self.clock())
+        except SubmitTimeout:
+            pass  # UNKNOWN: resolve_unknown asks the venue about it
+        except VenueError as exc:
+            if OrderStatus.REJECTED in TRANSITIONS[o.status]:
+                transition(o, OrderStatus.REJECTED, self.clock(), reason=f"{exc.kind.value}: {exc}")
 
     # ------------------------------------------------------------------------------ cancels
 
@@ -592,8 +613,6 @@ class LiveExecution:
         return changed, adjustments
 
     def _adjust(self, venue: str, symbol: str, diff: Decimal) -> Fill:
-        from mmats.model import Side
-
         price = self.last_prices.get(symbol) or self.ledger.positions[symbol].last_price or Decimal(0)
         now = self.clock()
         fill = Fill(f"reconcile-{venue}-{now}", symbol, Side.BUY if diff > 0 else Side.SELL, abs(diff),

@@ -232,7 +232,7 @@ def test_fee_in_base_is_converted_and_a_third_currency_counted_apart() -> None:
     assert ex2.poll()[0][0].fee == 0 and ex2.unconverted_fees == {"BNB": Decimal("0.00001")}
 
 
-def test_bracket_legs_go_out_after_the_entry_fills_and_one_leg_cancels_the_other() -> None:
+def test_bracket_stop_rests_after_the_entry_fills_and_the_take_profit_replaces_it_at_its_price() -> None:
     ex, venue, _ = make()
     entry = order("s-entry-9")
     stop = order("s-stop-9", side=Side.SELL, kind=OrderType.STOP, parent_id="s-entry-9", oco_group="g9",
@@ -240,14 +240,31 @@ def test_bracket_legs_go_out_after_the_entry_fills_and_one_leg_cancels_the_other
     target = order("s-tp-9", side=Side.SELL, kind=OrderType.LIMIT, price="110.2", parent_id="s-entry-9",
                    oco_group="g9")
     submit(ex, entry, children=[stop, target])
-    assert stop.status is OrderStatus.NEW and "s-stop-9" not in [o.client_order_id for o in venue.orders.values()]
-    ex.poll()  # entry filled -> legs sent
-    assert stop.status is OrderStatus.ACCEPTED and target.status is OrderStatus.ACCEPTED
-    assert stop.stop_price == Decimal("95.0") and target.price == Decimal("110.5")  # never trigger/fill early
+    assert stop.status is OrderStatus.NEW and not venue.by_cid("s-stop-9")
+    ex.poll()  # entry filled -> the stop rests at the venue, the take-profit waits here
+    assert stop.status is OrderStatus.ACCEPTED and stop.stop_price == Decimal("95.0")  # never triggers early
+    assert target.status is OrderStatus.NEW and not venue.by_cid("s-tp-9")
+    ex.last_prices["BTC/USDT"] = Decimal("110.6")  # the take-profit price is reached
+    ex.poll()
+    assert stop.status is OrderStatus.CANCELED  # canceled first: one exit at a time
+    assert target.status is OrderStatus.ACCEPTED and target.price == Decimal("110.5")
     venue.fill_resting("s-tp-9")
     ex.poll()
+    assert target.status is OrderStatus.FILLED and ex.ledger.positions["BTC/USDT"].quantity == 0
+
+
+def test_a_filled_stop_cancels_the_waiting_take_profit() -> None:
+    ex, venue, _ = make()
+    entry = order("s-entry-8")
+    stop = order("s-stop-8", side=Side.SELL, kind=OrderType.STOP, parent_id="s-entry-8", oco_group="g8",
+                 stop_price=Decimal("95"))
+    target = order("s-tp-8", side=Side.SELL, kind=OrderType.LIMIT, price="110", parent_id="s-entry-8",
+                   oco_group="g8")
+    submit(ex, entry, children=[stop, target])
     ex.poll()
-    assert target.status is OrderStatus.FILLED and stop.status is OrderStatus.CANCELED
+    venue.fill_resting("s-stop-8", price=Decimal(95))
+    ex.poll()
+    assert stop.status is OrderStatus.FILLED and target.status is OrderStatus.CANCELED
 
 
 def test_hard_flatten_on_every_venue_a_failing_one_reported_not_blocking() -> None:
