@@ -1,9 +1,11 @@
-"""One way to build a ccxt client for MMATS, shared by the broker and the market-data adapters.
+"""One way to build a ccxt client for MMATS, shared by the venue (orders) and the market-data adapters.
 
 Why these defaults: spot markets only (futures and margin endpoints are never called, so spot keys
-with no other permission work), ccxt's own rate limiter on, the venue's clock difference measured at
-``load_markets`` (signed requests stay inside the venue's time window, and "is this bar closed" is asked
-in the venue's time, not ours), and no retries inside ccxt: retrying is the order submitter's decision.
+with no other permission work), no currency metadata (some exchanges fetch it from a private endpoint
+a trade-only key may not reach, and nothing here needs it), ccxt's own rate limiter on, the venue's
+clock difference measured at ``load_markets`` (signed requests stay inside the venue's time window, and
+"is this bar closed" is asked in the venue's time, not ours), and no retries inside ccxt
+(``maxRetriesOnFailure`` 0): retrying is the live execution's decision.
 """
 
 from __future__ import annotations
@@ -19,18 +21,24 @@ __all__ = ["make_exchange", "point_at", "venue_now_ms"]
 
 def make_exchange(exchange_id: str, *, api_key: str | None = None, secret: str | None = None,
                   api_base: str | None = None, timeout_ms: int = 10_000,
-                  options: Mapping[str, Any] | None = None) -> Any:
-    """A sync ccxt exchange; ``api_base`` sends it to another address (``point_at``)."""
+                  options: Mapping[str, Any] | None = None, password: str | None = None) -> Any:
+    """A sync ccxt exchange; ``api_base`` sends it to another address (``point_at``); ``password`` is the
+    API passphrase some exchanges (OKX, KuCoin) require besides key and secret."""
     if not hasattr(ccxt, exchange_id) or exchange_id not in ccxt.exchanges:
         raise ValueError(f"exchange {exchange_id!r}: not an exchange ccxt knows (see ccxt.exchanges)")
     opts: dict[str, Any] = {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]},
                             "fetchCurrencies": False, "fetchMargins": False, "adjustForTimeDifference": True,
-                            "warnOnFetchOpenOrdersWithoutSymbol": False}
+                            "warnOnFetchOpenOrdersWithoutSymbol": False, "maxRetriesOnFailure": 0}
     opts.update(options or {})
     config: dict[str, Any] = {"timeout": timeout_ms, "enableRateLimit": True, "options": opts}
     if api_key is not None:
         config.update(apiKey=api_key, secret=secret)
+    if password is not None:
+        config["password"] = password
     exchange = getattr(ccxt, exchange_id)(config)
+    # Bybit (for one) ignores the fetchCurrencies option and calls a private coin-info endpoint on
+    # load_markets whenever keys are set; markets carry every currency code MMATS uses.
+    exchange.has = {**exchange.has, "fetchCurrencies": False}
     if api_base is not None:
         point_at(exchange, api_base)
     return exchange
