@@ -129,6 +129,8 @@ class LiveExecution:
             self.ledger.apply_fill(f)
             if f.fill_id:
                 self.seen_fills.add(f.fill_id)
+            if f.strategy_id == "reconciliation":
+                self.adjustments.append(f)
         working = 0
         for o in orders:
             self.orders[o.client_order_id] = o
