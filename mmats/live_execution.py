@@ -77,7 +77,7 @@ class VenueState:
     last_error: str = ""
     foreign_orders: list[dict[str, Any]] = field(default_factory=list)
     balances: dict[str, str] = field(default_factory=dict)
-    was_down: bool = False
+    reconciled_opens: int = 0  # breaker outages already followed by a full reconciliation
 
 
 class LiveExecution:
@@ -556,7 +556,11 @@ class LiveExecution:
         return venue.guard.call(lambda: venue.client.fetch_order(order.client_order_id, order.symbol))
 
     def due_full_reconcile(self) -> bool:
-        return (self.clock() - self._last_full_ns) / 1e9 >= self.settings.reconcile_every_s
+        """On the timer, and as soon as a venue is back after an outage (its breaker closed again)."""
+        if (self.clock() - self._last_full_ns) / 1e9 >= self.settings.reconcile_every_s:
+            return True
+        return any(v.guard.breaker.opens != v.reconciled_opens and v.guard.breaker.state.value == "closed"
+                   for v in self.venues.values())
 
     def reconcile_venues(self) -> tuple[list[Fill], list[Order]]:
         """The full pass: fills first, then each venue's open orders (ours that closed at the venue are
@@ -573,6 +577,7 @@ class LiveExecution:
             changed += c
             fills += f
             venue.last_reconcile_ns = self.clock()
+            venue.reconciled_opens = venue.guard.breaker.opens
         return fills, changed
 
     def _reconcile_venue(self, venue: VenueState) -> tuple[list[Order], list[Fill]]:

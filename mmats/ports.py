@@ -25,6 +25,7 @@ from mmats.model import (
     iso,
 )
 from mmats.risk.decision import RiskDecision
+from mmats.venue import VenueClient
 
 __all__ = [
     "AuditRecord",
@@ -34,7 +35,6 @@ __all__ = [
     "Journal",
     "MarketData",
     "Notifier",
-    "ReconcileReport",
     "SignalRecord",
     "StateStore",
     "Storage",
@@ -261,7 +261,7 @@ class Storage(Protocol):
 # Market data, broker, notifier
 # --------------------------------------------------------------------------------------------------
 class MarketData(Protocol):
-    """A source of bars for one venue (replay file now, live feeds in the adapters issue)."""
+    """A source of bars for one venue: a replay file, or a venue's closed candles (``adapters/*_market_data.py``)."""
 
     def subscribe(self, symbols: Sequence[str], timeframe: Timeframe) -> None: ...
 
@@ -272,36 +272,9 @@ class MarketData(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class ReconcileReport:
-    """What the venue says is true, for the router to compare with its own order and position state."""
-
-    ts_ns: int
-    open_orders: tuple[Order, ...] = ()
-    positions: tuple[Position, ...] = ()
-    fills: tuple[Fill, ...] = ()
-    cash: Mapping[str, Decimal] = field(default_factory=dict)
-
-
-class Broker(Protocol):
-    """An execution venue. ``environment``: a PAPER system refuses a LIVE one (``routing.refuse_live_venue``)."""
-
-    name: str
-    environment: Environment
-
-    def submit(self, order: Order) -> Order:
-        """Send an order; returns it with the venue's status/ids. Must be idempotent per client_order_id."""
-        ...
-
-    def cancel(self, client_order_id: str) -> bool: ...
-
-    def open_orders(self) -> list[Order]: ...
-
-    def positions(self) -> list[Position]: ...
-
-    def reconcile(self, since_ns: int) -> ReconcileReport:
-        """Open orders, positions, cash and fills since ``since_ns`` as the venue reports them."""
-        ...
+#: The Broker port: a live venue account as the kernel's live execution needs it (``mmats/venue.py`` holds
+#: the contract and its typed reports, next to the safety rules written once for every venue).
+Broker = VenueClient
 
 
 class Notifier(Protocol):

@@ -302,3 +302,20 @@ def test_duplicate_answer_takes_the_venues_order() -> None:
     o = order(kind=OrderType.LIMIT, price="90")
     assert submit(ex, o) is SubmitOutcome.DUPLICATE
     assert o.status is OrderStatus.ACCEPTED and o.venue_order_id == "1"
+
+
+def test_a_venue_back_from_an_outage_is_reconciled_at_once() -> None:
+    ex, venue, _ = make(reconcile_every_s=3600)
+    ex.reconcile_venues()
+    assert not ex.due_full_reconcile()
+    venue.down = True
+    for _ in range(3):
+        with pytest.raises(VenueError):
+            ex.venues["mem"].guard.call(venue.balances)
+    assert not ex.due_full_reconcile()  # still down: nothing to compare with
+    venue.down = False
+    ex.venues["mem"].guard.breaker.opened_at -= 6
+    ex.venues["mem"].guard.call(venue.balances)  # the probe closes the breaker
+    assert ex.due_full_reconcile()
+    ex.reconcile_venues()
+    assert not ex.due_full_reconcile()
