@@ -138,14 +138,31 @@ class ExchangeProfile:
 
 
 def _binance_account(exchange: Any) -> AccountCheck:
-    """``GET /api/v3/account``: canTrade, canWithdraw and the account's permission sets (SPOT)."""
+    """The account and then the key. ``GET /api/v3/account``: the account's ``canTrade`` and permission
+    sets (SPOT); its ``canWithdraw`` is the ACCOUNT's, true for a trade-only key too, so it is not used.
+    ``GET /sapi/v1/account/apiRestrictions`` (signed): this key's own ``enableSpotAndMarginTrading`` and
+    ``enableWithdrawals``. The spot testnet serves no ``sapi`` (ccxt has no URL for it in sandbox mode):
+    there the key's withdraw flag is unknown (None) and its trading right is the account's."""
     info = exchange.privateGetAccount()
     permissions = [str(p) for p in info.get("permissions") or []]
     permissions += [str(p) for group in info.get("permissionSets") or [] for p in group]
     spot = not permissions or "SPOT" in permissions
-    can_trade = bool(info.get("canTrade")) and spot
-    return AccountCheck(True, can_trade, bool(info.get("canWithdraw")),
-                        f"canTrade={info.get('canTrade')} permissions={sorted(set(permissions))}")
+    account_trades = bool(info.get("canTrade")) and spot
+    detail = (f"account canTrade={info.get('canTrade')} canWithdraw={info.get('canWithdraw')} "
+              f"permissions={sorted(set(permissions))}")
+    if not (exchange.urls.get("api") or {}).get("sapi"):
+        return AccountCheck(True, account_trades, None, f"{detail}; key restrictions not served here (testnet)")
+    key = exchange.sapiGetAccountApiRestrictions() or {}
+    key_trades = _flag(key.get("enableSpotAndMarginTrading"))
+    return AccountCheck(True, account_trades and key_trades, _flag(key.get("enableWithdrawals")),
+                        f"{detail}; key enableReading={key.get('enableReading')} "
+                        f"enableSpotAndMarginTrading={key.get('enableSpotAndMarginTrading')} "
+                        f"enableWithdrawals={key.get('enableWithdrawals')}")
+
+
+def _flag(value: Any) -> bool:
+    """A venue's boolean, which may arrive as a JSON bool or (``exchange.number = str``) as text."""
+    return value is True or str(value).lower() in ("true", "1")
 
 
 def _bybit_account(exchange: Any) -> AccountCheck:
@@ -189,7 +206,8 @@ PROFILES: dict[str, ExchangeProfile] = {
         notes={"STOP": "STOP_LOSS (stop-market) where the market lists it", "STOP_LIMIT": "STOP_LOSS_LIMIT",
                "fees": "in the asset Binance charges (commissionAsset: quote, base received, or BNB)",
                "client id": "newClientOrderId; unique among open orders only (a closed order's id is accepted again)",
-               "account_check": "GET /api/v3/account canTrade / canWithdraw (account level)"},
+               "account_check": "GET /api/v3/account canTrade (account), then GET /sapi/v1/account/apiRestrictions "
+                                "enableSpotAndMarginTrading / enableWithdrawals (this key)"},
     ),
     "bybit": ExchangeProfile(
         order_types=_ALL_TYPES,

@@ -55,14 +55,16 @@ class CcxtMarketData:
         self.subscriptions.update((s, timeframe) for s in symbols)
 
     def instruments(self, symbols: Sequence[str]) -> dict[str, Instrument]:
-        """The venue's tick, lot and minimum notional per symbol (the paper broker enforces them)."""
+        """The venue's tick, lot and minimum notional per symbol (the paper broker enforces them), read in
+        the exchange's own ``precisionMode`` (a step, a count of decimals; significant digits are refused)."""
         from adapters.ccxt_broker import instrument_from_market
 
         markets = self._markets()
         unknown = [s for s in symbols if s not in markets]
         if unknown:
             raise ValidationError(f"{self.name}: no market {', '.join(unknown)}")
-        return {s: instrument_from_market(markets[s], MarketType.CRYPTO) for s in symbols}
+        mode = int(self.exchange.precisionMode)
+        return {s: instrument_from_market(markets[s], MarketType.CRYPTO, mode) for s in symbols}
 
     def now_ns(self) -> int:
         """The venue's clock as ccxt estimates it (what "closed" and "stale" are judged on)."""

@@ -14,7 +14,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
-RAY_INIT = {"num_cpus": 2, "include_dashboard": False, "namespace": "tests", "logging_level": "ERROR",
+# address="local": always a cluster of this session's own, never one another process left running.
+RAY_INIT = {"address": "local", "num_cpus": 2, "include_dashboard": False, "namespace": "tests", "logging_level": "ERROR",
             "log_to_driver": False}
 
 

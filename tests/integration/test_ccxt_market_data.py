@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
+from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS
 
 from adapters.ccxt_client import make_exchange
 from adapters.ccxt_market_data import CcxtMarketData
@@ -99,3 +101,19 @@ def test_an_inconsistent_candle_is_a_data_error_naming_venue_and_time(venue: Fak
     bad = [[t, 100.0, 99.0, 98.0, 100.5, 1.0], [t + MINUTE_MS, 100.0, 101.0, 99.0, 100.0, 1.0]]  # high < open
     with pytest.raises(DataError, match=r"binance: bar BTC/USDT .*inconsistent OHLC"):
         md._closed(BTC, Timeframe.M1, bad)
+
+
+def test_instruments_are_read_in_the_exchange_precision_mode(venue: FakeBinance) -> None:
+    md = feed(venue)
+    tick = md.instruments([BTC])[BTC]  # Binance: TICK_SIZE, steps
+    assert (tick.tick_size, tick.price_precision, tick.lot_size, tick.quantity_precision, tick.min_notional) == (
+        None, 2, Decimal("0.00001"), 5, Decimal(5))
+    # the same market from an exchange that counts decimal places: 2 and 5 are counts, not steps of 2 and 5
+    md.exchange.precisionMode = DECIMAL_PLACES
+    md.exchange.markets[BTC]["precision"] = {"price": 2, "amount": 5}
+    assert md.instruments([BTC])[BTC] == tick
+    md.exchange.precisionMode = SIGNIFICANT_DIGITS  # no fixed step: refused by name, never guessed
+    with pytest.raises(VenueError, match="significant digits"):
+        md.instruments([BTC])
+    with pytest.raises(ValidationError, match="no market DOGE/USDT"):
+        md.instruments([BTC, "DOGE/USDT"])

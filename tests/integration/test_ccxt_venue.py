@@ -598,6 +598,64 @@ def test_account_check_reports_what_the_key_can_do(rig: Rig) -> None:
     assert refused.authenticated is False and refused.problems[0].startswith("authentication failed")
 
 
+@pytest.fixture()
+def binance() -> Iterator[Rig]:
+    built = make_rig("binance")
+    try:
+        yield built
+    finally:
+        built.venue.close()
+        built.fake.stop()
+
+
+def test_binance_a_trade_only_key_passes_even_when_the_account_can_withdraw(binance: Rig) -> None:
+    binance.fake.account_can_withdraw = True  # /api/v3/account canWithdraw: the account's, not the key's
+    binance.fake.can_withdraw = False  # the key's enableWithdrawals
+    check = binance.venue.account_check()
+    assert (check.authenticated, check.can_trade, check.can_withdraw, check.problems) == (True, True, False, [])
+    assert binance.fake.count("GET", "/sapi/v1/account/apiRestrictions") == 1
+    assert "enableWithdrawals=False" in check.detail and "canWithdraw=True" in check.detail
+
+
+def test_binance_a_key_that_can_withdraw_is_refused_whatever_the_account_says(binance: Rig) -> None:
+    binance.fake.account_can_withdraw = False
+    binance.fake.can_withdraw = True
+    check = binance.venue.account_check()
+    assert (check.can_trade, check.can_withdraw) == (True, True)
+    assert check.problems == ["the key can withdraw funds: create a trade-only key (docs/venues.md)"]
+
+
+def test_binance_a_read_only_key_cannot_trade(binance: Rig) -> None:
+    binance.fake.can_withdraw = False
+    binance.fake.read_only = True  # enableSpotAndMarginTrading false; the account itself can trade
+    check = binance.venue.account_check()
+    assert (check.authenticated, check.can_trade, check.can_withdraw) == (True, False, False)
+    assert check.problems == ["the key has no trading permission"]
+    with pytest.raises(VenueError):  # and Binance refuses its orders (-2015): nothing is placed
+        binance.venue.place(order("ro-1"))
+    assert binance.fake.open_orders() == [] and binance.fake.trades == []
+
+
+def test_binance_key_restrictions_failures_are_typed(binance: Rig) -> None:
+    binance.fake.fail_next("/sapi/v1/account/apiRestrictions", "GET", 503)
+    with pytest.raises(VenueError) as err:  # a failed read is an error, never "this key is fine"
+        binance.venue.account_check()
+    assert err.value.retryable and err.value.kind is RejectKind.VENUE_UNAVAILABLE
+    binance.fake.fail_next("/sapi/v1/account/apiRestrictions", "GET", 429, retry_after=2)
+    with pytest.raises(VenueError) as err:
+        binance.venue.account_check()
+    assert (err.value.retryable, err.value.kind, err.value.retry_after_s) == (True, RejectKind.RATE_LIMITED, 2.0)
+    assert binance.venue.account_check().can_withdraw is True, "the next check reads the key again"
+
+
+def test_binance_testnet_serves_no_key_restrictions_so_withdraw_is_unknown(binance: Rig) -> None:
+    binance.fake.can_withdraw = False
+    del binance.venue.exchange.urls["api"]["sapi"]  # what ccxt's sandbox mode leaves: no sapi URL
+    check = binance.venue.account_check()
+    assert (check.can_trade, check.can_withdraw, check.problems) == (True, None, [])
+    assert binance.fake.count("GET", "/sapi/v1/account/apiRestrictions") == 0
+
+
 # -------------------------------------------------------------------------- the translation table
 
 

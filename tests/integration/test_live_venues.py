@@ -37,6 +37,7 @@ def fakes() -> Iterator[dict[str, Any]]:
             FakeOanda(OANDA_TOKEN, OANDA_ACCOUNT, {"EUR_USD": "1.10000"}) as oanda, \
             FakeAlpaca("ak", "as", {"AAPL": "190.00"}) as alpaca:
         binance.can_withdraw = False  # a trade-only key: LIVE refuses one that can withdraw
+        binance.auth_on_wall_clock = True  # the test moves the market clock by minutes; signatures stay valid
         for fake in (binance, oanda, alpaca):
             freeze_at_minute_start(fake)
         yield {"binance": binance, "oanda": oanda, "alpaca": alpaca}
