@@ -3,8 +3,9 @@
 Why it is built this way:
 
 - **Only closed bars, on Alpaca's clock.** Alpaca's bars include the one still forming; a bar counts as
-  closed once its end is ``margin_ms`` behind the venue's clock (``/v2/clock``, whose offset from ours
-  is measured at connect and every ten minutes), so a local clock running ahead cannot promote it.
+  closed once a later bar has started, or once its end is ``margin_ms`` behind the venue's clock
+  (``/v2/clock``, whose offset from ours is measured at connect and every ten minutes), so a local clock
+  running ahead cannot promote it.
 - **The newest bars whatever the gaps.** Nights, weekends and holidays have no bars, so "the last N"
   is asked newest-first over a week (``sort=desc``), not as a time window that may be empty.
 - **Our retries, not alpaca-py's.** alpaca-py retries 429/504 three times with 3 s sleeps and never sets
@@ -150,11 +151,13 @@ class AlpacaMarketData:
         rows = barset.data.get(symbol, [])
         now = self.now_ns()
         period_ns = timeframe.seconds * 1_000_000_000
+        newest = max((r.timestamp for r in rows), default=None)
         out: list[Bar] = []
         for r in rows:
             ts = r.timestamp.astimezone(UTC)
-            if int(ts.timestamp() * 1e9) + period_ns + self.margin_ms * 1_000_000 > now:
-                continue  # still forming on the venue's clock
+            later_exists = newest is not None and r.timestamp < newest
+            if not later_exists and int(ts.timestamp() * 1e9) + period_ns + self.margin_ms * 1_000_000 > now:
+                continue  # still forming on the venue's clock, and no later bar has started
             out.append(venue_bar(self.name, symbol, ts, r.open, r.high, r.low, r.close, r.volume))
         out.sort(key=lambda b: b.ts)
         return out

@@ -61,6 +61,17 @@ def test_the_forming_bar_is_dropped_on_the_venues_clock(venue: FakeAlpaca) -> No
     assert newest <= (venue.server_time_ms() // MINUTE_MS - 1) * MINUTE_MS
 
 
+def test_a_later_bar_closes_a_bar_before_our_clock_estimate_says_so(venue: FakeAlpaca) -> None:
+    md = source(venue)
+    newest = md.latest_bars("AAPL", Timeframe.M1, 1)[-1].ts  # the offset is measured now, then kept
+    forming_open = (venue.server_time_ms() // MINUTE_MS) * MINUTE_MS
+    venue.clock_offset_ms += MINUTE_MS  # Alpaca's clock moves a minute on; ours has not measured it again
+    venue.set_price("AAPL", "191.50")  # a trade in the new minute: the previous bar has ended
+    closed = md.latest_bars("AAPL", Timeframe.M1, 1)[-1]
+    assert int(closed.ts.timestamp() * 1000) == forming_open and closed.ts > newest
+    assert md.now_ns() // 1_000_000 < forming_open + MINUTE_MS, "our estimate alone would have kept it out"
+
+
 def test_bars_since_and_the_market_clock(venue: FakeAlpaca) -> None:
     md = source(venue)
     since = datetime.fromtimestamp(venue.server_time_ms() / 1000, tz=UTC) - timedelta(minutes=10)
