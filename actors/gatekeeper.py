@@ -515,5 +515,12 @@ class RiskGatekeeperActor:
         """The kernel gatekeeper's view: environment, profile, kill switch, equity references."""
         return self.risk.status()
 
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def risk_utilization(self) -> dict[str, Any]:
+        """The kernel's utilisation of every limit, for the account the portfolio last pushed here (the
+        one the rules judge the next signal against; at most a fraction of a second old)."""
+        return self.risk.utilization(self.gateway.account).to_dict()
+
     def ping(self) -> str:
         return "ok"

@@ -244,26 +244,38 @@ def resolve_market(s: StrategyConfig, feed_markets: set[MarketType]) -> MarketTy
     return s.market
 
 
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON (anything else) file as a mapping.
+
+    The one reader of config files (system configs, run configs, risk configs): every one of them fails
+    the same way, with the file named, and an empty YAML file is an empty config.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = p.read_text()
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+            data = {} if data is None else data
+        elif p.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: cannot parse: {first}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
 def load_system_config(path: str | None = None, overrides: dict[str, Any] | None = None,
                        env: dict[str, str] | None = None) -> SystemConfig:
     """defaults < file < MMATS_* environment < overrides (CLI flags)."""
-    raw: dict[str, Any] = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        text = p.read_text()
-        try:
-            if p.suffix in (".yaml", ".yml"):
-                import yaml
-
-                raw = yaml.safe_load(text) or {}
-            elif p.suffix == ".toml":
-                raw = tomllib.loads(text)
-            else:
-                raw = json.loads(text)
-        except Exception as exc:
-            raise ConfigError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from None
+    raw: dict[str, Any] = read_config_file(path) if path else {}
     env = dict(os.environ) if env is None else env
     for key, field in (("MMATS_ENVIRONMENT", "environment"), ("MMATS_MODE", "mode"), ("MMATS_HOME", "home"),
                        ("MMATS_INITIAL_CASH", "initial_cash")):

@@ -16,11 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mmats.errors import ConfigError
+from mmats_cli.args import add_backtest_args, build_run_config
 
 EPILOG_SWEEP = """\
 examples:
@@ -84,9 +85,7 @@ CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "goo
 
 
 def _add_common(p: argparse.ArgumentParser, *, grid: bool = True) -> None:
-    from mmats_cli.main import _add_backtest_args
-
-    _add_backtest_args(p)
+    add_backtest_args(p)
     for action in p._actions:  # a sweep writes no audit journal: hide the flag, and refuse it if given
         if "--audit" in action.option_strings:
             action.help = argparse.SUPPRESS
@@ -161,7 +160,6 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], Any, list[Any]]:
     """Validated base config, the loaded bars, and the param sets (grid or random sample)."""
     from mmats.research import expand_grid, parse_grid, parse_metric, sample_random
     from mmats.runconfig import load_run_data, parse_config
-    from mmats_cli.main import build_run_config
 
     if getattr(args, "audit", None):
         raise ConfigError(f"--audit is for single backtests; {args.command} writes no audit journal")
@@ -503,10 +501,3 @@ def cmd_report(args: argparse.Namespace) -> int:
             html_to_pdf(src, args.pdf)
         print(f"pdf: {args.pdf}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry for ``python -m mmats_cli.research``: the same as ``mmats`` with these subcommands."""
-    from mmats_cli.main import main as mmats_main
-
-    return mmats_main(argv)

@@ -1,22 +1,26 @@
-"""``mmats up | status | strategy | kill | signals | mode | down``: the running system from the shell.
+"""``mmats up | status | risk | strategy | kill | signals | mode | down``: the running system from the shell.
 
 ``up`` starts (or joins) a Ray cluster and runs the actor system in the foreground; every other command
-connects to the cluster (``--address``, default ``auto``) and talks to the named Supervisor.
+connects to the cluster (``--address``, default ``auto``) and works through ``control``'s ``SystemClient``,
+the same client the HTTP API uses: the same checks, the same two-step for operator mode, the same errors
+(printed as one ``error: ...`` line).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
+import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmats.errors import ConfigError, MmatsError
+from mmats_cli.args import kv, parse_value
+
+if TYPE_CHECKING:
+    from control.service import SystemClient
 
 SHARED_BTC = Path("../shared/data/crypto_BTCPERP_1m.parquet")
 
@@ -26,22 +30,11 @@ def _ray_env() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
-def connect(address: str | None) -> Any:
+def connect(address: str | None) -> SystemClient:
     _ray_env()
-    import ray
+    from control.service import SystemClient
 
-    from actors.supervisor import NAMESPACE, SUPERVISOR
-
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address or "auto", namespace=NAMESPACE, logging_level="ERROR",
-                     log_to_driver=False)
-        except (ConnectionError, RuntimeError) as exc:
-            raise ConfigError(f"no running MMATS cluster found ({exc}); start one with `mmats up`") from None
-    try:
-        return ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
-    except ValueError:
-        raise ConfigError("Ray is running but MMATS is not: start it with `mmats up`") from None
+    return SystemClient.connect(address)
 
 
 def demo_config(data: str | None, speed: float) -> dict[str, Any]:
@@ -73,25 +66,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     _ray_env()
     import ray
 
-    from actors.supervisor import NAMESPACE, SUPERVISOR, SupervisorActor
+    from control.service import SystemClient
     from mmats.system_config import load_system_config
 
+    overrides: dict[str, Any] = {"home": args.home}
+    if args.dry_run:
+        overrides["dry_run"] = True
     if args.config:
-        cfg = load_system_config(args.config, {"home": args.home})
+        cfg = load_system_config(args.config, overrides)
     else:
-        cfg = load_system_config(None, {**demo_config(args.data, args.speed), "home": args.home})
+        cfg = load_system_config(None, {**demo_config(args.data, args.speed), **overrides})
         files = [p for f in cfg.feeds for p in f.files.values()]
         print(f"demo system: replaying {files[0]} at {args.speed:g}x real time" if files else
               "demo system: ../shared/data not found, replaying deterministic generated bars (SYNTH/USDT) "
               f"at {args.speed:g}x real time", flush=True)
-    ray.init(address=args.address, namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
+    ray.init(address=args.address, namespace="mmats", include_dashboard=False, logging_level=logging.ERROR,
              num_cpus=args.num_cpus if args.address is None else None)
+    client = SystemClient()
     try:
-        sup = SupervisorActor.options(name=SUPERVISOR, get_if_exists=False).remote(cfg.model_dump(mode="json"))
-        topo = ray.get(sup.build.remote())
-        ray.get(sup.start.remote())
+        topo = client.run(client.launch(cfg.model_dump(mode="json")))
         print(f"MMATS up: {cfg.environment.value}, mode {cfg.mode}, feeds {topo['feeds']}, "
               f"strategies {topo['strategies']}, symbols {topo['symbols']}")
+        if cfg.dry_run:
+            print("dry run: LIVE config through everything except the final send; `mmats status` shows "
+                  "what would have been sent", flush=True)
         try:  # the HTTP control plane and dashboard (serve_app.py); the CLI works without it
             from mmats_cli.serve_glue import start_control_plane
 
@@ -99,16 +97,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         except Exception as exc:
             print(f"control plane not started ({type(exc).__name__}: {exc}); the CLI still works", flush=True)
         print("controls: mmats status | mmats kill soft|hard|freeze --reason ... | mmats down  (Ctrl-C stops)")
+        shown: set[str] = set()
         while True:
             time.sleep(args.status_every)
-            st = ray.get(sup.status.remote())
+            st = client.run(client.summary())
             if not st["running"]:
                 print("MMATS stopped by `mmats down`")
                 break
             _print_status_line(st)
+            for line in st.get("dry_run_orders") or []:  # LIVE --dry-run: what the router would have sent
+                if line not in shown:
+                    shown.add(line)
+                    print(f"  dry run, not sent: {line}", flush=True)
     except KeyboardInterrupt:
-        summary = ray.get(sup.down.remote())
-        _print_summary(summary)
+        if client.started:
+            _print_summary(client.run(client.down()))
     finally:
         ray.shutdown()
     return 0
@@ -116,7 +119,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _print_status_line(st: dict[str, Any]) -> None:
     pf = st["portfolio"]
-    feed = next(iter(st["feeds"].values()), {})
+    feed: dict[str, Any] = next(iter(st["feeds"].values()), {})
     print(f"[{pf['as_of']}] equity {float(pf['equity']):,.2f} pnl {float(pf['total_pnl']):+,.2f} "
           f"positions {len(pf['positions'])} fills {pf['fills']} kill {st['kill_switch']} "
           f"bars {feed.get('published', 0):,}", flush=True)
@@ -129,10 +132,24 @@ def _print_summary(st: dict[str, Any]) -> None:
           f"orders canceled on shutdown {st.get('canceled_on_shutdown', 0)}")
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    import ray
+def _table(rows: list[list[str]], head: list[str], indent: str = "  ") -> list[str]:
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    return [indent + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in [head, *rows]]
 
-    st = ray.get(connect(args.address).status.remote())
+
+def venue_lines(venues: list[dict[str, Any]]) -> list[str]:
+    """The LIVE venues' health as a table (nothing when the status has none)."""
+    if not venues:
+        return []
+    rows = [[str(v.get("venue", "")), str(v.get("breaker", "")), str(v.get("last_reconcile") or "never"),
+             str(v.get("orders_unknown", 0)), str(v.get("last_error") or "-")] for v in venues]
+    return ["venues:", *_table(rows, ["venue", "breaker", "last reconcile", "unknown orders", "last error"])]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = connect(args.address)
+    st = client.run(client.summary())
     if args.json:
         print(json.dumps(st, indent=1, default=str))
         return 0
@@ -150,96 +167,89 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, f in st["feeds"].items():
         lag = max((x["lag_bars"] for x in f["subscribers"].values()), default=0)
         print(f"  feed {name}: {f['published']:,} bars, max lag {lag}, stale {f['stale']}")
+    for line in venue_lines(st.get("venues") or []):
+        print(line)
+    dry = st.get("dry_run_orders") or []
+    if dry:
+        print(f"dry run: {len(dry)} order(s) built but not sent; the latest:")
+        for line in dry[-5:]:
+            print(f"  {line}")
+    return 0
+
+
+def risk_lines(u: dict[str, Any]) -> list[str]:
+    rows = [[it["limit"], it["scope"], it["level"], f"{it['limit_value']:g}", f"{it['current']:.6g}",
+             f"{it['utilization_pct']:.1f} %"] for it in u["items"]]
+    out = [f"equity {u['equity']:,.2f}  gross exposure {u['gross_exposure']:,.2f}  "
+           f"net exposure {u['net_exposure']:,.2f}",
+           *_table(rows, ["limit", "scope", "level", "limit value", "current", "used"])]
+    for title, key in (("by symbol", "by_symbol"), ("by market", "by_market")):
+        if u[key]:
+            out.append(f"{title}: " + ", ".join(f"{x['name']} {x['notional']:,.2f} ({x['pct_of_equity']:.2%})"
+                                                for x in u[key]))
+    return out
+
+
+def cmd_risk(args: argparse.Namespace) -> int:
+    client = connect(args.address)
+    u = client.run(client.risk_utilization())
+    print(json.dumps(u, indent=1) if args.json else "\n".join(risk_lines(u)))
     return 0
 
 
 def cmd_strategy(args: argparse.Namespace) -> int:
-    import ray
-
-    sup = connect(args.address)
+    client = connect(args.address)
     if args.action == "list":
-        for s in ray.get(sup.list_strategies.remote()):
+        for s in client.run(client.strategies()):
             print(json.dumps(s, default=str))
         return 0
     if args.action == "submit":
         from mmats.system_config import absolute_ref
-        from mmats_cli.main import _parse_value
 
         spec = {"id": args.id or args.ref.rsplit(":", 1)[-1].lower(), "ref": absolute_ref(args.ref),
                 "symbols": args.symbol, "market": args.market, "timeframe": args.timeframe,
-                "params": {k: _parse_value(v) for k, v in args.param}}
-        try:
-            print(json.dumps(ray.get(sup.submit_strategy.remote(spec))))
-        except ray.exceptions.RayTaskError as exc:
-            raise ConfigError(str(exc.cause) if exc.cause else str(exc)) from None
+                "params": {k: parse_value(v) for k, v in args.param}}
+        print(json.dumps(client.run(client.submit_strategy(spec)), default=str))
         return 0
     enabled = args.action == "enable"
-    print(json.dumps(ray.get(sup.set_strategy_enabled.remote(args.strategy_id, enabled, args.close_positions))))
+    res = client.run(client.set_strategy_enabled(args.strategy_id, enabled, args.close_positions, "manual"))
+    print(json.dumps(res, default=str))
     return 0
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    import ray
-
-    sup = connect(args.address)
+    client = connect(args.address)
     state = "RUNNING" if args.state == "reset" else args.state.upper()
-    t0 = time.perf_counter()
-    try:
-        res = ray.get(sup.kill.remote(state, args.reason))
-    except ray.exceptions.RayTaskError as exc:
-        raise ConfigError(str(exc.cause) if exc.cause else str(exc)) from None
-    print(json.dumps({**res, "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}, default=str))
+    print(json.dumps(client.run(client.set_kill(state, args.reason)), default=str))
     return 0
 
 
 def cmd_signals(args: argparse.Namespace) -> int:
-    import ray
+    from control.views import signals_csv
 
-    sup = connect(args.address)
-    handles = ray.get(sup.handles.remote())
-    rows = ray.get(handles["gatekeeper"].signal_records.remote(full=True))
-    out = io.StringIO()
-    if args.format == "json":
-        json.dump(rows, out, indent=1)
-        out.write("\n")
-    else:
-        fields = ["time", "strategy_id", "signal_id", "symbol", "action", "position_size", "confidence", "price",
-                  "reasoning", "decision", "decision_reasons"]
-        w = csv.DictWriter(out, fieldnames=fields)
-        w.writeheader()
-        w.writerows({**r, "decision_reasons": "; ".join(r["decision_reasons"])} for r in rows)
+    client = connect(args.address)
+    rows = client.run(client.signals(full=True))
+    text = json.dumps(rows, indent=1) + "\n" if args.format == "json" else signals_csv(rows)
     if args.output:
-        Path(args.output).write_text(out.getvalue())
+        Path(args.output).write_text(text)
         print(f"{len(rows)} signals -> {args.output}")
     else:
-        sys.stdout.write(out.getvalue())
+        sys.stdout.write(text)
     return 0
 
 
 def cmd_mode(args: argparse.Namespace) -> int:
-    import ray
-
-    sup = connect(args.address)
-    gk = ray.get(sup.handles.remote())["gatekeeper"]
-    try:
-        if args.target == "advisory":
-            res = ray.get(gk.set_advisory.remote("manual"))
-        elif args.confirm:
-            res = ray.get(gk.confirm_operator.remote(args.confirm))
-        else:
-            res = ray.get(gk.request_operator.remote())
-            res["next"] = f"mmats mode operator --confirm {res['token']}  (within {int(res['expires_in_s'])} s)"
-    except ray.exceptions.RayTaskError as exc:
-        raise ConfigError(str(exc.cause) if exc.cause else str(exc)) from None
+    client = connect(args.address)
+    res = client.run(client.set_mode(args.target, args.confirm, "manual"))
+    if res.get("confirmation_required"):
+        res["next"] = f"mmats mode operator --confirm {res['confirm_token']}  (within {int(res['expires_in_s'])} s)"
     print(json.dumps(res))
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    import ray
-
-    summary = ray.get(connect(args.address).down.remote())
-    _print_summary(summary)
+    client = connect(args.address)
+    _print_summary(client.run(client.down()))
     return 0
 
 
@@ -258,6 +268,8 @@ def register(sub: Any) -> None:
     up.add_argument("--port", type=int, default=8000, help="control API port (default 8000)")
     up.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local cluster")
     up.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    up.add_argument("--dry-run", action="store_true",
+                    help="LIVE config through everything except the final send; prints what would have been sent")
     up.set_defaults(func=cmd_up)
 
     def add_address(p: argparse.ArgumentParser) -> None:
@@ -267,6 +279,12 @@ def register(sub: Any) -> None:
     add_address(st)
     st.add_argument("--json", action="store_true", help="full status as JSON")
     st.set_defaults(func=cmd_status)
+
+    risk = sub.add_parser("risk", help="how much of each risk limit is in use (the gatekeeper's own measure)",
+                          epilog="the same figures as GET /api/v1/risk/utilization and the dashboard's Risk tab")
+    add_address(risk)
+    risk.add_argument("--json", action="store_true", help="as JSON")
+    risk.set_defaults(func=cmd_risk)
 
     strat = sub.add_parser("strategy", help="submit, list, enable or disable strategies",
                            formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -284,9 +302,7 @@ def register(sub: Any) -> None:
     sm.add_argument("--timeframe", default=None, choices=["1m", "5m", "15m", "1h", "4h", "1d"],
                     help="bars the strategy sees: the feed's bars aggregated to this timeframe, as a "
                          "backtest's --timeframe resamples them (default: the feed's own bars)")
-    from mmats_cli.main import _kv
-
-    sm.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
+    sm.add_argument("--param", action="append", type=kv, default=[], metavar="NAME=VALUE")
     add_address(sm)
     for action in ("enable", "disable"):
         p = ssub.add_parser(action, help=f"{action} a strategy")
@@ -321,5 +337,3 @@ def register(sub: Any) -> None:
     add_address(down)
     down.set_defaults(func=cmd_down)
 
-
-__all__ = ["MmatsError", "register"]

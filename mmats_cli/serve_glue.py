@@ -1,4 +1,4 @@
-"""Start the control plane (``serve_app.py``: HTTP API + dashboard) on Ray Serve from ``mmats up``.
+"""Start the control plane (``serve_app.py``: HTTP API + dashboard over ``control/``) on Ray Serve from ``mmats up``.
 
 ``serve_app.py`` is a top-level file of the source checkout (the design's layout), not part of the
 installed packages, so it is imported from the repository root next to this package.
@@ -28,13 +28,14 @@ def start_control_plane(host: str, port: int, home: str, supervisor: str = "mmat
     from ray import serve
 
     import serve_app
+    from control.auth import is_loopback, load_or_create_token, token_digest
 
-    token, created, where = serve_app.load_or_create_token(home)
-    loopback = serve_app.is_loopback(host)
+    token, created, where = load_or_create_token(home)
+    loopback = is_loopback(host)
     # The dashboard polls every second: keep per-request access lines off the `mmats up` console.
     quiet = {"log_level": "WARNING", "enable_access_log": False}
     serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
-    serve.run(serve_app.make_app(supervisor, namespace, serve_app.token_digest(token), auth_all=not loopback),
+    serve.run(serve_app.make_app(supervisor, namespace, token_digest(token), auth_all=not loopback),
               name="mmats", route_prefix="/", logging_config=quiet)
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"

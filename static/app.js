@@ -207,6 +207,15 @@ function renderStatus(s) {
   $("#kpi-positions").textContent = s.open_positions ?? "—";
   $("#kpi-orders").textContent = s.open_orders ?? "—";
   $("#kpi-activity").textContent = `${nf0.format(num(s.fills))} / ${nf0.format(num(s.signals))}`;
+  if (Array.isArray(s.venues)) renderVenues(s.venues);
+}
+const BREAKER_KIND = { closed: "ok", half_open: "warn", open: "bad" };
+function renderVenues(venues) {
+  /* Only a LIVE system has venues (the full /status carries them; stream updates keep the last list). */
+  $("#venues-panel").classList.toggle("hidden", venues.length === 0);
+  fillBody($("#venues-body"), venues.map((v) => el("tr", {}, td(v.venue), td(tag(v.breaker, BREAKER_KIND[v.breaker] || "warn")),
+    timeCell(v.last_reconcile, true), td(String(v.orders_unknown ?? 0), num(v.orders_unknown) ? "r neg" : "r"),
+    td(v.last_error || "—", "wrap"))), "No venues", 5);
 }
 
 /* ----------------------------------------------------------------- charts */

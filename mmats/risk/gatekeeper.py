@@ -30,6 +30,7 @@ from mmats.risk.monitor import KillSwitchMonitor
 from mmats.risk.rules import OrderRateAnomaly, RiskState, Rule, RuleContext, Throttle, build_rules, no_new_exposure
 from mmats.risk.sessions import Session
 from mmats.risk.sizing import SizingResult, SizingSpecT, TradeStats, size_position, target_notional
+from mmats.risk.utilization import Utilization, measure
 
 _ZERO = Decimal(0)
 _INF = float("inf")
@@ -342,6 +343,13 @@ class RiskGatekeeper:
     def restore_counters(self, saved: dict[str, Any]) -> None:
         self.monitor.restore_counters(saved.get("monitor") or {})
         self.state.restore_counters(saved.get("rules") or {})
+
+    def utilization(self, account: AccountState | None) -> Utilization:
+        """How much of each configured limit ``account`` uses, measured as the rules measure it (the
+        monitor's peak and day-start equity included); the control API and ``mmats risk`` show it."""
+        m = self.monitor
+        return measure(account, self.effective, peak_equity=m.peak, day_start_equity=m.day_start,
+                       assets=self.effective.levels.assets)
 
     def status(self) -> dict[str, Any]:
         m = self.monitor

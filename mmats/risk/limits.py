@@ -328,10 +328,12 @@ class EffectiveRisk:
     profile: str | None
     levels: _Levels
 
-    def resolve(self, strategy_id: str, market: MarketType, symbol: str) -> ResolvedLimits:
-        """Tightest of global, market, strategy and symbol, per limit key."""
+    def resolve(self, strategy_id: str | None, market: MarketType, symbol: str | None) -> ResolvedLimits:
+        """Tightest of global, market, strategy and symbol, per limit key (a level given as None is left out:
+        what the account holds of a symbol is netted across strategies, a market's exposure across symbols)."""
         lv = self.levels
-        chain = [lv.global_, lv.markets.get(market), lv.strategies.get(strategy_id), lv.symbols.get(symbol)]
+        chain = [lv.global_, lv.markets.get(market), None if strategy_id is None else lv.strategies.get(strategy_id),
+                 None if symbol is None else lv.symbols.get(symbol)]
         values: dict[str, float] = {}
         sources: dict[str, str] = {}
         names = ("global", f"market:{market.value}", f"strategy:{strategy_id}", f"symbol:{symbol}")

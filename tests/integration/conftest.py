@@ -15,8 +15,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 # address="local": always a cluster of this session's own, never one another process left running.
-RAY_INIT = {"address": "local", "num_cpus": 2, "include_dashboard": False, "namespace": "tests", "logging_level": "ERROR",
-            "log_to_driver": False}
+RAY_INIT = {"address": "local", "num_cpus": 2, "include_dashboard": False, "namespace": "tests",
+            "logging_level": "ERROR", "log_to_driver": False}
 
 
 @pytest.fixture(scope="session")

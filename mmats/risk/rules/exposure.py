@@ -29,6 +29,17 @@ def _share(amount: float, equity: float) -> float:
     return amount / equity if equity > 0 else _BIG
 
 
+def _cap_share(ctx: RuleContext, name: str, max_share: float, others: float, message: str) -> Verdict:
+    """The tail the share-of-equity caps have in common: the symbol may hold what ``max_share`` x equity
+    leaves once ``others`` (the rest of the measured exposure) is counted. ``message`` is formatted only
+    on a cut (``{asset}``, ``{market}``), so the common pass costs no string work."""
+    allowed = cap_abs(ctx, (max_share * ctx.equity - others) / ctx.price)
+    if allowed >= ctx.qty:
+        return PASS
+    return allowed, RiskReason(name, max_share, _share(others + _after_notional(ctx), ctx.equity),
+                               message.format(asset=ctx.asset, market=ctx.market.value))
+
+
 @dataclass(frozen=True, slots=True)
 class MaxOrderNotional:
     """Fat-finger guard: one order's notional, in account currency. Applies to exits too."""
@@ -68,11 +79,7 @@ class MaxPositionSize:
     applies_to_reducing = False
 
     def check(self, intent: OrderIntent, account: AccountState, ctx: RuleContext) -> Verdict:
-        allowed = cap_abs(ctx, self.max_pct * ctx.equity / ctx.price)
-        if allowed >= ctx.qty:
-            return PASS
-        return allowed, RiskReason(self.name, self.max_pct, _share(_after_notional(ctx), ctx.equity),
-                                   "position would exceed its share of equity")
+        return _cap_share(ctx, self.name, self.max_pct, 0.0, "position would exceed its share of equity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +93,7 @@ class MaxAssetConcentration:
     def check(self, intent: OrderIntent, account: AccountState, ctx: RuleContext) -> Verdict:
         exp = ctx.exp()
         others = exp.asset_gross.get(ctx.asset, 0.0) - exp.notional.get(ctx.symbol, 0.0)
-        allowed = cap_abs(ctx, (self.max_pct * ctx.equity - others) / ctx.price)
-        if allowed >= ctx.qty:
-            return PASS
-        return allowed, RiskReason(self.name, self.max_pct, _share(others + _after_notional(ctx), ctx.equity),
-                                   f"exposure to {ctx.asset} would exceed its share of equity")
+        return _cap_share(ctx, self.name, self.max_pct, others, "exposure to {asset} would exceed its share of equity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +116,8 @@ class CorrelationCluster:
             for s in st.correlation.members(ctx.symbol):
                 others += notional.get(s, 0.0)
             st.cluster_cache[ctx.symbol] = others
-        allowed = cap_abs(ctx, (self.max_pct * ctx.equity - others) / ctx.price)
-        if allowed >= ctx.qty:
-            return PASS
-        return allowed, RiskReason(self.name, self.max_pct, _share(others + _after_notional(ctx), ctx.equity),
-                                   "correlated positions together would exceed their share of equity")
+        return _cap_share(ctx, self.name, self.max_pct, others,
+                          "correlated positions together would exceed their share of equity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +131,7 @@ class MaxExposurePerMarket:
     def check(self, intent: OrderIntent, account: AccountState, ctx: RuleContext) -> Verdict:
         exp = ctx.exp()
         others = exp.market_gross.get(ctx.market, 0.0) - exp.notional.get(ctx.symbol, 0.0)
-        allowed = cap_abs(ctx, (self.max_pct * ctx.equity - others) / ctx.price)
-        if allowed >= ctx.qty:
-            return PASS
-        return allowed, RiskReason(self.name, self.max_pct, _share(others + _after_notional(ctx), ctx.equity),
-                                   f"{ctx.market.value} exposure would exceed its share of equity")
+        return _cap_share(ctx, self.name, self.max_pct, others, "{market} exposure would exceed its share of equity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +177,4 @@ class MaxLeverage:
     def check(self, intent: OrderIntent, account: AccountState, ctx: RuleContext) -> Verdict:
         exp = ctx.exp()
         others = exp.gross - exp.notional.get(ctx.symbol, 0.0)
-        allowed = cap_abs(ctx, (self.max_leverage * ctx.equity - others) / ctx.price)
-        if allowed >= ctx.qty:
-            return PASS
-        return allowed, RiskReason(self.name, self.max_leverage, _share(others + _after_notional(ctx), ctx.equity),
-                                   "leverage would exceed the limit")
+        return _cap_share(ctx, self.name, self.max_leverage, others, "leverage would exceed the limit")
