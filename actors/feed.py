@@ -9,7 +9,7 @@ coalesced to the latest bar per symbol and the dropped bars are counted (``skipp
 and memory; ``stats()`` exposes lag and skips per subscriber.
 
 Message rate: a subscriber gets at most one message per ``min_send_interval_ms`` (default 50 ms, 0 in
-lockstep). On this 2-core machine one Ray actor call costs the receiver 0.5-1.5 ms of CPU whatever
+lockstep). On a 2-core machine one Ray actor call costs the receiver 0.5-1.5 ms of CPU whatever
 it carries (``bench/live_pipeline.py`` measures it), so ten strategies fed one message per timestamp
 spend the whole machine on message overhead and fall behind without bound; capping the rate makes
 batches grow with load instead, which keeps the lag bounded at the price of at most one interval of

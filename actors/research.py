@@ -112,7 +112,7 @@ def _share(loaded: Loaded, data_id: str) -> list[Any]:
     """The bars in the object store once, boxed with a key naming their content (``data_id`` is a hash
     of every column; the rest of ``loaded`` is small and hashed here), so workers recognise bars they
     already hold even when another sweep or round puts the same bars again."""
-    rest = hashlib.sha256(repr(loaded[1:]).encode()).hexdigest()[:16]
+    rest = hashlib.sha256(repr((loaded.instrument, loaded.warnings, loaded.resolved)).encode()).hexdigest()[:16]
     return [ray.put(loaded), f"{data_id}:{rest}"]
 
 
@@ -140,7 +140,7 @@ def _run_batch(boxed: list[Any], window: tuple[int, int] | None, specs: list[Run
 
 @ray.remote(max_retries=0)
 def _noop(loaded: Loaded) -> int:
-    return len(loaded[0])
+    return len(loaded.bars)
 
 
 @ray.remote(max_retries=0)
@@ -369,14 +369,14 @@ def run_sweep(
     """Run every param set on the same bars as Ray tasks; records come back in the plan's order."""
     t0 = time.perf_counter()
     ensure_ray(address, num_cpus)
-    data_id = data_fingerprint(loaded[0])
+    data_id = data_fingerprint(loaded.bars)
     specs = plan_runs(base, param_sets, data_id)
     log = ResultsLog(results_path, resume)
     stats = RunStats(runs_total=len(specs), cpus=cluster_cpus())
     try:
         done, todo = _resume_split(specs, log, {})
         stats.runs_skipped = sum(1 for r in done if log.finished(str(r["key"])) is not None)
-        job = _Job(todo, None, {}, len(loaded[0]))
+        job = _Job(todo, None, {}, len(loaded.bars))
         shared = _share(loaded, data_id)
         with _progress(len(todo), "sweep", progress) as bar:
             _drive(shared, [job], log, stats, bar, batch)
@@ -401,7 +401,7 @@ def measure_task_overhead(loaded: Loaded, tasks: int = 20) -> float:
 
 
 def _ppy(loaded: Loaded) -> float:
-    resolved = loaded[3]
+    resolved = loaded.resolved
     tf = Timeframe.parse(str(resolved.get("timeframe", "1m")))
     return periods_per_year(tf.seconds, str(resolved.get("market", "crypto")))
 
@@ -434,7 +434,7 @@ def run_walkforward(
     t0 = time.perf_counter()
     name, _ = parse_metric(metric)
     ensure_ray(address, num_cpus)
-    arrays = loaded[0]
+    arrays = loaded.bars
     data_id = data_fingerprint(arrays)
     log = ResultsLog(results_path, resume)
     stats = RunStats(cpus=cluster_cpus())

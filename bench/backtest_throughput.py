@@ -50,7 +50,7 @@ def run_mmats(df) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
 
 
 def run_bare_loop(df) -> float:  # type: ignore[no-untyped-def]
-    """The floor the issue quotes (~1.9M bars/s on this machine type on a good day): a Python loop calling
+    """The reference floor (~1.9M bars/s on this machine type on a good day): a Python loop calling
     a strategy object per bar over TA-Lib-precomputed SMAs, nothing else. Measured in the same run, it
     turns the engine's figure into a machine-independent ratio."""
     import talib

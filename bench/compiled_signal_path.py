@@ -1,7 +1,7 @@
 """PROTOTYPE, not the running system: the signal path as a Ray Compiled Graph, to measure what it buys.
 
 `bench/live_pipeline.py` measures the system as it runs (one-way actor calls, persistence on) and
-misses issue 4's latency target by far: one actor call costs ~1 ms of receiver CPU here, and the path
+misses a 5 ms / 15 ms tick-to-fill target by far: one actor call costs ~1 ms of receiver CPU here, and the path
 crosses about six of them. Ray Compiled Graphs move data between actors over shared-memory channels
 without the per-call scheduling. This script wires the same kernel objects the actors hold into one
 static graph executed once per timestamp (the 10 bars of that minute):

@@ -1,4 +1,4 @@
-"""Control-plane latency over HTTP (issue 5's benchmark), printed as JSON.
+"""Control-plane latency over HTTP, printed as JSON.
 
 1. ``GET /api/v1/status`` p50/p99 while the system replays about 1,000 bars/s (target p99 < 50 ms), twice:
    as served (``status``: from the stream poller's snapshot while it is under 1 s old and nothing was

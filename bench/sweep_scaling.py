@@ -74,7 +74,7 @@ def make_loaded(n: int) -> tuple[Loaded, str]:
         df, source = generate_bars(n, seed=7), "generated (../shared absent)"
     inst = default_instrument("BTCPERP", MarketType.CRYPTO)
     resolved = {"symbol": "BTCPERP", "market": "crypto", "timeframe": "1m", "source": source}
-    return (to_arrays(df), inst, [], resolved), source
+    return Loaded(to_arrays(df), inst, [], resolved), source
 
 
 _POOL_LOADED: Loaded | None = None
@@ -115,8 +115,8 @@ def main() -> int:
     _POOL_LOADED = loaded  # inherited by the fork pool's workers, like Ray's shared bars
     axes = parse_grid(args.grid or ["fast=5:40:5", "slow=50:400:50"])
     param_sets = expand_grid(axes)
-    specs = plan_runs(BASE, param_sets, data_fingerprint(loaded[0]))
-    print(f"{len(specs)} configs x {len(loaded[0]):,} bars ({source}); load average {load0:.2f}", file=sys.stderr)
+    specs = plan_runs(BASE, param_sets, data_fingerprint(loaded.bars))
+    print(f"{len(specs)} configs x {len(loaded.bars):,} bars ({source}); load average {load0:.2f}", file=sys.stderr)
 
     # The parallel ceiling of this machine right now, without Ray: a fork pool of the same size running
     # the same configs. Created before ray.init (forking a Ray driver is unsafe); idle while Ray runs.
@@ -153,12 +153,12 @@ def main() -> int:
     for part in parts:
         if not args.skip_sequential:
             t0 = time.perf_counter()
-            seq += evaluate_many(plan_runs(BASE, part, data_fingerprint(loaded[0])), loaded,
+            seq += evaluate_many(plan_runs(BASE, part, data_fingerprint(loaded.bars)), loaded,
                                  on_record=lambda _: bar.update(1))
             seq_s += time.perf_counter() - t0
         if pool is not None:
             t0 = time.perf_counter()
-            pooled += pool.map(_pool_run, plan_runs(BASE, part, data_fingerprint(loaded[0])), chunksize=1)
+            pooled += pool.map(_pool_run, plan_runs(BASE, part, data_fingerprint(loaded.bars)), chunksize=1)
             pool_s += time.perf_counter() - t0
         out = run_sweep(BASE, part, loaded, progress=False)
         ray_s += out.stats.wall_s
@@ -185,21 +185,21 @@ def main() -> int:
         wf_loaded, _ = make_loaded(args.wf_bars)
         wf_axes = parse_grid(args.wf_grid or ["fast=5:30:5", "slow=60:360:60"])
         wf_sets = expand_grid(wf_axes)
-        windows = walkforward_windows(len(wf_loaded[0]), args.wf_windows)
-        print(f"walk-forward: {len(windows)} windows x {len(wf_sets)} configs over {len(wf_loaded[0]):,} bars",
+        windows = walkforward_windows(len(wf_loaded.bars), args.wf_windows)
+        print(f"walk-forward: {len(windows)} windows x {len(wf_sets)} configs over {len(wf_loaded.bars):,} bars",
               file=sys.stderr)
         t0 = time.perf_counter()
         wf = run_walkforward(BASE, wf_sets, wf_loaded, windows, metric="sharpe", min_trades=1)
         wf_s = time.perf_counter() - t0
         wf_info = {"walkforward_windows": len(windows), "walkforward_configs": len(wf_sets),
-                   "walkforward_bars": len(wf_loaded[0]), "walkforward_runs": wf["stats"]["runs_executed"],
+                   "walkforward_bars": len(wf_loaded.bars), "walkforward_runs": wf["stats"]["runs_executed"],
                    "walkforward_oos_sharpe": wf["oos_metrics"].get("sharpe"),
                    "walkforward_train_bars_per_window": windows[0].train_end - windows[0].train_start}
     ray.shutdown()
 
     result = {
         "configs": len(specs),
-        "bars": len(loaded[0]),
+        "bars": len(loaded.bars),
         "data": source,
         "cpus": args.cpus,
         "sequential_s": None if args.skip_sequential else round(seq_s, 2),

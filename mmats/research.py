@@ -41,13 +41,11 @@ from mmats.backtest import BacktestResult
 from mmats.data import BarArrays
 from mmats.errors import ConfigError, MmatsError, ValidationError
 from mmats.metrics import METRIC_KEYS, json_safe
-from mmats.model import Instrument
-from mmats.runconfig import BacktestConfig, parse_config, run_backtest
+from mmats.runconfig import BacktestConfig, LoadedRun, parse_config, run_backtest
 
 GridValue = int | float | str | bool
 Params = dict[str, GridValue]
-Loaded = tuple[BarArrays, Instrument, list[str], dict[str, Any]]
-"""What ``runconfig.load_run_data`` returns: bars, instrument, warnings, resolved facts."""
+Loaded = LoadedRun
 FloatArray = npt.NDArray[np.float64]
 
 MAX_AXIS_VALUES = 100_000
@@ -456,8 +454,8 @@ def slice_arrays(arrays: BarArrays, start: int, end: int) -> BarArrays:
 
 
 def slice_loaded(loaded: Loaded, start: int, end: int) -> Loaded:
-    arrays, inst, warnings, resolved = loaded
-    return slice_arrays(arrays, start, end), inst, warnings, {**resolved, "bars": [start, end]}
+    return LoadedRun(slice_arrays(loaded.bars, start, end), loaded.instrument, loaded.warnings,
+                     {**loaded.resolved, "bars": [start, end]})
 
 
 def stitch_equity(segments: Sequence[npt.ArrayLike], initial: float) -> FloatArray:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -150,7 +150,16 @@ def infer_symbol_market(path: str) -> tuple[str, MarketType]:
     return stem.upper(), MarketType.CRYPTO
 
 
-def load_run_data(cfg: BacktestConfig) -> tuple[BarArrays, Instrument, list[str], dict[str, Any]]:
+class LoadedRun(NamedTuple):
+    """The bars a run (or a whole sweep) trades, loaded once: what ``load_run_data`` returns."""
+
+    bars: BarArrays
+    instrument: Instrument
+    warnings: list[str]
+    resolved: dict[str, Any]  # the facts the data decided (timeframe, period, data file, ...)
+
+
+def load_run_data(cfg: BacktestConfig) -> LoadedRun:
     """Bars and instrument for a config, plus warnings and the resolved facts to store in the result."""
     warnings: list[str] = []
     if cfg.data is not None:
@@ -186,7 +195,7 @@ def load_run_data(cfg: BacktestConfig) -> tuple[BarArrays, Instrument, list[str]
             inst.pip_size,
         )
     resolved = {"symbol": symbol, "market": market.value, "timeframe": tf.value, "source": source}
-    return arrays, inst, warnings, resolved
+    return LoadedRun(arrays, inst, warnings, resolved)
 
 
 def build_gate(cfg: BacktestConfig, instrument: Instrument, journal: Journal | None) -> tuple[RiskGate, Any]:

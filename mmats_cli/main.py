@@ -58,7 +58,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         if Path(args.audit).exists():
             Path(args.audit).unlink()  # one journal per run: never chain two runs together
         journal = FileJournal(args.audit)
-    bar, update = _progress(len(loaded[0]), args.quiet, f"backtest {cfg.strategy}")
+    bar, update = _progress(len(loaded.bars), args.quiet, f"backtest {cfg.strategy}")
     t0 = time.perf_counter()
     try:
         result = run_backtest(cfg, bars=loaded, journal=journal, progress=update)

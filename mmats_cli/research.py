@@ -256,7 +256,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         spec = plan_runs(base, [ranked[0]["params"]], outcome.data_id)[0]
         if spec.config is not None:
             result = run_backtest(spec.config, bars=loaded)
-            every = max(args.equity_every, len(loaded[0]) // 20_000)
+            every = max(args.equity_every, len(loaded.bars) // 20_000)
             full = result.to_dict(every)
             best = {"key": spec.key, "params": ranked[0]["params"], "metrics": full["metrics"],
                     "benchmark": full["benchmark"], "summary": full["summary"], "equity": full["equity"],
@@ -317,7 +317,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     if args.random is not None and args.random < 1:
         raise ConfigError(f"--random must be >= 1, got {args.random}")
     base, loaded, (axes, param_sets) = _prepare(args)
-    windows = walkforward_windows(len(loaded[0]), args.windows, args.train, args.anchored)
+    windows = walkforward_windows(len(loaded.bars), args.windows, args.train, args.anchored)
     results = _results_path(args)
     t0 = time.perf_counter()
     out = run_walkforward(base, param_sets, loaded, windows, metric=args.metric, min_trades=args.min_trades,

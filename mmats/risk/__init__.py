@@ -4,5 +4,5 @@ Modules, one concept each: ``decision`` (the values crossing the boundary), ``li
 profiles, hierarchy), ``rules`` (the checks), ``exposure`` (account aggregates), ``sizing``,
 ``aggregation``, ``correlation``, ``sessions`` (trading hours), ``killswitch`` (states, flatten plan),
 ``monitor`` (automatic triggers), ``gatekeeper`` (the ``RiskGate`` that ties them together) and
-``minimal`` (the two-limit gate of the first kernel issue). See docs/risk.md.
+``minimal`` (a two-limit gate with the same protocol). See docs/risk.md.
 """

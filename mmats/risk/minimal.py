@@ -1,4 +1,4 @@
-"""The minimal pre-trade gate of the kernel issue: max position size and max order notional.
+"""A minimal pre-trade gate: max position size and max order notional (two limits, no state).
 
 The full gatekeeper (`mmats.risk.gatekeeper`) implements the same ``RiskGate`` protocol and replaces
 this one in the backtest engine without any change to the engine.

@@ -95,8 +95,8 @@ def ray_session() -> Iterator[None]:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE, logging_level="ERROR",
-                 log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=NAMESPACE,
+                 logging_level="ERROR", log_to_driver=False)  # a cluster of its own, never a leftover one
     yield
     ray.shutdown()
 

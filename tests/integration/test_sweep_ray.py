@@ -46,7 +46,7 @@ def _strip(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_ray_sweep_equals_sequential_and_reports_bad_config(loaded: Any) -> None:
     params = expand_grid(parse_grid(GRID))
-    seq = evaluate_many(plan_runs(BASE, params, data_fingerprint(loaded[0])), loaded)
+    seq = evaluate_many(plan_runs(BASE, params, data_fingerprint(loaded.bars)), loaded)
     out = run_sweep(BASE, params, loaded, progress=False, batch=3)
     assert _strip(out.records) == _strip(seq)
     assert out.stats.tasks == 3  # 8 runs in batches of 3
@@ -89,9 +89,9 @@ def test_crashing_strategy_is_recorded_not_fatal(loaded: Any) -> None:
 
 def test_walkforward_small_case_matches_a_sequential_walk(loaded: Any) -> None:
     params = expand_grid(parse_grid(["fast=5,10", "slow=30,60"]))
-    windows = walkforward_windows(len(loaded[0]), 3, 0.7)
+    windows = walkforward_windows(len(loaded.bars), 3, 0.7)
     wf = run_walkforward(BASE, params, loaded, windows, metric="sharpe", min_trades=1, progress=False)
-    data_id = data_fingerprint(loaded[0])
+    data_id = data_fingerprint(loaded.bars)
     stitched_len = 0
     for w, row in zip(windows, wf["windows"], strict=True):
         train = slice_loaded(loaded, w.train_start, w.train_end)

@@ -170,7 +170,7 @@ def test_plan_runs_validates_up_front_and_merges_duplicates() -> None:
 
 
 def test_data_fingerprint_sees_every_column() -> None:
-    arrays = load_run_data(parse_config({"strategy": "sma_cross", "generated": {"bars": 200}}))[0]
+    arrays = load_run_data(parse_config({"strategy": "sma_cross", "generated": {"bars": 200}})).bars
     fp = data_fingerprint(arrays)
     assert fp == data_fingerprint(arrays)
     vol = arrays.volume.copy()
@@ -367,7 +367,7 @@ def small() -> tuple[dict[str, Any], Any]:
 
 def test_evaluate_matches_run_backtest_and_reports_bad_configs(small: tuple[dict[str, Any], Any]) -> None:
     base, loaded = small
-    specs = plan_runs(base, [{"fast": 5, "slow": 20}, {"fast": 20, "slow": 20}], data_fingerprint(loaded[0]))
+    specs = plan_runs(base, [{"fast": 5, "slow": 20}, {"fast": 20, "slow": 20}], data_fingerprint(loaded.bars))
     ok, bad = evaluate_many(specs, loaded)
     direct = run_backtest(parse_config({**base, "params": {"fast": 5, "slow": 20}}), bars=loaded)
     assert ok["status"] == "ok" and ok["metrics"]["sharpe"] == pytest.approx(direct.metrics["sharpe"])
