@@ -48,5 +48,6 @@ def _secret(spec: Mapping[str, Any], name: str) -> str:
     store = SecretStore(str(spec["home"]), environment)
     if store.get_optional(name) is None:
         raise ConfigError(f"feed source {spec.get('source')}: no {environment.value} secret {name!r}; "
-                          f"store it with: mmats secrets set {name} --home {spec['home']}")
+                          f"store it with: mmats secrets set {name} --environment {environment.value} "
+                          f"--home {spec['home']}")
     return store.get(name).reveal()

@@ -10,7 +10,13 @@ extremes. Every string that comes from the user (strategy name, symbol, config, 
 
 The chart and table helpers are public so the research reports (sweeps, walk-forward, heatmaps) build
 their pages from the same pieces: ``page`` (shell, CSS, hover script), ``svg_line_chart``,
-``svg_drawdown_chart``, ``svg_heatmap``, ``html_table``.
+``svg_drawdown_chart``, ``svg_heatmap``, ``svg_histogram``, ``html_table``. Every colour that says good or
+bad comes from ``mmats.report_colors``.
+
+The page prints: a print stylesheet opens the scroll boxes, pages long tables with their header repeated
+on each page (every trade is listed, up to ``MAX_TRADE_ROWS``), keeps headings with what follows them and
+small blocks (cards, charts, short tables) whole, and wraps the configuration. ``mmats report --pdf``
+prints it with headless Chromium; tests/e2e/test_pdf_print.py reads the PDF back.
 """
 
 from __future__ import annotations
@@ -29,6 +35,19 @@ import pandas as pd
 
 from mmats.errors import ValidationError
 from mmats.metrics import METRIC_KEYS, drawdown_series
+from mmats.report_colors import (
+    MISSING_COLOR,
+    NEG_COLOR,
+    POS_COLOR,
+    MetricScale,
+    heat_color,
+    metric_scale,
+    scale_note,
+    sign_tone,
+    split_color,
+    text_color_on,
+    tone,
+)
 
 Points = Sequence[tuple[float, float]] | np.ndarray
 """A series' points: (x, y) pairs or an (n, 2) array; x is epoch nanoseconds or any number."""
@@ -39,7 +58,10 @@ STRATEGY_COLOR = "#2c5d8f"
 BENCHMARK_COLOR = "#9aa3ad"
 PALETTE = (STRATEGY_COLOR, BENCHMARK_COLOR, "#c77c2e", "#4f8a5b", "#8e5ea2", "#b5483f", "#3f8f9a")
 STATE_COLORS = {"SOFT": "#d39b22", "HARD": "#c0392b", "FREEZE": "#6c3fa0"}
-MAX_TRADE_ROWS = 500
+MAX_TRADE_ROWS = 10_000
+"""Trades listed in a report (screen and PDF alike): every trade of an ordinary run. Past this the PDF
+would run to ~200 pages and take Chromium about a minute to print, so the table stops here and the note
+above it says that the JSON result holds the rest."""
 _NS = 1_000_000_000
 
 METRIC_LABELS = {
@@ -148,10 +170,7 @@ def format_metric(key: str, value: object) -> str:
 
 
 def _tone(v: object) -> str:
-    f = _num(v)
-    if f is None or f == 0:
-        return ""
-    return "pos" if f > 0 else "neg"
+    return sign_tone(v)
 
 
 # ------------------------------------------------------------------------------------ data handling
@@ -353,8 +372,12 @@ def svg_line_chart(
     y_range: tuple[float, float] | None = None,
     max_points: int = 2000,
     hover: bool = True,
+    y_ref: float = 0.0,
 ) -> str:
     """Lines (the first optionally filled down to 0) with axes, legend, markers and a hover read-out.
+
+    A darker horizontal line marks ``y_ref`` when it is inside the value range: 0 by default, the
+    neutral value of the metric otherwise (1 for a profit factor).
 
     x is epoch ns when ``x_is_time`` (calendar ticks), any number otherwise; ``y_percent`` reads y as
     fractions and labels them in %. Each series is reduced
@@ -410,8 +433,8 @@ def svg_line_chart(
         xx = float(px(v))
         parts.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{mt}" y2="{mt + ph}" class="grid" stroke="#eef0f2"/>')
         parts.append(f'<text x="{xx:.1f}" y="{mt + ph + 18}" text-anchor="middle" class="tick">{esc(label)}</text>')
-    if y0 < 0 < y1:
-        zy = float(py(0.0))
+    if y0 < y_ref < y1:
+        zy = float(py(y_ref))
         parts.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{zy:.1f}" y2="{zy:.1f}" stroke="#b8bec6"/>')
     parts.append(f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#d5d9de"/>')
 
@@ -506,19 +529,6 @@ def svg_drawdown_chart(
                           colors=(STRATEGY_COLOR, BENCHMARK_COLOR, *PALETTE[2:]))
 
 
-def _heat_color(v: float, lo: float, hi: float) -> str:
-    """Diverging muted red-white-green around 0 (or around the midpoint when all share one sign)."""
-    if not math.isfinite(v):
-        return "#eceef1"
-    mid = 0.0 if lo < 0 < hi else (lo + hi) / 2
-    span = max(hi - mid, mid - lo, 1e-300)
-    t = max(-1.0, min(1.0, (v - mid) / span))
-    end = (46, 125, 91) if t >= 0 else (178, 62, 55)
-    a = abs(t)
-    r, g, b = (round(255 + (c - 255) * a) for c in end)
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
 def svg_heatmap(
     values: np.ndarray | Sequence[Sequence[float]],
     x_labels: Sequence[str],
@@ -529,15 +539,31 @@ def svg_heatmap(
     y_title: str = "",
     value_format: Callable[[float], str] = lambda v: f"{v:.2f}",
     cell: int = 44,
+    metric: str | MetricScale | None = None,
+    scale_range: tuple[float, float] | None = None,
 ) -> str:
-    """A grid of values (rows = y_labels, columns = x_labels), e.g. Sharpe over two swept parameters."""
+    """A grid of values (rows = y_labels, columns = x_labels), e.g. Sharpe over two swept parameters.
+
+    Cells are coloured by ``metric``'s scale (``mmats.report_colors``): red below the metric's neutral
+    value and green above it, never by rank, so a grid of only losing configs has no green cell. ``None``
+    reads the values as signed (neutral 0). ``scale_range`` fixes the range the colours span (e.g. the
+    monthly cells only, so one big yearly total does not wash the months out); by default the finite
+    values' min and max. A legend under the grid shows the scale.
+    """
     z = np.asarray(values, dtype=np.float64)
     if z.ndim != 2 or z.shape != (len(y_labels), len(x_labels)):
         raise ValidationError(f"heatmap: values shape {z.shape} != ({len(y_labels)}, {len(x_labels)}) labels")
     finite = z[np.isfinite(z)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    ml, mt = 90, 30 if title else 10
-    width, height = ml + cell * z.shape[1] + 10, mt + cell * z.shape[0] + 46
+    if scale_range is not None:
+        lo, hi = scale_range
+    else:
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    scale = metric_scale(metric)
+    longest = max((len(str(lab)) for lab in y_labels), default=4)
+    ml, mt = max(60, 16 + 7 * longest + (16 if y_title else 0)), 8  # the title is the figcaption
+    grid_w, grid_h = cell * z.shape[1], cell * z.shape[0]
+    legend_y = mt + grid_h + (56 if x_title else 40)
+    width, height = max(ml + grid_w + 10, ml + 330), legend_y + 26
     show_text = z.size <= 400
     parts = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}" font-size="11" '
              f'style="max-width:{width}px">']
@@ -546,27 +572,159 @@ def svg_heatmap(
             v = float(z[r, c])
             x, y = ml + c * cell, mt + r * cell
             text = value_format(v) if math.isfinite(v) else "–"
+            fill = heat_color(scale, v, lo, hi)
             parts.append(f'<rect x="{x}" y="{y}" width="{cell - 1}" height="{cell - 1}" '
-                         f'fill="{_heat_color(v, lo, hi)}"><title>{esc(y_labels[r])} / {esc(x_labels[c])}: '
+                         f'fill="{fill}"><title>{esc(y_labels[r])} / {esc(x_labels[c])}: '
                          f'{esc(text)}</title></rect>')
             if show_text:
                 parts.append(f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" text-anchor="middle" '
-                             f'class="cell">{esc(text)}</text>')
+                             f'class="cell" style="fill:{text_color_on(fill)}">{esc(text)}</text>')
     for r, lab in enumerate(y_labels):
         parts.append(f'<text x="{ml - 6}" y="{mt + r * cell + cell / 2 + 4:.1f}" text-anchor="end" '
                      f'class="tick">{esc(lab)}</text>')
     for c, lab in enumerate(x_labels):
-        parts.append(f'<text x="{ml + c * cell + cell / 2:.1f}" y="{mt + z.shape[0] * cell + 16}" '
+        parts.append(f'<text x="{ml + c * cell + cell / 2:.1f}" y="{mt + grid_h + 16}" '
                      f'text-anchor="middle" class="tick">{esc(lab)}</text>')
     if x_title:
-        parts.append(f'<text x="{ml + cell * z.shape[1] / 2:.1f}" y="{height - 8}" text-anchor="middle" '
+        parts.append(f'<text x="{ml + grid_w / 2:.1f}" y="{mt + grid_h + 32}" text-anchor="middle" '
                      f'class="axis-title">{esc(x_title)}</text>')
     if y_title:
-        parts.append(f'<text x="12" y="{mt + cell * z.shape[0] / 2:.1f}" text-anchor="middle" class="axis-title" '
-                     f'transform="rotate(-90 12 {mt + cell * z.shape[0] / 2:.1f})">{esc(y_title)}</text>')
+        parts.append(f'<text x="12" y="{mt + grid_h / 2:.1f}" text-anchor="middle" class="axis-title" '
+                     f'transform="rotate(-90 12 {mt + grid_h / 2:.1f})">{esc(y_title)}</text>')
+    parts.append(_heat_legend(scale, lo, hi, value_format, ml, legend_y))
     parts.append("</svg>")
     caption = f"<figcaption>{esc(title)}</figcaption>" if title else ""
     return f'<figure class="chart heatmap">{caption}{"".join(parts)}</figure>'
+
+
+def _heat_legend(scale: MetricScale, lo: float, hi: float, fmt: Callable[[float], str], x: float, y: float) -> str:
+    """Swatches of the worst value shown, the neutral one and the best, labelled: the colour rule at a glance."""
+    if scale.kind == "diverging":  # the worst and best values shown around the neutral one
+        c = scale.center
+        stops = [*([lo] if lo < c else []), c, *([hi] if hi > c else [])]
+    elif scale.kind == "loss":
+        stops = [min(lo, 0.0), 0.0]
+    else:
+        stops = [lo, hi] if hi > lo else [lo]
+    out = ['<g class="legend-scale">']
+    step = 110
+    for i, v in enumerate(stops):
+        fill = heat_color(scale, v, lo, hi) if math.isfinite(v) else MISSING_COLOR
+        xx = x + i * step
+        out.append(f'<rect x="{xx}" y="{y - 10}" width="14" height="12" fill="{fill}" stroke="#c9ced4"/>'
+                   f'<text x="{xx + 19}" y="{y}" class="tick">{esc(fmt(v))}</text>')
+    out.append("</g>")
+    return "".join(out)
+
+
+def _legend(items: Sequence[tuple[str, str]], x: float, right: float, y: float = 17) -> tuple[str, float]:
+    """(colour, label) swatches laid out in rows that wrap at ``right``; returns the SVG and its last row's y."""
+    parts = []
+    lx, ly = x, y
+    for color, label in items:
+        w = 30 + 6.6 * len(label)
+        if lx > x and lx + w > right:
+            lx, ly = x, ly + 15
+        parts.append(f'<rect x="{lx:.0f}" y="{ly - 5:.0f}" width="14" height="3" fill="{esc(color)}"/>'
+                     f'<text x="{lx + 19:.0f}" y="{ly:.0f}" class="legend">{esc(label)}</text>')
+        lx += w
+    return "".join(parts), ly
+
+
+MARKER_REACH = 0.25
+"""A histogram marker within this fraction of the distribution's width of it is drawn to scale."""
+
+
+def svg_histogram(
+    values: Sequence[float] | np.ndarray,
+    *,
+    bins: int = 40,
+    title: str = "",
+    x_format: Callable[[float], str] = lambda v: f"{v:,.4g}",
+    markers: Sequence[VLine] = (),
+    split_at: float | None = None,
+    color: str = STRATEGY_COLOR,
+    width: int = 960,
+    height: int = 240,
+    tick_format: Callable[[float], str] | None = None,
+) -> str:
+    """Bars of a distribution; with ``split_at`` bars below it are red, above it green (P&L around 0,
+    final equity around the start equity: ``report_colors.split_color``).
+
+    The x-axis fits the distribution, not the markers: a marker (start equity, ruin level, a percentile)
+    is drawn to scale when it lies within ``MARKER_REACH`` of the distribution's width from it; a marker
+    farther away is named in the legend with its value and an arrow on the side it lies, so one
+    far-away reference cannot squeeze the bars into a sliver of the chart.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    caption = f"<figcaption>{esc(title)}</figcaption>" if title else ""
+    if v.size == 0:
+        return (f'<figure class="chart">{caption}<svg viewBox="0 0 {width} {height}" role="img">'
+                f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="muted">no data</text>'
+                f"</svg></figure>")
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        pad = abs(lo) * 0.05 or 1.0
+        lo, hi = lo - pad, hi + pad
+    reach = (hi - lo) * MARKER_REACH
+    inside = [m for m in markers if math.isfinite(m.x) and lo - reach <= m.x <= hi + reach]
+    outside = [m for m in markers if math.isfinite(m.x) and not lo - reach <= m.x <= hi + reach]
+    for m in inside:
+        lo, hi = min(lo, m.x), max(hi, m.x)
+    counts, edges = np.histogram(v, bins=max(1, bins), range=(lo, hi))
+
+    ml, mr, mb = 56, 16, 30
+    legend_items = [(m.color, m.label) for m in inside]
+    legend_items += [(m.color, f"{'← ' if m.x < lo else ''}{m.label} {x_format(m.x)} (off scale)"
+                      f"{' →' if m.x > hi else ''}") for m in outside]
+    legend, last_row = _legend(legend_items, ml, width - mr)
+    mt = int(last_row) + 17 if legend_items else 20
+    ph = height - 34 - mb  # the plot keeps its height whatever the legend needs
+    pw = width - ml - mr
+    height = mt + ph + mb
+    top = max(1, int(counts.max()))
+    yt = [t for t in nice_ticks(0, top, 4) if t == int(t)]
+
+    def px(x: float) -> float:
+        return ml + (x - lo) / (hi - lo) * pw
+
+    def py(c: float) -> float:
+        return mt + ph - c / top * ph
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}" font-size="11">',
+             f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="#fcfcfd"/>']
+    for t in yt:
+        parts.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#e6e8eb"/>'
+                     f'<text x="{ml - 6}" y="{py(t) + 4:.1f}" text-anchor="end" class="tick">{int(t):,}</text>')
+    xticks = nice_ticks(lo, hi, 6)
+    tfmt = tick_format or x_format
+    for t in xticks:
+        xx = px(t)
+        anchor = "end" if xx > ml + pw - 30 else "start" if xx < ml + 30 else "middle"  # keep edge labels inside
+        parts.append(f'<text x="{xx:.1f}" y="{mt + ph + 18}" text-anchor="{anchor}" class="tick">'
+                     f"{esc(tfmt(t))}</text>")
+    for c, a, b in zip(counts, edges[:-1], edges[1:], strict=True):
+        if c == 0:
+            continue
+        fill = color if split_at is None else split_color((a + b) / 2, split_at)
+        x0, x1 = px(float(a)), px(float(b))
+        parts.append(f'<rect x="{x0 + 0.5:.1f}" y="{py(float(c)):.1f}" width="{max(0.5, x1 - x0 - 1):.1f}" '
+                     f'height="{ph - (py(float(c)) - mt):.1f}" fill="{fill}" fill-opacity="0.85">'
+                     f"<title>{esc(x_format(float(a)))} … {esc(x_format(float(b)))}: {int(c):,}</title></rect>")
+    for m in inside:
+        xx = px(m.x)  # a white halo keeps the dashed line visible over a bar of any colour
+        parts.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{mt}" y2="{mt + ph}" stroke="#fff" stroke-width="3.4" '
+                     f'stroke-opacity="0.9"/><line x1="{xx:.1f}" x2="{xx:.1f}" y1="{mt}" y2="{mt + ph}" '
+                     f'stroke="{esc(m.color)}" stroke-dasharray="4 3" stroke-width="1.6"><title>{esc(m.label)}</title>'
+                     "</line>")
+    for m in outside:  # an arrow on the edge the marker lies beyond
+        ex, d = (ml, -1) if m.x < lo else (ml + pw, 1)
+        parts.append(f'<polygon points="{ex + 7 * d},{mt + 8} {ex},{mt + 3} {ex},{mt + 13}" fill="{esc(m.color)}">'
+                     f"<title>{esc(m.label)} {esc(x_format(m.x))}: off scale</title></polygon>")
+    parts.append(legend)
+    parts.append(f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#d5d9de"/></svg>')
+    return f'<figure class="chart">{caption}{"".join(parts)}</figure>'
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -579,9 +737,16 @@ def html_table(
     numeric: Sequence[int] = (),
     caption: str = "",
     css_class: str = "",
+    wrap: Sequence[int] = (),
 ) -> str:
-    """A table whose cells are escaped here; a cell may carry a CSS class as (text, class)."""
+    """A table whose cells are escaped here; a cell may carry a CSS class as (text, class).
+
+    Cells do not wrap (numbers and times stay on one line) except in the ``wrap`` columns, meant for
+    free text such as parameters and notes: that is what lets a wide table fit the page instead of
+    cutting its last columns off.
+    """
     num = set(numeric)
+    wide = set(wrap)
     out = [f'<table class="{esc(css_class)}">' if css_class else "<table>"]
     if caption:
         out.append(f"<caption>{esc(caption)}</caption>")
@@ -594,7 +759,7 @@ def html_table(
         cells = []
         for i, c in enumerate(row):
             text, cls = (c, "") if isinstance(c, str) else c
-            classes = " ".join(x for x in ("num" if i in num else "", cls) if x)
+            classes = " ".join(x for x in ("num" if i in num else "", "wrap" if i in wide else "", cls) if x)
             cells.append(f'<td class="{esc(classes)}">{esc(text)}</td>' if classes else f"<td>{esc(text)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
@@ -609,16 +774,17 @@ def metrics_table(metrics: Mapping[str, Any], benchmark: Mapping[str, Any] | Non
     rows: list[list[Cell]] = []
     for k in keys:
         row: list[Cell] = [METRIC_LABELS.get(k, k)]
-        signed = k in ("total_return", "cagr", "sharpe", "sortino", "best_trade", "worst_trade")
-        row.append((format_metric(k, metrics.get(k)), _tone(metrics.get(k)) if signed else ""))
+        row.append((format_metric(k, metrics.get(k)), tone(k, metrics.get(k))))
         if benchmark:
-            row.append((format_metric(k, benchmark.get(k)), _tone(benchmark.get(k)) if signed else ""))
+            row.append((format_metric(k, benchmark.get(k)), tone(k, benchmark.get(k))))
         rows.append(row)
     return html_table(headers, rows, numeric=(1, 2), css_class="metrics")
 
 
 def trades_table(trades: Sequence[Mapping[str, Any]], limit: int = MAX_TRADE_ROWS) -> str:
-    """Closed trades (result schema dicts), capped so a 100k-trade run still opens instantly."""
+    """Closed trades (result schema dicts): all of them up to ``limit``, so the printed report lists every
+    trade. On screen the table scrolls inside its box; in print the box opens and the table is paged with
+    its header repeated on every page."""
     if not trades:
         return '<p class="muted">No closed trades.</p>'
     shown = trades[:limit]
@@ -640,10 +806,10 @@ def trades_table(trades: Sequence[Mapping[str, Any]], limit: int = MAX_TRADE_ROW
         ["#", "Symbol", "Side", "Qty", "Entry (UTC)", "Entry", "Exit (UTC)", "Exit", "P&L", "Return", "Fees",
          "Held"], rows, numeric=(0, 3, 5, 7, 8, 9, 10, 11), css_class="trades")
     if len(trades) <= limit:
-        return f'<div class="table-wrap">{table}</div>'
-    # The note goes above the scroll box: below 500 rows nobody would see it.
+        return f'<div class="table-wrap trades-wrap">{table}</div>'
+    # The note goes above the scroll box: below the box nobody would see it.
     return (f'<p class="note">Showing the first {limit:,} of {len(trades):,} trades; '
-            f'the JSON result holds all of them.</p><div class="table-wrap">{table}</div>')
+            f'the JSON result holds all of them.</p><div class="table-wrap trades-wrap">{table}</div>')
 
 
 def kill_switch_table(events: Sequence[Mapping[str, Any]]) -> str:
@@ -655,10 +821,102 @@ def kill_switch_table(events: Sequence[Mapping[str, Any]]) -> str:
     return html_table(["Time (UTC)", "State", "Trigger", "Reason"], rows, css_class="killswitch")
 
 
+# ---------------------------------------------------------------------- monthly returns, P&L distribution
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def monthly_returns(times_ns: np.ndarray, equity: np.ndarray) -> tuple[list[int], np.ndarray, list[float]]:
+    """Calendar-month returns (UTC): rows = years, 12 columns (NaN where no data), plus yearly returns.
+
+    Each month is measured from the previous month's last equity (the first month from the first
+    point), so the months compound exactly to the total return.
+    """
+    ok = np.isfinite(times_ns) & np.isfinite(equity)
+    if ok.sum() < 2:
+        return [], np.zeros((0, 12)), []
+    t = np.asarray(times_ns, dtype=np.float64)[ok].astype(np.int64)
+    eq = np.asarray(equity, dtype=np.float64)[ok]
+    order = np.argsort(t, kind="stable")
+    t, eq = t[order], eq[order]
+    months = t.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+
+    def period_returns(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        last = np.append(np.flatnonzero(np.diff(keys) != 0), len(keys) - 1)
+        ends = eq[last]
+        starts = np.concatenate(([eq[0]], ends[:-1]))
+        return keys[last], ends / starts - 1.0
+
+    mkeys, mrets = period_returns(months)
+    ykeys, yrets = period_returns(months // 12)
+    years = [1970 + int(y) for y in ykeys]
+    grid = np.full((len(years), 12), np.nan)
+    for k, r in zip(mkeys, mrets, strict=True):
+        grid[years.index(1970 + int(k) // 12), int(k) % 12] = float(r)
+    return years, grid, [float(v) for v in yrets]
+
+
+def monthly_returns_section(equity: Points | Mapping[str, Any]) -> str:
+    """The monthly returns heatmap of an equity series (or of a result dict's ``equity``): red months lost."""
+    if isinstance(equity, Mapping):
+        equity, _ = series_from_pairs(equity.get("equity") or [], "equity")
+    arr = np.asarray(equity, dtype=np.float64).reshape(-1, 2) if len(equity) else np.zeros((0, 2))
+    years, grid, yearly = monthly_returns(arr[:, 0], arr[:, 1]) if len(arr) else ([], np.zeros((0, 12)), [])
+    if not years:
+        return section("Monthly returns", '<p class="muted">Not enough equity points.</p>')
+    full = np.column_stack([grid, np.asarray(yearly)])
+    months = grid[np.isfinite(grid)]
+    heat = svg_heatmap(full, [*MONTHS, "Year"], [str(y) for y in years], title="Monthly returns (UTC calendar)",
+                       value_format=lambda v: f"{v * 100:+.1f}%", cell=56, metric="return",
+                       scale_range=(float(months.min()), float(months.max())) if months.size else None)
+    return section("Monthly returns", heat + '<p class="note">Each month from the previous month-end equity; '
+                   "the last column is the calendar year. " + esc(scale_note("return", "0 %")) + "</p>")
+
+
+def trade_pnl_section(result: Mapping[str, Any]) -> str:
+    """Return per trade as a histogram (losses red, wins green) and the win / loss statistics."""
+    trades = [t for t in result.get("trades") or [] if isinstance(t, Mapping)]
+    rets = []
+    pnls = []
+    for t in trades:
+        pnl, qty, entry = _num(t.get("pnl")), _num(t.get("quantity")), _num(t.get("entry_price"))
+        if pnl is None or math.isinf(pnl):
+            continue
+        pnls.append(pnl)
+        if qty and entry:
+            rets.append(pnl / abs(qty * entry))
+    if not pnls:
+        return section("Trade P&L distribution", '<p class="muted">No closed trades.</p>')
+    r = np.asarray(rets)
+    p = np.asarray(pnls)
+    markers = [VLine(0.0, "break-even", "#6b7785")]
+    if r.size:
+        markers += [VLine(float(r.mean()), f"mean {r.mean() * 100:+.2f}%", "#c77c2e"),
+                    VLine(float(np.median(r)), f"median {np.median(r) * 100:+.2f}%", "#8e5ea2")]
+    chart = svg_histogram(r, bins=min(60, max(10, int(math.sqrt(r.size)) * 2)), title="Return per trade",
+                          x_format=lambda v: f"{v * 100:.1f}%", markers=markers, split_at=0.0)
+    wins, losses = p[p > 0], p[p < 0]
+    payoff = float(wins.mean() / -losses.mean()) if wins.size and losses.size else None
+    rows: list[list[Cell]] = [
+        ["Trades", f"{p.size:,}"],
+        ["Winners / losers", f"{wins.size:,} / {losses.size:,}"],
+        ["Average win", (format_money(float(wins.mean())) if wins.size else "–", "pos" if wins.size else "")],
+        ["Average loss", (format_money(float(losses.mean())) if losses.size else "–", "neg" if losses.size else "")],
+        ["Payoff ratio (avg win / avg loss)", (f"{payoff:.2f}" if payoff is not None else "–", tone("payoff_ratio",
+                                                                                                  payoff))],
+        ["Expectancy per trade", (format_money(float(p.mean())), tone("expectancy", float(p.mean())))],
+        ["Largest win / loss", f"{format_money(float(p.max()))} / {format_money(float(p.min()))}"],
+    ]
+    if r.size:
+        rows.append(["Return per trade p5 / p50 / p95",
+                     " / ".join(format_pct(float(np.percentile(r, q)), sign=True) for q in (5, 50, 95))])
+    return section("Trade P&L distribution", chart + html_table(["", ""], rows, numeric=(1,), css_class="metrics"))
+
+
 # --------------------------------------------------------------------------------------------- page
 
 _CSS = """
-:root{--fg:#1f2933;--muted:#6b7785;--line:#e3e6ea;--bg:#f6f7f9;--card:#fff;--pos:#2e7d5b;--neg:#b23e37;
+:root{--fg:#1f2933;--muted:#6b7785;--line:#e3e6ea;--bg:#f6f7f9;--card:#fff;--pos:$POS;--neg:$NEG;
 --accent:#2c5d8f}
 *{box-sizing:border-box}
 body{margin:0;background:var(--bg);color:var(--fg);font:14px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",
@@ -680,12 +938,13 @@ table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:ta
 th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
 th{font-weight:600;color:var(--muted);font-size:12px;background:#fafbfc;position:sticky;top:0}
 td.num,th.num{text-align:right}
+td.wrap{white-space:pre-line;overflow-wrap:break-word}
 tbody tr:hover{background:#f4f7fb}
 table.metrics{max-width:560px}
 .table-wrap{max-height:560px;overflow:auto;border:1px solid var(--line);border-radius:6px}
 .table-wrap table td,.table-wrap table th{border-bottom:1px solid #eef0f2}
 .pos{color:var(--pos)}.neg{color:var(--neg)}.muted{color:var(--muted);fill:var(--muted)}
-td.long{color:var(--pos);font-weight:600}td.short{color:var(--neg);font-weight:600}
+td.long,td.short{font-weight:600}td.long{color:#2c5d8f}td.short{color:#8a5a00}
 td.state-soft{color:#a87400;font-weight:600}td.state-hard{color:#b23e37;font-weight:600}
 td.state-freeze{color:#6c3fa0;font-weight:600}
 .note{color:var(--muted);font-size:12px;margin:8px 0}
@@ -701,7 +960,34 @@ border-radius:6px;padding:6px 9px;font-size:12px;box-shadow:0 2px 8px rgba(0,0,0
 pre{background:#f7f8fa;border:1px solid var(--line);border-radius:6px;padding:12px;overflow:auto;font-size:12px;
 max-height:480px;margin:0}
 footer{color:var(--muted);font-size:12px;margin-top:24px;text-align:center}
-"""
+@page{margin:12mm 10mm 13mm}
+@media print{
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+html,body{background:#fff}
+body{font-size:10.5px}
+main{max-width:none;padding:0;margin:0}
+header h1{font-size:17px}
+section{border:0;border-radius:0;padding:0;margin-top:16px;background:none}
+section h2{font-size:13px;margin:0 0 6px;padding-bottom:3px;border-bottom:1px solid var(--line)}
+h1,h2,figcaption,.kicker{break-after:avoid;page-break-after:avoid}
+figure+.note{break-before:avoid;page-break-before:avoid}
+.cards{grid-template-columns:repeat(3,1fr);gap:6px;margin-top:10px}
+.card{padding:5px 8px}.card .value{font-size:15px}.card .label{font-size:9px}
+.card,figure.chart,.warnings,table.metrics,.note{break-inside:avoid;page-break-inside:avoid}
+.table-wrap,pre{max-height:none;overflow:visible;border:0;border-radius:0}
+table{font-size:8.5px;width:100%}
+th,td{padding:2px 4px}
+th{position:static;background:none;color:var(--fg);font-size:8px;border-bottom:1px solid #9aa3ad}
+thead{display:table-header-group}
+tr{break-inside:avoid;page-break-inside:avoid}
+tbody tr:hover{background:none}
+table.metrics{max-width:none;width:auto;min-width:50%}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:8px;background:none;padding:0}
+.tip,.hover-line{display:none!important}
+svg .legend,svg .axis-title{font-size:11px}
+footer{margin-top:12px;font-size:9px}
+}
+""".replace("$POS", POS_COLOR).replace("$NEG", NEG_COLOR)
 
 # Hover read-out: optional sugar, the page is complete without it.
 _JS = """
@@ -746,11 +1032,11 @@ def _kpi_cards(metrics: Mapping[str, Any], benchmark: Mapping[str, Any] | None) 
     cards = []
     for key in ("total_return", "cagr", "sharpe", "max_drawdown", "win_rate", "num_trades"):
         v = metrics.get(key)
-        tone = _tone(v) if key in ("total_return", "cagr", "sharpe") else ("neg" if key == "max_drawdown" else "")
+        cls_tone = tone(key, v)
         bench = ""
         if benchmark and key != "num_trades" and key != "win_rate":
             bench = f'<div class="bench">buy &amp; hold {esc(format_metric(key, benchmark.get(key)))}</div>'
-        cls = f"value {tone}" if tone else "value"
+        cls = f"value {cls_tone}" if cls_tone else "value"
         cards.append(f'<div class="card"><div class="label">{esc(METRIC_LABELS[key])}</div>'
                      f'<div class="{cls}">{esc(format_metric(key, v))}</div>{bench}</div>')
     return f'<div class="cards">{"".join(cards)}</div>'
@@ -839,6 +1125,9 @@ def render_html(result: Mapping[str, Any]) -> str:
         charts += '<p class="note">Dashed lines mark kill-switch transitions (hover the square for details).</p>'
     charts += svg_drawdown_chart(dd_series)
     body.append(section("Equity and drawdown", charts))
+    if len(equity) or result.get("trades"):
+        body.append(monthly_returns_section(equity))
+        body.append(trade_pnl_section(result))
 
     if metrics:
         body.append(section("Performance", metrics_table(metrics, benchmark)))

@@ -9,7 +9,11 @@ self-contained file, inline SVG, no network, every user string escaped. What eac
   The windows table puts in-sample next to out-of-sample, the stitched curve is the honest result;
 - Monte Carlo: how lucky was the order of trades? Histograms and percentile bands show the spread,
   the probability of ruin the tail;
-- a single backtest gets a monthly returns heatmap and a trade P&L distribution (``mmats report``).
+- a single backtest: ``mmats.report.render_html`` (with its monthly returns heatmap and trade P&L
+  distribution), the same page ``backtest --report`` writes.
+
+Colours follow ``mmats.report_colors``: by what is good for the metric (red below its neutral value,
+green above), never by rank.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mmats.metrics import METRIC_KEYS, drawdown_series
 from mmats.report import (
     BENCHMARK_COLOR,
     METRIC_LABELS,
+    MONTHS,
     STRATEGY_COLOR,
     VLine,
     esc,
@@ -34,20 +39,27 @@ from mmats.report import (
     format_number,
     format_pct,
     html_table,
-    nice_ticks,
+    monthly_returns,
+    monthly_returns_section,
     page,
     parse_times,
     render_html,
     section,
     svg_drawdown_chart,
     svg_heatmap,
+    svg_histogram,
     svg_line_chart,
+    trade_pnl_section,
 )
+from mmats.report_colors import NEG_COLOR, POS_COLOR, metric_scale, scale_note, sign_tone, tone
 
-POS_COLOR = "#2e7d5b"
-NEG_COLOR = "#b23e37"
+__all__ = [
+    "MONTHS", "NEG_COLOR", "POS_COLOR", "heatmap_matrix", "monthly_returns", "monthly_returns_section", "pairs_xy",
+    "render_any", "render_backtest_report", "render_montecarlo_report", "render_sweep_report",
+    "render_walkforward_report", "svg_histogram", "trade_pnl_section", "write_any",
+]
+
 BAND_COLORS = ("#c9d6e4", "#8fb0cf", STRATEGY_COLOR, "#8fb0cf", "#c9d6e4")
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 Cell = str | tuple[str, str]
 
@@ -62,11 +74,6 @@ def _f(v: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
-
-
-def _tone(v: object) -> str:
-    f = _f(v)
-    return "" if not f else ("pos" if f > 0 else "neg")
 
 
 def pairs_xy(pairs: Sequence[Sequence[Any]], field: str = "equity") -> np.ndarray:
@@ -90,8 +97,8 @@ def _dd(xy: np.ndarray) -> np.ndarray:
 def _cards(items: Sequence[tuple[str, str, str]]) -> str:
     """(label, value, tone) KPI cards, the same look as the backtest report's."""
     out = []
-    for label, value, tone in items:
-        cls = f"value {tone}" if tone else "value"
+    for label, value, cls_tone in items:
+        cls = f"value {cls_tone}" if cls_tone else "value"
         out.append(f'<div class="card"><div class="label">{esc(label)}</div>'
                    f'<div class="{cls}">{esc(value)}</div></div>')
     return f'<div class="cards">{"".join(out)}</div>'
@@ -114,172 +121,13 @@ def _value_text(v: Any) -> str:
     return str(v)
 
 
-# ---------------------------------------------------------------------------------------- histogram
-
-
-def svg_histogram(
-    values: Sequence[float] | np.ndarray,
-    *,
-    bins: int = 40,
-    title: str = "",
-    x_format: Callable[[float], str] = lambda v: f"{v:,.4g}",
-    markers: Sequence[VLine] = (),
-    split_at: float | None = None,
-    color: str = STRATEGY_COLOR,
-    width: int = 960,
-    height: int = 240,
-) -> str:
-    """Bars of a distribution; with ``split_at`` bars left of it are red, right green (P&L around 0)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    caption = f"<figcaption>{esc(title)}</figcaption>" if title else ""
-    if v.size == 0:
-        return (f'<figure class="chart">{caption}<svg viewBox="0 0 {width} {height}" role="img">'
-                f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="muted">no data</text>'
-                f"</svg></figure>")
-    lo, hi = float(v.min()), float(v.max())
-    for m in markers:
-        if math.isfinite(m.x):
-            lo, hi = min(lo, m.x), max(hi, m.x)
-    if hi <= lo:
-        pad = abs(lo) * 0.05 or 1.0
-        lo, hi = lo - pad, hi + pad
-    counts, edges = np.histogram(v, bins=max(1, bins), range=(lo, hi))
-    ml, mr, mt, mb = 56, 16, 34, 30
-    pw, ph = width - ml - mr, height - mt - mb
-    top = max(1, int(counts.max()))
-    yt = [t for t in nice_ticks(0, top, 4) if t == int(t)]
-
-    def px(x: float) -> float:
-        return ml + (x - lo) / (hi - lo) * pw
-
-    def py(c: float) -> float:
-        return mt + ph - c / top * ph
-
-    parts = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}" font-size="11">',
-             f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="#fcfcfd"/>']
-    for t in yt:
-        parts.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#e6e8eb"/>'
-                     f'<text x="{ml - 6}" y="{py(t) + 4:.1f}" text-anchor="end" class="tick">{int(t):,}</text>')
-    for t in nice_ticks(lo, hi, 6):
-        parts.append(f'<text x="{px(t):.1f}" y="{mt + ph + 18}" text-anchor="middle" class="tick">'
-                     f"{esc(x_format(t))}</text>")
-    for c, a, b in zip(counts, edges[:-1], edges[1:], strict=True):
-        if c == 0:
-            continue
-        fill = color
-        if split_at is not None:
-            fill = NEG_COLOR if (a + b) / 2 < split_at else POS_COLOR
-        x0, x1 = px(float(a)), px(float(b))
-        parts.append(f'<rect x="{x0 + 0.5:.1f}" y="{py(float(c)):.1f}" width="{max(0.5, x1 - x0 - 1):.1f}" '
-                     f'height="{ph - (py(float(c)) - mt):.1f}" fill="{fill}" fill-opacity="0.85">'
-                     f"<title>{esc(x_format(float(a)))} … {esc(x_format(float(b)))}: {int(c):,}</title></rect>")
-    lx = ml
-    for m in markers:
-        if not math.isfinite(m.x):
-            continue
-        xx = px(m.x)
-        parts.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{mt}" y2="{mt + ph}" stroke="{esc(m.color)}" '
-                     f'stroke-dasharray="4 3" stroke-width="1.4"><title>{esc(m.label)}</title></line>')
-        parts.append(f'<rect x="{lx}" y="12" width="14" height="3" fill="{esc(m.color)}"/>'
-                     f'<text x="{lx + 19}" y="17" class="legend">{esc(m.label)}</text>')
-        lx += 30 + 7 * len(m.label)
-    parts.append(f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#d5d9de"/></svg>')
-    return f'<figure class="chart">{caption}{"".join(parts)}</figure>'
-
-
 # ----------------------------------------------------------------------------- single backtest extras
 
 
-def monthly_returns(times_ns: np.ndarray, equity: np.ndarray) -> tuple[list[int], np.ndarray, list[float]]:
-    """Calendar-month returns (UTC): rows = years, 12 columns (NaN where no data), plus yearly returns.
-
-    Each month is measured from the previous month's last equity (the first month from the first
-    point), so the months compound exactly to the total return.
-    """
-    ok = np.isfinite(times_ns) & np.isfinite(equity)
-    if ok.sum() < 2:
-        return [], np.zeros((0, 12)), []
-    t = np.asarray(times_ns, dtype=np.float64)[ok].astype(np.int64)
-    eq = np.asarray(equity, dtype=np.float64)[ok]
-    order = np.argsort(t, kind="stable")
-    t, eq = t[order], eq[order]
-    months = t.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)  # months since 1970-01
-
-    def period_returns(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        last = np.append(np.flatnonzero(np.diff(keys) != 0), len(keys) - 1)
-        ends = eq[last]
-        starts = np.concatenate(([eq[0]], ends[:-1]))
-        return keys[last], ends / starts - 1.0
-
-    mkeys, mrets = period_returns(months)
-    ykeys, yrets = period_returns(months // 12)
-    years = [1970 + int(y) for y in ykeys]
-    grid = np.full((len(years), 12), np.nan)
-    for k, r in zip(mkeys, mrets, strict=True):
-        grid[years.index(1970 + int(k) // 12), int(k) % 12] = float(r)
-    return years, grid, [float(v) for v in yrets]
-
-
-def monthly_returns_section(result: Mapping[str, Any]) -> str:
-    xy = pairs_xy(result.get("equity") or [])
-    years, grid, yearly = monthly_returns(xy[:, 0], xy[:, 1]) if len(xy) else ([], np.zeros((0, 12)), [])
-    if not years:
-        return section("Monthly returns", '<p class="muted">Not enough equity points.</p>')
-    full = np.column_stack([grid, np.asarray(yearly)])
-    heat = svg_heatmap(full, [*MONTHS, "Year"], [str(y) for y in years], title="Monthly returns (UTC calendar)",
-                       value_format=lambda v: f"{v * 100:+.1f}%", cell=56)
-    return section("Monthly returns", heat + '<p class="note">Each month from the previous month-end equity; '
-                   "the last column is the calendar year.</p>")
-
-
-def trade_pnl_section(result: Mapping[str, Any]) -> str:
-    trades = [t for t in result.get("trades") or [] if isinstance(t, Mapping)]
-    rets = []
-    pnls = []
-    for t in trades:
-        pnl, qty, entry = _f(t.get("pnl")), _f(t.get("quantity")), _f(t.get("entry_price"))
-        if pnl is None:
-            continue
-        pnls.append(pnl)
-        if qty and entry:
-            rets.append(pnl / abs(qty * entry))
-    if not pnls:
-        return section("Trade P&L distribution", '<p class="muted">No closed trades.</p>')
-    r = np.asarray(rets)
-    p = np.asarray(pnls)
-    markers = [VLine(0.0, "break-even", "#6b7785")]
-    if r.size:
-        markers += [VLine(float(r.mean()), f"mean {r.mean() * 100:+.2f}%", "#c77c2e"),
-                    VLine(float(np.median(r)), f"median {np.median(r) * 100:+.2f}%", "#8e5ea2")]
-    chart = svg_histogram(r, bins=min(60, max(10, int(math.sqrt(r.size)) * 2)), title="Return per trade",
-                          x_format=lambda v: f"{v * 100:.1f}%", markers=markers, split_at=0.0)
-    wins, losses = p[p > 0], p[p < 0]
-    rows: list[list[Cell]] = [
-        ["Trades", f"{p.size:,}"],
-        ["Winners / losers", f"{wins.size:,} / {losses.size:,}"],
-        ["Average win", (format_number(float(wins.mean())) if wins.size else "–", "pos")],
-        ["Average loss", (format_number(float(losses.mean())) if losses.size else "–", "neg")],
-        ["Payoff ratio (avg win / avg loss)",
-         f"{wins.mean() / -losses.mean():.2f}" if wins.size and losses.size else "–"],
-        ["Expectancy per trade", (format_number(float(p.mean())), _tone(float(p.mean())))],
-        ["Largest win / loss", f"{format_number(float(p.max()))} / {format_number(float(p.min()))}"],
-    ]
-    if r.size:
-        rows.append(["Return per trade p5 / p50 / p95",
-                     " / ".join(format_pct(float(np.percentile(r, q)), sign=True) for q in (5, 50, 95))])
-    return section("Trade P&L distribution", chart + html_table(["", ""], rows, numeric=(1,), css_class="metrics"))
-
-
 def render_backtest_report(result: Mapping[str, Any]) -> str:
-    """The standard backtest page with the monthly returns heatmap and trade P&L distribution added."""
-    html = render_html(result)
-    extra = monthly_returns_section(result) + trade_pnl_section(result)
-    for anchor in ("<section><h2>Performance</h2>", "<footer>", "</main>"):
-        i = html.find(anchor)
-        if i >= 0:
-            return html[:i] + extra + html[i:]
-    return html + extra
+    """The backtest page: since the monthly returns and the trade P&L distribution moved into
+    ``mmats.report.render_html``, ``backtest --report`` and ``mmats report`` render the same page."""
+    return render_html(result)
 
 
 # -------------------------------------------------------------------------------------------- sweep
@@ -318,6 +166,12 @@ def heatmap_matrix(records: Sequence[Mapping[str, Any]], x: str, y: str, metric:
     return [xs[k] for k in ox], [ys[k] for k in oy], z
 
 
+def _neutral(metric: str) -> float:
+    """Where a chart of ``metric`` draws its reference line: the value between good and bad."""
+    scale = metric_scale(metric)
+    return scale.center if scale.kind == "diverging" else 0.0
+
+
 def _metric_formatter(metric: str) -> Callable[[float], str]:
     if metric in ("sharpe", "sortino", "profit_factor"):
         return lambda v: f"{v:.2f}"
@@ -350,7 +204,7 @@ def render_sweep_report(doc: Mapping[str, Any]) -> str:
         ("Failed", f"{counts.get('error', 0) + counts.get('failed', 0):,}",
          "neg" if counts.get("error", 0) + counts.get("failed", 0) else ""),
         (f"Eligible (≥ {doc.get('min_trades', 0)} trades)", f"{counts.get('eligible', 0):,}", ""),
-        (f"Best {label}", format_metric(metric, top_v), _tone(top_v)),
+        (f"Best {label}", format_metric(metric, top_v), tone(metric, top_v)),
     ]))
 
     varied = [k for k, v in axes.items() if len(v) > 1]
@@ -363,9 +217,9 @@ def render_sweep_report(doc: Mapping[str, Any]) -> str:
             body.append(section(f"{label} by {y} and {x}",
                                 svg_heatmap(z, [_value_text(v) for v in xv], [_value_text(v) for v in yv],
                                             title=f"{label} (blank: failed or no run)", x_title=x, y_title=y,
-                                            value_format=_metric_formatter(metric)) + note
+                                            value_format=_metric_formatter(metric), metric=metric) + note
                                 + '<p class="note">A robust choice sits on a plateau of good cells, not on a '
-                                  "lone spike.</p>"))
+                                  f"lone spike. {esc(scale_note(metric))}</p>"))
     elif len(varied) == 1:
         x = varied[0]
         pts = sorted((float(r["params"][x]), v) for r in records
@@ -382,10 +236,11 @@ def render_sweep_report(doc: Mapping[str, Any]) -> str:
         m = r.get("metrics") or {}
         params = r.get("params") or {}
         rows.append([str(i), *[_value_text(params.get(n, "–")) for n in names],
-                     *[(format_metric(c, m.get(c)), _tone(m.get(c)) if c not in ("num_trades",) else "")
-                       for c in cols], format_number(r.get("final_equity"))])
+                     *[(format_metric(c, m.get(c)), tone(c, m.get(c))) for c in cols],
+                     format_number(r.get("final_equity"))])
     headers = ["#", *names, *[METRIC_LABELS.get(c, c) for c in cols], "Final equity"]
-    table = html_table(headers, rows, numeric=tuple(range(len(names) + 1, len(headers))), css_class="ranked")
+    table = html_table(headers, rows, numeric=tuple(range(len(names) + 1, len(headers))), css_class="ranked",
+                       wrap=tuple(range(1, len(names) + 1)))
     body.append(section(f"Top {len(ranked)} by {label}", f'<div class="table-wrap">{table}</div>' if rows
                         else '<p class="muted">No run met the filter.</p>'))
 
@@ -405,8 +260,9 @@ def render_sweep_report(doc: Mapping[str, Any]) -> str:
         frows: list[list[Cell]] = [[_params_text(r.get("params")), (str(r.get("status")), "neg"), str(r.get("error"))]
                                    for r in failed[:200]]
         more = f'<p class="note">{len(failed) - 200:,} more in the JSON.</p>' if len(failed) > 200 else ""
+        ftable = html_table(["Params", "Status", "Error"], frows, wrap=(0, 2))
         body.append(section(f"Failed configurations ({len(failed):,})",
-                            f'<div class="table-wrap">{html_table(["Params", "Status", "Error"], frows)}</div>{more}'))
+                            f'<div class="table-wrap">{ftable}</div>{more}'))
     stats = doc.get("stats") or {}
     if stats:
         body.append(section("Execution", html_table(["", ""], [[k, str(v)] for k, v in stats.items()],
@@ -432,13 +288,10 @@ def render_walkforward_report(doc: Mapping[str, Any]) -> str:
     body = [_header("MMATS walk-forward", f"{doc.get('strategy', 'strategy')} — out-of-sample", sub)]
     eff = _f(degr.get("efficiency"))
     body.append(_cards([
-        ("OOS total return", format_metric("total_return", oos.get("total_return")), _tone(oos.get("total_return"))),
-        ("OOS CAGR", format_metric("cagr", oos.get("cagr")), _tone(oos.get("cagr"))),
-        ("OOS Sharpe", format_metric("sharpe", oos.get("sharpe")), _tone(oos.get("sharpe"))),
-        ("OOS max drawdown", format_metric("max_drawdown", oos.get("max_drawdown")), "neg"),
-        ("OOS trades", format_metric("num_trades", oos.get("num_trades")), ""),
-        (f"WF efficiency ({label})", f"{eff:.2f}" if eff is not None else "–",
-         "" if eff is None else ("pos" if eff >= 0.5 else "neg")),
+        *[(f"OOS {name}", format_metric(k, oos.get(k)), tone(k, oos.get(k)))
+          for k, name in (("total_return", "total return"), ("cagr", "CAGR"), ("sharpe", "Sharpe"),
+                          ("max_drawdown", "max drawdown"), ("num_trades", "trades"))],
+        (f"WF efficiency ({label})", f"{eff:.2f}" if eff is not None else "–", tone("efficiency", eff)),
     ]))
     eq = pairs_xy(doc.get("oos_equity") or [])
     markers = []
@@ -461,39 +314,46 @@ def render_walkforward_report(doc: Mapping[str, Any]) -> str:
     if len(pts_is) or len(pts_os):
         body.append(section(f"{label}: in-sample vs out-of-sample", svg_line_chart(
             [("In-sample (train, best config)", pts_is), ("Out-of-sample (test)", pts_os)],
-            title=f"{label} per window", x_is_time=False, height=240, y_format=fmt,
+            title=f"{label} per window", x_is_time=False, height=240, y_format=fmt, y_ref=_neutral(metric),
             x_format=lambda v: f"{v:.0f}" if float(v).is_integer() else "",
             colors=("#c77c2e", STRATEGY_COLOR))))
 
+    notes = any(w.get("note") for w in windows)
     rows: list[list[Cell]] = []
     for w, a, b in zip(windows, isv, osv, strict=True):
         o = w.get("out_of_sample") or {}
         rows.append([
-            str(w.get("index")), f"{str(w.get('train_from', ''))[:10]} → {str(w.get('train_to', ''))[:10]}",
-            f"{str(w.get('test_from', ''))[:10]} → {str(w.get('test_to', ''))[:10]}",
+            # a line break between the dates (the cell keeps newlines): a date never splits at its hyphens
+            str(w.get("index")), f"{str(w.get('train_from', ''))[:10]} →\n{str(w.get('train_to', ''))[:10]}",
+            f"{str(w.get('test_from', ''))[:10]} →\n{str(w.get('test_to', ''))[:10]}",
             _params_text(w.get("best_params")), f"{w.get('configs_ok', 0)}/{w.get('configs', 0)}",
-            (fmt(a) if a is not None else "–", _tone(a)), (fmt(b) if b is not None else "–", _tone(b)),
-            (format_metric("total_return", o.get("total_return")), _tone(o.get("total_return"))),
-            format_metric("max_drawdown", o.get("max_drawdown")), format_metric("num_trades", o.get("num_trades")),
-            str(w.get("note") or ""),
+            (fmt(a) if a is not None else "–", tone(metric, a)), (fmt(b) if b is not None else "–", tone(metric, b)),
+            (format_metric("total_return", o.get("total_return")), tone("total_return", o.get("total_return"))),
+            (format_metric("max_drawdown", o.get("max_drawdown")), tone("max_drawdown", o.get("max_drawdown"))),
+            format_metric("num_trades", o.get("num_trades")),
+            *([str(w.get("note") or "")] if notes else []),
         ])
     table = html_table(["#", "Train", "Test", "Best params", "OK", f"IS {label}", f"OOS {label}", "OOS return",
-                        "OOS max DD", "OOS trades", "Note"], rows, numeric=(4, 5, 6, 7, 8, 9), css_class="windows")
+                        "OOS max DD", "OOS trades", *(["Note"] if notes else [])], rows, numeric=(4, 5, 6, 7, 8, 9),
+                       css_class="windows", wrap=(1, 2, 3, 10))
     body.append(section("Windows", f'<div class="table-wrap">{table}</div>'))
 
     drows: list[list[Cell]] = []
     for m, d in (doc.get("degradation") or {}).items():
         mf = _metric_formatter(str(m))
         e = _f(d.get("efficiency"))
+        mis, mos = _f(d.get("mean_in_sample")), _f(d.get("mean_out_of_sample"))
         drows.append([METRIC_LABELS.get(str(m), str(m)),
-                      mf(v) if (v := _f(d.get("mean_in_sample"))) is not None else "–",
-                      mf(v) if (v := _f(d.get("mean_out_of_sample"))) is not None else "–",
-                      f"{e:.2f}" if e is not None else "–",
-                      format_pct(d.get("oos_positive"), 0)])
+                      (mf(mis) if mis is not None else "–", tone(str(m), mis)),
+                      (mf(mos) if mos is not None else "–", tone(str(m), mos)),
+                      (f"{e:.2f}" if e is not None else "–", tone("efficiency", e)),
+                      format_pct(_share_good(str(m), windows, d.get("oos_positive")), 0)])
     body.append(section("Degradation", html_table(["Metric", "Mean in-sample", "Mean out-of-sample", "Efficiency",
-                                                   "Windows OOS > 0"], drows, numeric=(1, 2, 3, 4)) +
+                                                   "Windows OOS good"], drows, numeric=(1, 2, 3, 4)) +
                         '<p class="note">Efficiency = mean OOS / mean IS (defined when IS &gt; 0); around 0.5 or more '
-                        "is commonly read as a strategy that is not just fitted to its training data.</p>"))
+                        "is commonly read as a strategy that is not just fitted to its training data. Windows OOS "
+                        "good: the share of test windows on the good side of the metric's neutral value (above 0; "
+                        "above 1 for a profit factor).</p>"))
     body.append(section("Out-of-sample metrics", _metrics_only(oos)))
     stats = doc.get("stats") or {}
     if stats:
@@ -502,9 +362,19 @@ def render_walkforward_report(doc: Mapping[str, Any]) -> str:
     return page(f"Walk-forward {doc.get('strategy', '')} — MMATS", "".join(body))
 
 
+def _share_good(metric: str, windows: Sequence[Mapping[str, Any]], fallback: object) -> float | None:
+    """Share of windows whose out-of-sample ``metric`` is good by ``report_colors.tone`` (profit factor > 1,
+    not > 0 as the JSON's ``oos_positive`` counts); the JSON's number when the windows do not hold it."""
+    if metric_scale(metric).kind != "diverging":
+        return _f(fallback)
+    values = [v for w in windows if (v := _f((w.get("out_of_sample") or {}).get(metric))) is not None]
+    if not values:
+        return _f(fallback)
+    return sum(1 for v in values if tone(metric, v) == "pos") / len(values)
+
+
 def _metrics_only(metrics: Mapping[str, Any]) -> str:
-    rows: list[list[Cell]] = [[METRIC_LABELS.get(k, k), (format_metric(k, metrics.get(k)), _tone(metrics.get(k))
-                                                         if k not in ("num_trades", "avg_trade_duration_s") else "")]
+    rows: list[list[Cell]] = [[METRIC_LABELS.get(k, k), (format_metric(k, metrics.get(k)), tone(k, metrics.get(k)))]
                               for k in METRIC_KEYS if k in metrics]
     return html_table(["Metric", "Value"], rows, numeric=(1,), css_class="metrics")
 
@@ -529,9 +399,9 @@ def _mc_section(res: Mapping[str, Any]) -> str:
     parts = [f'<p class="note">{esc(what)}.</p>', _cards([
         (f"P(ruin: < {ruin * 100:.0f}% of start)", format_pct(res.get("prob_ruin"), 1),
          "neg" if (_f(res.get("prob_ruin")) or 0) > 0 else "pos"),
-        ("P(loss)", format_pct(res.get("prob_loss"), 1), ""),
-        ("Final equity p5", format_number(fe.get("p5")), _tone((_f(fe.get("p5")) or initial) - initial)),
-        ("Final equity median", format_number(fe.get("p50")), _tone((_f(fe.get("p50")) or initial) - initial)),
+        ("P(loss)", format_pct(res.get("prob_loss"), 1), sign_tone(0.5, _f(res.get("prob_loss")) or 0.0)),
+        ("Final equity p5", format_number(fe.get("p5")), sign_tone(fe.get("p5"), initial)),
+        ("Final equity median", format_number(fe.get("p50")), sign_tone(fe.get("p50"), initial)),
         ("Max drawdown median", format_pct(dd.get("p50")), "neg"),
         ("Max drawdown p5 (bad tail)", format_pct(dd.get("p5")), "neg"),
     ])]
@@ -542,7 +412,8 @@ def _mc_section(res: Mapping[str, Any]) -> str:
         if _f(fe.get(q)) is not None:
             fmarks.append(VLine(float(fe[q]), q, "#8e5ea2" if q == "p50" else "#8fb0cf"))
     parts.append(svg_histogram(res.get("final_equity_values") or [], title="Final equity", markers=fmarks,
-                               x_format=format_number))
+                               x_format=format_number, split_at=initial, tick_format=lambda v: f"{v:,.0f}"))
+    parts.append('<p class="note">Bars below the start equity are red, above it green.</p>')
     dmarks = []
     if _f(actual.get("max_drawdown")) is not None:
         dmarks.append(VLine(float(actual["max_drawdown"]), "actual", "#c77c2e"))

@@ -21,6 +21,7 @@ from mmats.report import (
     svg_heatmap,
     svg_line_chart,
     time_ticks,
+    trades_table,
     write_report,
 )
 
@@ -129,7 +130,9 @@ def test_full_report() -> None:
     assert "sma_cross · BTC/USDT" in text and "crypto · 1h" in text
     for shown in ("12.34 %", "1.23", "-7.89 %", "55.00 %", "2.0 h", "-20.00 %", "-0.31"):
         assert shown in text, shown
-    assert text.count("<svg") == 2 and "<polyline" in text and "<polygon" in text  # equity + drawdown area
+    # equity, drawdown (area), monthly returns heatmap, trade P&L histogram
+    assert text.count("<svg") == 4 and "<polyline" in text and "<polygon" in text
+    assert "Monthly returns" in text and "Trade P&amp;L distribution" in text
     assert "Buy &amp; hold" in text
     assert "generated bars: results are illustrative" in text and 'class="warnings"' in text
     assert "Kill switch" in text and "daily loss 3.2 % &gt; 3 %" in text and "stroke-dasharray" in text
@@ -175,12 +178,31 @@ def test_malicious_strings_are_escaped() -> None:
     assert text.count("<script") == 1  # ours, at the end
 
 
+def test_trade_table_lists_every_trade_up_to_the_cap() -> None:
+    text = render_html(make_result(trades=945))
+    assert 'class="trades"' in text and "Showing the first" not in text
+    assert '<td class="num">945</td>' in text  # the last of 945 trades, not the first 500
+
+
 def test_trade_table_is_capped() -> None:
     res = make_result(trades=MAX_TRADE_ROWS + 7)
-    text = render_html(res)
+    text = trades_table(res["trades"])
     check_html(text)
     assert f"first {MAX_TRADE_ROWS:,} of {MAX_TRADE_ROWS + 7:,} trades" in text
-    assert text.count('<td class="num">501</td>') == 0
+    assert f'<td class="num">{MAX_TRADE_ROWS}</td>' in text
+    assert f'<td class="num">{MAX_TRADE_ROWS + 1}</td>' not in text
+
+
+def test_print_stylesheet() -> None:
+    """What makes the PDF list every trade: no scroll box, paged tables with repeated headers, no orphans."""
+    text = render_html(make_result())
+    css = text[text.index("@media print{"):text.index("</style>")]
+    for rule in ("thead{display:table-header-group}", ".table-wrap,pre{max-height:none;overflow:visible",
+                 "tr{break-inside:avoid", "h1,h2,figcaption,.kicker{break-after:avoid", "white-space:pre-wrap",
+                 "th{position:static", ".tip,.hover-line{display:none"):
+        assert rule in css, rule
+    assert "@page{" in text
+    assert "<thead><tr><th" in trades_table(make_result()["trades"])
 
 
 def test_unreadable_equity_time_is_a_clear_error() -> None:
@@ -218,6 +240,17 @@ def test_million_point_equity_stays_small_and_fast() -> None:
 def test_write_report_creates_directories(tmp_path: Path) -> None:
     out = write_report(make_result(), tmp_path / "a" / "b" / "report.html")
     assert out.is_file() and out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_backtest_report_and_mmats_report_render_the_same_page(tmp_path: Path) -> None:
+    """`backtest --report` (write_report) and `mmats report` (research_report.write_any) give one page."""
+    from mmats.research_report import write_any
+
+    res = make_result()
+    a = write_report(res, tmp_path / "a.html").read_text(encoding="utf-8")
+    b = write_any(res, tmp_path / "b.html").read_text(encoding="utf-8")
+    assert a == b
+    assert a.index("<h2>Monthly returns") < a.index("<h2>Trade P&amp;L distribution") < a.index("<h2>Performance")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -271,6 +304,6 @@ def test_heatmap() -> None:
     svg = svg_heatmap([[0.5, -1.0], [float("nan"), 2.0]], ["fast=5", "fast=10"], ["slow=20", EVIL],
                       title="Sharpe", x_title="fast", y_title="slow")
     check_html(svg)
-    assert EVIL not in svg and svg.count("<rect") == 4 and "–" in svg
+    assert EVIL not in svg and svg.count("</rect>") == 4 and "–" in svg  # 4 cells (the legend swatches aside)
     with pytest.raises(ValidationError):
         svg_heatmap([[1.0]], ["a", "b"], ["c"])
