@@ -350,26 +350,32 @@ class LiveExecution:
             self.lost_at.pop(cid, None)
         apply_fill(order, qty, vf.price, vf.ts_ns or self.clock())
         self.seen_fills.add(fill_id)
-        fill = Fill(cid, order.symbol, order.side, qty, vf.price, self._fee_in_quote(vf, order.symbol),
-                    vf.ts_ns, vf.liquidity, order.strategy_id, fill_id)
+        fee, base_fee = self._fee_in_quote(vf, order.symbol)
+        # A fee taken in the base asset changes what is held: a buy of q leaves q - fee at the venue, a sell
+        # of q takes q + fee. The book holds what the venue holds (a flatten must sell exactly that); cash
+        # moves by q x price either way, because the fee is booked at the fill price.
+        held = qty - base_fee if order.side is Side.BUY else qty + base_fee
+        fill = Fill(cid, order.symbol, order.side, held, vf.price, fee, vf.ts_ns, vf.liquidity, order.strategy_id,
+                    fill_id)
         self.ledger.apply_fill(fill)
         if order.status is OrderStatus.FILLED:
             self.final_pending.pop(cid, None)
         return fill
 
-    def _fee_in_quote(self, vf: VenueFill, symbol: str) -> Decimal:
-        """Fees are booked in the symbol's quote currency: as charged, or from the base at the fill price;
-        a fee in a third currency (BNB) cannot be converted without a rate and is counted apart."""
+    def _fee_in_quote(self, vf: VenueFill, symbol: str) -> tuple[Decimal, Decimal]:
+        """(fee in the symbol's quote currency, the part of it charged in the base asset). A fee in the base
+        is valued at the fill price; a fee in a third currency (BNB) cannot be converted without a rate and
+        is counted apart (``unconverted_fees``)."""
         inst = self.instruments[symbol]
         quote = inst.quote_currency.upper()
         base = symbol.replace("_", "/").split("/")[0].upper()
         cur = (vf.fee_currency or quote).upper()
         if cur == quote or vf.fee == 0:
-            return vf.fee
+            return vf.fee, Decimal(0)
         if cur == base:
-            return vf.fee * vf.price
+            return vf.fee * vf.price, vf.fee
         self.unconverted_fees[cur] = self.unconverted_fees.get(cur, Decimal(0)) + vf.fee
-        return Decimal(0)
+        return Decimal(0), Decimal(0)
 
     # ----------------------------------------------------------------------------- brackets
 

@@ -223,10 +223,16 @@ def test_a_fill_while_down_is_found_and_a_position_difference_applied_on_the_sec
 
 
 def test_fee_in_base_is_converted_and_a_third_currency_counted_apart() -> None:
-    ex, _venue, _ = make(MemoryVenue(fee_currency="BTC"))
+    ex, venue, _ = make(MemoryVenue(fee_currency="BTC"))
     submit(ex, order())
     fills, _ = ex.poll()
     assert fills[0].fee == Decimal("0.00001") * Decimal(100)
+    assert fills[0].quantity == Decimal("0.00999")  # what the account holds after a fee taken in BTC
+    assert ex.ledger.positions["BTC/USDT"].quantity == venue.held["BTC/USDT"]
+    assert ex.ledger.cash == Decimal(10_000) - Decimal("0.01") * 100  # q x price, the fee inside it
+    ex.flatten_all(2, {"BTC/USDT": 100.0}, "kill")
+    ex.poll()  # the flatten sells what is held, to the lot: only dust below one lot (0.001) can stay
+    assert venue.held["BTC/USDT"] == ex.ledger.positions["BTC/USDT"].quantity < INSTRUMENT.lot_size
     ex2, _venue2, _ = make(MemoryVenue(fee_currency="BNB"))
     submit(ex2, order())
     assert ex2.poll()[0][0].fee == 0 and ex2.unconverted_fees == {"BNB": Decimal("0.00001")}
