@@ -1,6 +1,6 @@
 """RiskGatekeeper: the named singleton that is the ONLY path from a signal to the order router.
 
-Thin: ``mmats.gateway.SignalGateway`` sizes signals and the kernel ``RiskGatekeeper`` checks them with
+Thin: ``mmats.engine.signal_path.SignalPath`` sizes signals and the kernel ``RiskGatekeeper`` checks them with
 the same rules, sizing and kill switch a backtest uses (``risk`` in the system config, docs/risk.md).
 This actor adds the runtime parts: the operator/advisory mode with its two-step switch (persisted and
 audited), the kill switch's persistence and its effects (HARD flattens through the router, FREEZE
@@ -20,7 +20,7 @@ import ray
 
 from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
 from actors.stores import open_stores, recent_records, signal_export_rows, signal_view, with_decision
-from mmats.gateway import GatewayOutput, PendingSignal, SignalGateway
+from mmats.engine.signal_path import GatewayOutput, PendingSignal, SignalPath
 from mmats.model import Environment, Instrument, iso
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransition, KillTrigger
@@ -67,7 +67,7 @@ class RiskGatekeeperActor:
             threading.Thread(target=self._counters_loop, name="risk-counters", daemon=True).start()
         if saved_mode in ("advisory", "operator") and (saved_mode == "advisory" or allow_operator):
             mode = saved_mode  # an automatic downgrade to advisory survives a restart
-        self.gateway = SignalGateway(self.risk, instruments, allocation, advisory=(mode != "operator"),
+        self.signal_path = SignalPath(self.risk, instruments, allocation, advisory=(mode != "operator"),
                                      allowed=self._kill_veto, claim=claim)
         self.allow_operator = allow_operator
         self.router = router
@@ -126,14 +126,14 @@ class RiskGatekeeperActor:
     @locked
     def on_signals(self, strategy_id: str, upto_ts: int, items: list[PendingSignal]) -> None:
         self.reported[strategy_id] = max(self.reported.get(strategy_id, -1), upto_ts)
-        self._dispatch(self.gateway.on_signals(items))
+        self._dispatch(self.signal_path.on_signals(items))
 
     @locked
     def on_account(self, account: Any, as_of_ns: int, held: dict[tuple[str, str], float] | None = None,
                    done: list[str] | None = None, partial: dict[str, float] | None = None) -> None:
         # Drawdown and daily-loss triggers watch every account update, not only those with a signal.
         self.monitor.on_equity(as_of_ns, float(account.equity))
-        self._dispatch(self.gateway.on_account(account, as_of_ns, held, done, partial))
+        self._dispatch(self.signal_path.on_account(account, as_of_ns, held, done, partial))
 
     @locked
     def on_feed_status(self, venue: str, last_update_ns: int, done: bool, stale: bool) -> None:
@@ -175,8 +175,8 @@ class RiskGatekeeperActor:
         It is stamped with the account's current bar time, so it is evaluated now (no lockstep watermark is
         touched); the answer says what became of it: orders submitted, a rejection with reasons, or nothing.
         """
-        p = PendingSignal(strategy_id, max(self.gateway.as_of_ns, 0), float(price), signal)
-        out = self.gateway.on_signals([p])
+        p = PendingSignal(strategy_id, max(self.signal_path.as_of_ns, 0), float(price), signal)
+        out = self.signal_path.on_signals([p])
         self._dispatch(out)
         sid = signal.signal_id
 
@@ -185,7 +185,7 @@ class RiskGatekeeperActor:
 
         return {
             "evaluated": any(mine(x.strategy_id, x.signal.signal_id) for x in out.signals),
-            "advisory": self.gateway.advisory,
+            "advisory": self.signal_path.advisory,
             "decisions": [d.to_dict() for d in out.decisions if mine(d.intent.strategy_id, d.intent.signal_id)],
             "rejected": [reason for s, o, reason in out.rejected if mine(s, o.signal_id)],
             "orders": [o.client_order_id for o, _ in out.submits if mine(o.strategy_id, o.signal_id)],
@@ -241,7 +241,7 @@ class RiskGatekeeperActor:
                 cmd["decided_ns"] = time.time_ns()  # the batch's oldest decision
             cmd["cancels"] += out.cancels
             cmd["submits"] += out.submits
-            ts = max((o.created_ns for o, _ in out.submits), default=self.gateway.as_of_ns)
+            ts = max((o.created_ns for o, _ in out.submits), default=self.signal_path.as_of_ns)
             cmd["ts"] = max(cmd["ts"], ts)
             if ack is not None:
                 cmd["ack"] = ack if cmd["ack"] is None else max(ack, cmd["ack"])
@@ -300,7 +300,7 @@ class RiskGatekeeperActor:
     def _drop_queued_submits(self, state: KillSwitchState) -> None:
         """An escalation: submits decided but not yet sent never go (cancels still do)."""
         submits, self._commands["submits"] = self._commands["submits"], []
-        self.gateway.abandon([order.client_order_id for order, _ in submits])
+        self.signal_path.abandon([order.client_order_id for order, _ in submits])
         for order, _ in submits:
             handle = self.strategies.get(order.strategy_id)
             if handle is not None:
@@ -312,7 +312,7 @@ class RiskGatekeeperActor:
         """Signals wait for the account as of their bar: ask the portfolio for it (once per bar time)."""
         if self.portfolio is None or self.lockstep:
             return
-        oldest = self.gateway.oldest_waiting_ns
+        oldest = self.signal_path.oldest_waiting_ns
         if oldest is not None and oldest != self._requested_ns:
             self.portfolio.want_account.remote(oldest)
         self._requested_ns = oldest
@@ -321,8 +321,8 @@ class RiskGatekeeperActor:
         """The bar time every strategy has reported and the account has reached: safe to move on."""
         if not self.lockstep:
             return None
-        done = min([self.gateway.as_of_ns, *self.reported.values()])
-        if done > self._acked and self.gateway.waiting == 0:
+        done = min([self.signal_path.as_of_ns, *self.reported.values()])
+        if done > self._acked and self.signal_path.waiting == 0:
             self._acked = done
             return done
         return None
@@ -424,18 +424,18 @@ class RiskGatekeeperActor:
         return self.mode()
 
     def _set_mode(self, mode: str, reason: str) -> None:
-        previous = "advisory" if self.gateway.advisory else "operator"
+        previous = "advisory" if self.signal_path.advisory else "operator"
         if self.stores is not None:  # audited and persisted before it takes effect
             self.stores.journal.append("mode", {"previous": previous, "mode": mode, "reason": reason},
                                        time.time_ns())
             self.stores.state.set("mode", mode)
-        self.gateway.advisory = mode != "operator"
+        self.signal_path.advisory = mode != "operator"
         self._alert("mode", f"{previous} -> {mode} ({reason})")
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def mode(self) -> dict[str, Any]:
-        return {"mode": "advisory" if self.gateway.advisory else "operator", "allow_operator": self.allow_operator}
+        return {"mode": "advisory" if self.signal_path.advisory else "operator", "allow_operator": self.allow_operator}
 
     @locked
     def on_router_error(self, error: str) -> None:
@@ -444,7 +444,7 @@ class RiskGatekeeperActor:
         self.router_errors += 1
         self._alert("router_error", error)
         self.monitor.on_error(time.time_ns(), error)
-        if self.router_errors >= self.router_error_limit and not self.gateway.advisory:
+        if self.router_errors >= self.router_error_limit and not self.signal_path.advisory:
             self.set_advisory(f"{self.router_errors} router errors")
         self._apply_effects()
 
@@ -499,7 +499,7 @@ class RiskGatekeeperActor:
     @ray.method(concurrency_group=CONTROL)
     @locked
     def stats(self) -> dict[str, Any]:
-        return {**self.gateway.state(), "kill_switch": self.switch.state.value, "signals": len(self.signals),
+        return {**self.signal_path.state(), "kill_switch": self.switch.state.value, "signals": len(self.signals),
                 "decisions": len(self.decisions), "strategies": len(self.strategies),
                 "router_errors": self.router_errors, "stale_feeds": sorted(self.stale_feeds)}
 
@@ -520,7 +520,7 @@ class RiskGatekeeperActor:
     def risk_utilization(self) -> dict[str, Any]:
         """The kernel's utilisation of every limit, for the account the portfolio last pushed here (the
         one the rules judge the next signal against; at most a fraction of a second old)."""
-        return self.risk.utilization(self.gateway.account).to_dict()
+        return self.risk.utilization(self.signal_path.account).to_dict()
 
     def ping(self) -> str:
         return "ok"

@@ -16,7 +16,7 @@ import ray
 from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
 from actors.stores import open_stores
 from mmats.attribution import StrategyLedgers
-from mmats.gateway import INFLIGHT_EXPIRY_S
+from mmats.engine.signal_path import INFLIGHT_EXPIRY_S
 from mmats.model import Fill, Instrument, Order, iso
 from mmats.portfolio import Portfolio
 
@@ -57,7 +57,7 @@ class PortfolioActor:
         self._done: list[str] = []  # orders the router reported final, not yet forwarded to the gatekeeper
         # Order not reported final -> (signed quantity filled so far, wall time of its last fill). Only
         # market orders are ever reported final; the rest age out (the gateway forgets its orders on
-        # the way after mmats.gateway.INFLIGHT_EXPIRY_S anyway).
+        # the way after mmats.engine.signal_path.INFLIGHT_EXPIRY_S anyway).
         self._working: dict[str, tuple[Decimal, float]] = {}
         self.booked_wall: dict[str, float] = {}  # fill id -> wall time booked (latency benchmark)
         if self.stores is not None:

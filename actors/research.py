@@ -11,11 +11,11 @@ for speed on a small machine:
 - at most ~2 tasks per CPU are in flight, so a 10,000-config sweep does not flood the scheduler, and
   the driver (``ray.wait`` with a timeout) sleeps while workers compute: it does not steal a core;
 - every finished run is appended to a JSONL file as it arrives, so an interrupted sweep restarted with
-  ``resume=True`` skips the keys already there (see ``mmats.research.config_key``);
+  ``resume=True`` skips the keys already there (see ``mmats.research.experiments.config_key``);
 - a config that raises is a record with its error, never the end of the sweep; a task that dies (worker
   crash, OOM) marks its runs ``failed`` and they are retried on resume.
 
-The computation itself (``evaluate``, ranking, windows, bootstrap) lives in the pure ``mmats.research``:
+The computation itself (``evaluate``, ranking, windows, bootstrap) lives in the pure ``mmats.research.experiments``:
 a Ray sweep and ``evaluate_many`` in one process give identical records.
 """
 
@@ -38,9 +38,8 @@ import numpy as np
 import ray
 
 from mmats.errors import ConfigError, ValidationError
-from mmats.metrics import TradeRecord, compute_metrics, json_safe, periods_per_year
 from mmats.model import Timeframe, iso
-from mmats.research import (
+from mmats.research.experiments import (
     Loaded,
     MCBatch,
     Params,
@@ -62,6 +61,7 @@ from mmats.research import (
     stitch_equity,
     summarize_mc,
 )
+from mmats.research.metrics import TradeRecord, compute_metrics, json_safe, periods_per_year
 
 #: Conservative kernel throughput (bars/s per run) used only for the first batch-size guess.
 EST_BARS_PER_S = 100_000.0

@@ -1,9 +1,9 @@
 """OrderRouter: owns order state and idempotency, routes orders to their venue, reports fills.
 
-PAPER: the kernel's simulated broker on the feed's bars (``mmats.paper``), so paper fills follow exactly
-the backtest's rules. LIVE: ``mmats.live_execution`` over the configured venues (ccxt, OANDA, Alpaca),
+PAPER: the kernel's simulated broker on the feed's bars (``mmats.execution.paper``), so paper fills follow exactly
+the backtest's rules. LIVE: ``mmats.execution.live`` over the configured venues (ccxt, OANDA, Alpaca),
 each symbol to its own venue, with fills polled from the venues and a reconciliation timer.
-Every submit goes through ``mmats.routing.OrderSubmitter``: retryable venue errors are retried with
+Every submit goes through ``mmats.execution.routing.OrderSubmitter``: retryable venue errors are retried with
 backoff, a lost answer leaves the order UNKNOWN until reconciliation asks the venue, and a streak of
 failures is reported to the gatekeeper (which downgrades operator to advisory). In LIVE, an order is
 stored before it is sent, so a router killed between send and answer asks the venue after its restart.
@@ -21,13 +21,13 @@ import ray
 from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
 from actors.stores import open_stores
 from adapters.sql_store import TradeState
-from mmats.execution import ExecutionConfig
-from mmats.live_execution import LiveExecution, LiveSettings
+from mmats.execution.live import LiveExecution, LiveSettings
+from mmats.execution.paper import BarUpdate, PaperExecution
+from mmats.execution.routing import OrderSubmitter, RetryPolicy, SubmitOutcome, SubmitResult
+from mmats.execution.simulated import ExecutionConfig
+from mmats.execution.venue_guard import GuardSettings
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
 from mmats.orders import can_transition, transition
-from mmats.paper import BarUpdate, PaperExecution
-from mmats.routing import OrderSubmitter, RetryPolicy, SubmitOutcome, SubmitResult
-from mmats.venue_guard import GuardSettings
 
 RECONCILE_EVERY_S = 0.5
 
@@ -57,7 +57,7 @@ class OrderRouterActor:
                  live: dict[str, Any] | None = None) -> None:
         self._lock = control_lock()  # the message thread and the control thread (actors.control)
         from mmats.registry import load_object
-        from mmats.runconfig import CommissionSpec, SlippageSpec
+        from mmats.research.runconfig import CommissionSpec, SlippageSpec
 
         self.live: LiveExecution | None = None
         self.execution: Any

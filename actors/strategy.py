@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from mmats.host import StrategyHost
+from mmats.engine.strategy_host import StrategyHost
 from mmats.model import Environment, MarketType, Timeframe
 
 log = logging.getLogger("mmats.strategy")

@@ -21,11 +21,11 @@ from actors.strategy import StrategyActor
 from adapters.sql_store import SqlStorage, make_storage
 from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
 from mmats.errors import ConfigError
+from mmats.execution.paper import PaperExecution
+from mmats.execution.routing import refuse_live_venue
 from mmats.model import Environment, Instrument, MarketType, SignalAction, Timeframe, TradeSignal, default_instrument
-from mmats.paper import PaperExecution
 from mmats.ports import StorageConflict, StrategyRecord
 from mmats.registry import load_object
-from mmats.routing import refuse_live_venue
 from mmats.system_config import FeedConfig, StrategyConfig, SystemConfig, resolve_market
 
 NAMESPACE = "mmats"
@@ -80,7 +80,7 @@ def check_live_venues(live: dict[str, Any]) -> dict[str, Instrument]:
     every routed symbol known to its venue. Returns the venues' instruments (their tick, lot and minimums
     are what orders are sized and rounded to). Any problem refuses the start, naming venue and cause."""
     from adapters.venues import open_venue
-    from mmats.venue import VenueError
+    from mmats.execution.venue import VenueError
 
     out: dict[str, Instrument] = {}
     for spec in live["venues"]:

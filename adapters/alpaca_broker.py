@@ -1,10 +1,10 @@
-"""US stocks at Alpaca through alpaca-py's ``TradingClient``: the kernel's ``VenueClient`` (``mmats.venue``).
+"""US stocks at Alpaca through alpaca-py's ``TradingClient``: the kernel's ``VenueClient`` (``mmats.execution.venue``).
 
 Why it is built this way:
 
 - **A translator, nothing more.** One alpaca-py call becomes one ``VenueOrder`` / ``VenueFill`` / ... or one
   typed ``VenueError``; no order state lives here. Ask-before-resend, UNKNOWN until reconciled, the breaker,
-  the rate limit, precision and the mapping of fills to orders are the kernel's (``mmats.live_execution``).
+  the rate limit, precision and the mapping of fills to orders are the kernel's (``mmats.execution.live``).
 - **Our client order id on every order** (``client_order_id``): Alpaca keeps it unique over *every* order of
   the account, whatever its state, so a resend of an order the venue already holds is answered 422 "must be
   unique" (``DuplicateOrder``), and ``fetch_order`` asks ``/v2/orders:by_client_order_id``.
@@ -52,8 +52,7 @@ from typing import Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
 from adapters.bar_source import decimal_places
-from mmats.model import Environment, Instrument, Liquidity, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
-from mmats.venue import (
+from mmats.execution.venue import (
     AccountCheck,
     DuplicateOrder,
     RejectKind,
@@ -64,6 +63,7 @@ from mmats.venue import (
     VenueOrder,
     VenuePosition,
 )
+from mmats.model import Environment, Instrument, Liquidity, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
 
 __all__ = ["AlpacaVenue", "TradingSession", "configure_rest_client", "order_from", "translate_error"]
 

@@ -1,11 +1,11 @@
-"""Crypto exchanges (spot) through ccxt's unified API: the ``VenueClient`` of ``mmats.venue``.
+"""Crypto exchanges (spot) through ccxt's unified API: the ``VenueClient`` of ``mmats.execution.venue``.
 
 Why it is built this way:
 
 - A translator, not a broker. Every method is one question to the exchange and one answer in the
   kernel's vocabulary (``VenueOrder``, ``VenueFill``, ...) or one typed ``VenueError``. No order state
   is kept here: the safety rules (ask before resend, UNKNOWN until reconciled, ...) live in
-  ``mmats.live_execution`` once for every venue, and they only work if this layer never guesses.
+  ``mmats.execution.live`` once for every venue, and they only work if this layer never guesses.
 - One adapter for every ccxt exchange. What differs between exchanges and cannot be read from ccxt
   (``exchange.has``, the market structure, ``precisionMode``) is one ``ExchangeProfile`` per exchange id
   in ``PROFILES``: how to look an order up by client id, how to cancel one, how trade history pages,
@@ -42,8 +42,7 @@ from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS, T
 
 from adapters.bar_source import decimal_places
 from adapters.ccxt_client import make_exchange
-from mmats.model import Environment, Instrument, Liquidity, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
-from mmats.venue import (
+from mmats.execution.venue import (
     AccountCheck,
     DuplicateOrder,
     RejectKind,
@@ -54,6 +53,7 @@ from mmats.venue import (
     VenueOrder,
     VenuePosition,
 )
+from mmats.model import Environment, Instrument, Liquidity, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
 
 __all__ = ["PROFILES", "CcxtVenue", "ClientIdLookup", "ExchangeProfile", "TradePaging", "instrument_from_market",
            "translate_error"]

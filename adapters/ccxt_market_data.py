@@ -22,8 +22,8 @@ from typing import Any
 from adapters.bar_source import require_limit, require_utc, venue_bar
 from adapters.ccxt_client import make_exchange, venue_now_ms
 from mmats.errors import ValidationError
+from mmats.execution.routing import VenueError
 from mmats.model import Bar, Instrument, MarketType, Timeframe
-from mmats.routing import VenueError
 
 __all__ = ["CcxtMarketData"]
 

@@ -4,7 +4,7 @@ Why it is built this way:
 
 - **A translator, nothing more.** One call to OANDA becomes one ``VenueOrder`` / ``VenueFill`` / ... or one
   typed ``VenueError``; the adapter keeps no orders. Journaling, ask-before-resend, UNKNOWN until reconciled,
-  breaker and rate limits live once in ``mmats.live_execution`` for every venue.
+  breaker and rate limits live once in ``mmats.execution.live`` for every venue.
 - **Our client order id travels on the order** (``clientExtensions.id``) **and on the trade it opens**
   (``tradeClientExtensions.id``), so OANDA finds the order by ``@<client id>`` and every fill carries it back
   (``clientOrderID``), even after a restart that lost every venue id.
@@ -40,8 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from adapters.oanda_market_data import OandaMarketData
 from mmats.errors import ValidationError
-from mmats.model import Environment, Instrument, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
-from mmats.venue import (
+from mmats.execution.venue import (
     AccountCheck,
     DuplicateOrder,
     RejectKind,
@@ -52,6 +51,7 @@ from mmats.venue import (
     VenueOrder,
     VenuePosition,
 )
+from mmats.model import Environment, Instrument, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
 
 __all__ = ["OandaVenue", "oanda_instrument", "reject_kind"]
 
@@ -162,7 +162,7 @@ def _never_sent(exc: BaseException) -> bool:
 
 
 class OandaVenue:
-    """One OANDA v20 account as the live execution needs it (``mmats.venue.VenueClient``)."""
+    """One OANDA v20 account as the live execution needs it (``mmats.execution.venue.VenueClient``)."""
 
     def __init__(self, api: Any, account_id: str, *, environment: Environment, symbols: Sequence[str],
                  name: str = "oanda", page_size: int = MAX_PAGE) -> None:

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mmats.errors import ConfigError
+from mmats.execution.venue import VenueClient
 from mmats.model import Environment
-from mmats.venue import VenueClient
 
 __all__ = ["open_venue", "secret_names"]
 

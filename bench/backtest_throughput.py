@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from mmats.data import generate_bars, load_bars, stitch, to_arrays  # noqa: E402
 from mmats.model import MarketType, default_instrument  # noqa: E402
-from mmats.runconfig import BacktestConfig, run_backtest  # noqa: E402
+from mmats.research.runconfig import BacktestConfig, run_backtest  # noqa: E402
 
 BTC = ROOT.parent / "shared" / "data" / "crypto_BTCPERP_1m.parquet"
 TWO_YEARS = 1_051_200

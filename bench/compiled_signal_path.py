@@ -8,7 +8,7 @@ static graph executed once per timestamp (the 10 bars of that minute):
 
     bars ─┬─> router.fill (pending market orders fill at this bar's open) ─> portfolio.book ─┐
           └─> strategy_0..9.step (StrategyHost: streaming indicators, on_bar) ──────────────┴─> gatekeeper.decide
-                                                  (SignalGateway + RiskGatekeeper) ─> router.submit
+                                                  (SignalPath + RiskGatekeeper) ─> router.submit
 
 Same workload and latency definition as live_pipeline (10 strategies x 10 symbols, sma_cross, 1,000
 bars/s offered; latency = (order accepted by the router - its signal bar published) + (fill booked by
@@ -59,7 +59,7 @@ class CStrategy:
     isolation)."""
 
     def __init__(self, specs: list[tuple[str, dict[str, Any]]]) -> None:
-        from mmats.host import StrategyHost
+        from mmats.engine.strategy_host import StrategyHost
         from mmats.model import Environment, MarketType
 
         self.hosts = [StrategyHost(sid, "sma_cross", params, SYMBOLS, MarketType.CRYPTO, Environment.PAPER)
@@ -75,9 +75,9 @@ class CStrategy:
 @ray.remote
 class CRouter:
     def __init__(self) -> None:
-        from mmats.execution import ExecutionConfig
-        from mmats.paper import PaperExecution
-        from mmats.runconfig import CommissionSpec, SlippageSpec
+        from mmats.execution.paper import PaperExecution
+        from mmats.execution.simulated import ExecutionConfig
+        from mmats.research.runconfig import CommissionSpec, SlippageSpec
 
         self.paper = PaperExecution(instruments(), Decimal(repr(CASH)), SlippageSpec(**COSTS["slippage"]).build(False),
                                     CommissionSpec(**COSTS["commission"]).build(), ExecutionConfig(None, False, True))
@@ -86,7 +86,7 @@ class CRouter:
         self.watch: set[str] = set()
 
     def fill(self, batch: list[BarTuple]) -> Routed:
-        from mmats.paper import BarUpdate
+        from mmats.execution.paper import BarUpdate
 
         fills = []
         for b in batch:
@@ -142,18 +142,18 @@ class CPortfolio:
 @ray.remote
 class CGatekeeper:
     def __init__(self) -> None:
-        from mmats.gateway import SignalGateway
+        from mmats.engine.signal_path import SignalPath
         from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 
         risk = RiskGatekeeper(system_risk_config(None), "PAPER", initial_equity=CASH, observe_equity=False)
-        self.gateway = SignalGateway(risk, instruments(), {f"st{i}": 0.009 for i in range(10)}, advisory=False)
+        self.signal_path = SignalPath(risk, instruments(), {f"st{i}": 0.009 for i in range(10)}, advisory=False)
 
     def decide(self, account: Booked, *signal_lists: list[Any]) -> list[Any]:
         snap, ts, held, done = account
-        out = self.gateway.on_account(snap, ts, held, done)
+        out = self.signal_path.on_account(snap, ts, held, done)
         for signals in signal_lists:
             if signals:
-                out.extend(self.gateway.on_signals(signals))
+                out.extend(self.signal_path.on_signals(signals))
         return out.submits
 
 

@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from sweep_scaling import BASE, TWO_YEARS, make_loaded  # noqa: E402
 
-from mmats.report import write_report  # noqa: E402
-from mmats.research import data_fingerprint, evaluate_full, plan_runs  # noqa: E402
+from mmats.reports.backtest_report import write_report  # noqa: E402
+from mmats.research.experiments import data_fingerprint, evaluate_full, plan_runs  # noqa: E402
 from mmats_cli.research import find_chromium, html_to_pdf  # noqa: E402
 
 

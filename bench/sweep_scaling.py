@@ -45,7 +45,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from mmats.data import generate_bars, load_bars, stitch, to_arrays  # noqa: E402
 from mmats.model import MarketType, default_instrument  # noqa: E402
-from mmats.research import (  # noqa: E402
+from mmats.research.experiments import (  # noqa: E402
     Loaded,
     data_fingerprint,
     evaluate,

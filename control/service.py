@@ -249,7 +249,7 @@ class SystemClient(SystemReads):
                            limit_price: float | None = None) -> dict[str, Any]:
         """A signal with target-exposure semantics (``strategy_id``, ``symbol``, ``side``, ``target_exposure``,
         ...): the gatekeeper sizes it and checks every rule, as for a strategy's own signal."""
-        from mmats.signals import parse_external_signal
+        from mmats.engine.external_signals import parse_external_signal
 
         raw = {**signal, "signal_id": signal.get("signal_id") or f"api-{uuid.uuid4().hex[:16]}"}
         try:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from decimal import Context, Decimal, getcontext, localcontext, setcontext
 
 from mmats.errors import ValidationError
-from mmats.metrics import TradeRecord
 from mmats.model import AccountState, Fill, Instrument, Position, PositionSnapshot, dec_str
+from mmats.research.metrics import TradeRecord
 
 # Ledger arithmetic: products and sums of venue-precision numbers are exact at 60 digits; only the
 # average entry price is rounded (to 20 decimals), so every P&L identity holds to within 1e-12.

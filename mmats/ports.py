@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from mmats.audit import AuditRecord, Journal
+from mmats.execution.venue import VenueClient
 from mmats.model import (
     AccountState,
     Bar,
@@ -25,7 +26,6 @@ from mmats.model import (
     iso,
 )
 from mmats.risk.decision import RiskDecision
-from mmats.venue import VenueClient
 
 __all__ = [
     "AuditRecord",
@@ -272,7 +272,7 @@ class MarketData(Protocol):
         ...
 
 
-#: The Broker port: a live venue account as the kernel's live execution needs it (``mmats/venue.py`` holds
+#: The Broker port: a live venue account as the kernel's live execution needs it (``mmats/execution/venue.py`` holds
 #: the contract and its typed reports, next to the safety rules written once for every venue).
 Broker = VenueClient
 

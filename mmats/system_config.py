@@ -107,7 +107,7 @@ class CostsConfig(_Strict):
 
 
 class RetryConfig(_Strict):
-    """How the order router retries a submit that failed with a retryable venue error (mmats.routing)."""
+    """How the order router retries a submit that failed with a retryable venue error (mmats.execution.routing)."""
 
     max_attempts: int = Field(4, ge=1, le=20)
     base_delay_s: float = Field(0.05, ge=0)

@@ -77,7 +77,7 @@ def parse_value(v: str) -> Any:
 
 def build_run_config(args: argparse.Namespace) -> dict[str, Any]:
     """Merge: defaults < --config file < flags. Returns the raw dict to validate."""
-    from mmats.execution import parse_bps
+    from mmats.execution.simulated import parse_bps
     from mmats.system_config import read_config_file
 
     raw: dict[str, Any] = read_config_file(args.config) if args.config else {}

@@ -46,7 +46,7 @@ def _progress(total: int, quiet: bool, desc: str) -> tuple[Any, Any]:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from mmats.runconfig import load_run_data, parse_config, run_backtest
+    from mmats.research.runconfig import load_run_data, parse_config, run_backtest
 
     cfg = parse_config(build_run_config(args))
     loaded = load_run_data(cfg)
@@ -73,7 +73,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(result.to_json(args.equity_every))
     if args.report:
-        from mmats.report import write_report
+        from mmats.reports.backtest_report import write_report
 
         write_report(doc, args.report)
     if not args.quiet:

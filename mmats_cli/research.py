@@ -1,7 +1,7 @@
 """``mmats sweep | walkforward | montecarlo | report``: research at scale from the shell.
 
 The sweeps run as Ray tasks (a local Ray started for the command, or a cluster with ``--address auto``);
-the computation is the pure ``mmats.research``, the parallel driving ``actors.research``. Each command
+the computation is the pure ``mmats.research.experiments``, the parallel driving ``actors.research``. Each command
 prints a short table, and writes a JSON document (``--json``) and a self-contained HTML report
 (``--report``); ``mmats report`` re-renders any of them and exports PDF through headless Chromium.
 """
@@ -158,8 +158,8 @@ def register(sub: Any) -> None:
 
 def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], Any, list[Any]]:
     """Validated base config, the loaded bars, and the param sets (grid or random sample)."""
-    from mmats.research import expand_grid, parse_grid, parse_metric, sample_random
-    from mmats.runconfig import load_run_data, parse_config
+    from mmats.research.experiments import expand_grid, parse_grid, parse_metric, sample_random
+    from mmats.research.runconfig import load_run_data, parse_config
 
     if getattr(args, "audit", None):
         raise ConfigError(f"--audit is for single backtests; {args.command} writes no audit journal")
@@ -209,7 +209,7 @@ def _write_outputs(doc: Mapping[str, Any], args: argparse.Namespace, what: str) 
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
     if args.report:
-        from mmats.research_report import write_any
+        from mmats.reports.research_report import write_any
 
         write_any(doc, args.report)
     if not args.quiet:
@@ -223,7 +223,7 @@ def _params(params: Mapping[str, Any] | None) -> str:
 
 
 def _fmt(metric: str, v: Any) -> str:
-    from mmats.report import format_metric
+    from mmats.reports.backtest_report import format_metric
 
     return format_metric(metric, v)
 
@@ -233,8 +233,8 @@ def _fmt(metric: str, v: Any) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from actors.research import run_sweep
-    from mmats.research import parse_metric, plan_runs, rank_records
-    from mmats.runconfig import run_backtest
+    from mmats.research.experiments import parse_metric, plan_runs, rank_records
+    from mmats.research.runconfig import run_backtest
 
     base, loaded, (axes, param_sets) = _prepare(args)
     metric, _ = parse_metric(args.metric)
@@ -312,7 +312,7 @@ def _print_sweep(doc: Mapping[str, Any], metric: str) -> None:
 
 def cmd_walkforward(args: argparse.Namespace) -> int:
     from actors.research import run_walkforward
-    from mmats.research import walkforward_windows
+    from mmats.research.experiments import walkforward_windows
 
     if args.random is not None and args.random < 1:
         raise ConfigError(f"--random must be >= 1, got {args.random}")
@@ -380,8 +380,8 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from actors.research import run_montecarlo
-    from mmats.research import bar_returns, trade_returns
-    from mmats.research_report import pairs_xy
+    from mmats.reports.research_report import pairs_xy
+    from mmats.research.experiments import bar_returns, trade_returns
 
     if args.runs < 1:
         raise ConfigError(f"--runs must be >= 1, got {args.runs}")
@@ -487,7 +487,7 @@ def html_to_pdf(html_path: str | Path, pdf_path: str | Path, timeout: float = 12
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mmats.research_report import write_any
+    from mmats.reports.research_report import write_any
 
     if not args.html and not args.pdf:
         raise ConfigError("give --html PATH and/or --pdf PATH")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mmats.report import format_money, short_time
+from mmats.reports.backtest_report import format_money, short_time
 from tests.conftest import require
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,8 @@ import pytest
 
 from adapters.alpaca_market_data import AlpacaMarketData
 from mmats.errors import ValidationError
+from mmats.execution.routing import VenueError
 from mmats.model import MarketType, Timeframe
-from mmats.routing import VenueError
 from tests.fixtures.fake_alpaca import FakeAlpaca
 from tests.fixtures.venue_clock import freeze_at_minute_start
 

@@ -15,8 +15,8 @@ from decimal import Decimal
 import pytest
 
 from adapters.alpaca_broker import AlpacaVenue
+from mmats.execution.venue import DuplicateOrder, RejectKind, SubmitTimeout, VenueError, VenueOrder
 from mmats.model import Environment, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
-from mmats.venue import DuplicateOrder, RejectKind, SubmitTimeout, VenueError, VenueOrder
 from tests.fixtures.fake_alpaca import NOT_CANCELABLE, FakeAlpaca
 
 KEY, SECRET = "alpaca-test-key", "alpaca-test-secret"

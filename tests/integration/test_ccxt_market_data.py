@@ -12,8 +12,8 @@ from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS
 from adapters.ccxt_client import make_exchange
 from adapters.ccxt_market_data import CcxtMarketData
 from mmats.errors import DataError, ValidationError
+from mmats.execution.routing import VenueError
 from mmats.model import Timeframe
-from mmats.routing import VenueError
 from tests.fixtures.fake_binance import FakeBinance
 from tests.fixtures.venue_clock import freeze_at_minute_start
 

@@ -21,8 +21,8 @@ import pytest
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS, TICK_SIZE
 
 from adapters.ccxt_broker import PROFILES, CcxtVenue, instrument_from_market, translate_error
+from mmats.execution.venue import DuplicateOrder, RejectKind, SubmitTimeout, VenueClient, VenueError
 from mmats.model import Environment, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
-from mmats.venue import DuplicateOrder, RejectKind, SubmitTimeout, VenueClient, VenueError
 from tests.fixtures.fake_binance import FakeBinance
 from tests.fixtures.fake_bybit import FakeBybit
 

@@ -1,6 +1,6 @@
 """The kernel's live safety rules over each REAL venue adapter, against its loopback fake (no Ray, no SDK mocks).
 
-``tests/unit/test_live_execution.py`` proves the rules of ``mmats.live_execution`` against an in-memory venue;
+``tests/unit/test_live_execution.py`` proves the rules of ``mmats.execution.live`` against an in-memory venue;
 here the same rules run as the order router runs them (``OrderSubmitter(...).submit(order, lambda:
 live.submit(order, children, ts), ts)``) through ccxt (fake Binance, fake Bybit), oandapyV20 (fake OANDA) and
 alpaca-py (fake Alpaca), so what is proven holds on each venue's own wire protocol: a lost answer is UNKNOWN
@@ -23,11 +23,11 @@ import pytest
 from adapters.alpaca_broker import AlpacaVenue
 from adapters.ccxt_broker import CcxtVenue
 from adapters.oanda_broker import OandaVenue
-from mmats.live_execution import LiveExecution, LiveSettings
+from mmats.execution.live import LiveExecution, LiveSettings
+from mmats.execution.routing import OrderSubmitter, RetryPolicy, SubmitOutcome
+from mmats.execution.venue import RejectKind, VenueClient
+from mmats.execution.venue_guard import GuardSettings
 from mmats.model import Environment, Instrument, Order, OrderStatus, OrderType, Side, TimeInForce
-from mmats.routing import OrderSubmitter, RetryPolicy, SubmitOutcome
-from mmats.venue import RejectKind, VenueClient
-from mmats.venue_guard import GuardSettings
 from tests.fixtures.fake_alpaca import FakeAlpaca
 from tests.fixtures.fake_binance import FakeBinance
 from tests.fixtures.fake_bybit import FakeBybit

@@ -10,8 +10,8 @@ import pytest
 
 from adapters.oanda_market_data import OandaMarketData, forex_market_open
 from mmats.errors import ValidationError
+from mmats.execution.routing import VenueError
 from mmats.model import MarketType, Timeframe
-from mmats.routing import VenueError
 from tests.fixtures.fake_oanda import FakeOanda
 from tests.fixtures.venue_clock import freeze_at_minute_start
 

@@ -14,8 +14,8 @@ import pytest
 
 from adapters.oanda_broker import OandaVenue, oanda_instrument, reject_kind
 from mmats.errors import ValidationError
+from mmats.execution.venue import DuplicateOrder, RejectKind, SubmitTimeout, VenueClient, VenueError
 from mmats.model import Environment, MarketType, Order, OrderStatus, OrderType, Side
-from mmats.venue import DuplicateOrder, RejectKind, SubmitTimeout, VenueClient, VenueError
 from tests.fixtures.fake_oanda import FakeOanda
 
 TOKEN, ACCOUNT = "oanda-test-token-0001", "101-004-1234567-001"

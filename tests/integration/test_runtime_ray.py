@@ -15,7 +15,7 @@ import pytest
 import ray
 
 from actors.supervisor import SupervisorActor
-from mmats.runconfig import BacktestConfig, run_backtest
+from mmats.research.runconfig import BacktestConfig, run_backtest
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from actors.research import run_montecarlo, run_sweep, run_walkforward
-from mmats.research import (
+from mmats.research.experiments import (
     data_fingerprint,
     evaluate_many,
     expand_grid,
@@ -24,7 +24,7 @@ from mmats.research import (
     slice_loaded,
     walkforward_windows,
 )
-from mmats.runconfig import load_run_data, parse_config
+from mmats.research.runconfig import load_run_data, parse_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 

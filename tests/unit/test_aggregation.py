@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmats.aggregation import BarAggregator
 from mmats.data import generate_bars, resample, to_arrays
-from mmats.host import StrategyHost
+from mmats.engine.bar_aggregation import BarAggregator
+from mmats.engine.strategy_host import StrategyHost
 from mmats.model import Environment, MarketType, Timeframe
 
 

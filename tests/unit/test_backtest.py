@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmats.backtest import BacktestEngine, EngineSetup
 from mmats.data import to_arrays
+from mmats.engine.backtest import BacktestEngine, EngineSetup
 from mmats.errors import StrategyError
-from mmats.execution import FixedBpsSlippage, PercentCommission
+from mmats.execution.simulated import FixedBpsSlippage, PercentCommission
 from mmats.model import MarketType, Order, SignalAction, TradeSignal, default_instrument
+from mmats.research.runconfig import BacktestConfig, load_run_data, run_backtest
 from mmats.risk.minimal import MinimalRiskGate
-from mmats.runconfig import BacktestConfig, load_run_data, run_backtest
 from mmats.strategy import IStrategy, StrategyContext
 from tests.conftest import shared_file
 

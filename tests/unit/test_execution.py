@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from mmats.errors import ValidationError
-from mmats.execution import (
+from mmats.execution.simulated import (
     ExecutionConfig,
     FixedBpsSlippage,
     PercentCommission,
@@ -210,7 +210,7 @@ def test_a_huge_quantity_fills_exactly_its_remainder_despite_float_rounding() ->
     fill must still be exactly the order's remainder, never an overfill."""
     from decimal import Decimal
 
-    from mmats.execution import ExecutionConfig, SimulatedBroker
+    from mmats.execution.simulated import ExecutionConfig, SimulatedBroker
     from mmats.model import MarketType, Order, OrderStatus, OrderType, Side, default_instrument
     from mmats.orders import transition
 

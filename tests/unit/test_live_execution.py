@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from mmats.live_execution import LiveExecution, LiveSettings
+from mmats.execution.live import LiveExecution, LiveSettings
+from mmats.execution.routing import OrderSubmitter, RetryPolicy, SubmitOutcome
+from mmats.execution.venue import RejectKind, VenueError
+from mmats.execution.venue_guard import GuardSettings
 from mmats.model import Order, OrderStatus, OrderType, Side
-from mmats.routing import OrderSubmitter, RetryPolicy, SubmitOutcome
-from mmats.venue import RejectKind, VenueError
-from mmats.venue_guard import GuardSettings
 from tests.fixtures.memory_venue import INSTRUMENT, MemoryVenue
 
 

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmats.errors import ValidationError
-from mmats.metrics import (
+from mmats.model import MarketType
+from mmats.research.metrics import (
     METRIC_KEYS,
     TradeRecord,
     benchmark_metrics,
@@ -23,7 +24,6 @@ from mmats.metrics import (
     json_safe,
     periods_per_year,
 )
-from mmats.model import MarketType
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -188,7 +188,7 @@ def test_buy_and_hold_pays_the_entry_fee() -> None:
 
 
 def reference(equity: list[float], ts_s: list[float], trades: list[TradeRecord], ppy: float) -> dict[str, float]:
-    """Loop-by-loop restatement of docs/result-schema.md, sharing no code with mmats.metrics.
+    """Loop-by-loop restatement of docs/result-schema.md, sharing no code with mmats.research.metrics.
 
     (empyrical/quantstats are not installed; if they ever are, ``test_agrees_with_empyrical`` runs too.)
     """

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from mmats.engine.external_signals import parse_external_signal
 from mmats.errors import ValidationError
 from mmats.model import (
     Bar,
@@ -20,7 +21,6 @@ from mmats.model import (
     iso,
     ns_to_datetime,
 )
-from mmats.signals import parse_external_signal
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mmats.errors import ValidationError
-from mmats.report import (
+from mmats.reports.backtest_report import (
     MAX_TRADE_ROWS,
     downsample_minmax,
     format_metric,
@@ -244,7 +244,7 @@ def test_write_report_creates_directories(tmp_path: Path) -> None:
 
 def test_backtest_report_and_mmats_report_render_the_same_page(tmp_path: Path) -> None:
     """`backtest --report` (write_report) and `mmats report` (research_report.write_any) give one page."""
-    from mmats.research_report import write_any
+    from mmats.reports.research_report import write_any
 
     res = make_result()
     a = write_report(res, tmp_path / "a.html").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Colour by what is good for each metric, in every report: one rule (mmats.report_colors), one test per helper.
+"""Colour by what is good for each metric, in every report: one rule (mmats.reports.colors), one test per helper.
 
 The defects this guards against (issue 14): a sweep heatmap painting Sharpe -1.2 … -4.1 green, negative
 monthly returns green, a walk-forward profit factor of 0.37 green, a Monte Carlo histogram squeezed into a
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mmats.report import (
+from mmats.reports.backtest_report import (
     VLine,
     metrics_table,
     monthly_returns_section,
@@ -24,7 +24,7 @@ from mmats.report import (
     trade_pnl_section,
     trades_table,
 )
-from mmats.report_colors import (
+from mmats.reports.colors import (
     LOSS,
     NEG_COLOR,
     NEUTRAL,
@@ -39,7 +39,7 @@ from mmats.report_colors import (
     text_color_on,
     tone,
 )
-from mmats.research_report import render_montecarlo_report, render_sweep_report, render_walkforward_report
+from mmats.reports.research_report import render_montecarlo_report, render_sweep_report, render_walkforward_report
 
 T0 = 1_640_995_200 * 10**9  # 2022-01-01T00:00:00Z
 DAY = 86_400 * 10**9

@@ -1,4 +1,5 @@
-"""mmats.research and mmats.research_report: grids, keys, ranking, windows, stitching, Monte Carlo, reports.
+"""mmats.research.experiments and mmats.reports.research_report: grids, keys, ranking, windows, stitching,
+Monte Carlo, reports.
 
 Expected values are worked out by hand in the comments, so a failure says which rule broke.
 """
@@ -16,8 +17,8 @@ import numpy as np
 import pytest
 
 from mmats.errors import ConfigError, ValidationError
-from mmats.metrics import compute_metrics
-from mmats.research import (
+from mmats.reports.research_report import monthly_returns, render_any, svg_histogram
+from mmats.research.experiments import (
     MCBatch,
     ParamAxis,
     apply_params,
@@ -47,8 +48,8 @@ from mmats.research import (
     trade_returns,
     walkforward_windows,
 )
-from mmats.research_report import monthly_returns, render_any, svg_histogram
-from mmats.runconfig import load_run_data, parse_config, run_backtest
+from mmats.research.metrics import compute_metrics
+from mmats.research.runconfig import load_run_data, parse_config, run_backtest
 
 # ------------------------------------------------------------------------------------------- grids
 

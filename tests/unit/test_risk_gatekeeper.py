@@ -218,7 +218,7 @@ def test_build_backtest_gatekeeper_and_daily_loss_in_a_backtest() -> None:
     j = InMemoryJournal()
     gk, monitor = build_backtest_gatekeeper({"kill_switch": {"daily_loss_pct": 0.0005}}, 10_000.0, j)
     assert gk.monitor is monitor and gk.journal is None and gk.kill_switch.journal is j and not gk.observe_equity
-    from mmats.runconfig import parse_config, run_backtest
+    from mmats.research.runconfig import parse_config, run_backtest
 
     cfg = parse_config({"strategy": "sma_cross", "params": {"fast": 5, "slow": 20}, "generated": {"bars": 3000},
                         "risk": {"gatekeeper": {"profile": "aggressive", "kill_switch": {"daily_loss_pct": 0.002}}}})
@@ -241,8 +241,8 @@ def test_throttles_with_different_windows_share_one_signal_history() -> None:
 
 def test_every_backtest_runs_the_full_gatekeeper_with_the_flat_limits_as_global_ones() -> None:
     from mmats.model import MarketType, default_instrument
+    from mmats.research.runconfig import BacktestConfig, build_gate
     from mmats.risk.gatekeeper import RiskGatekeeper
-    from mmats.runconfig import BacktestConfig, build_gate
 
     inst = default_instrument("BTC/USDT", MarketType.CRYPTO)
     gate, monitor = build_gate(BacktestConfig(strategy="sma_cross", risk={"max_position_pct": 0.3}), inst, None)

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
+from mmats.execution.routing import OrderSubmitter, RetryPolicy, SubmitOutcome, SubmitTimeout, VenueError
 from mmats.model import Order, OrderStatus, Side
 from mmats.orders import apply_fill, transition
-from mmats.routing import OrderSubmitter, RetryPolicy, SubmitOutcome, SubmitTimeout, VenueError
 
 
 def _order(cid: str = "s1-entry-0001") -> Order:
@@ -159,9 +159,9 @@ def test_backoff_delays(attempt: int, expected: float) -> None:
 
 def test_a_paper_system_refuses_a_venue_that_declares_itself_live() -> None:
     from mmats.errors import ConfigError
+    from mmats.execution.paper import PaperExecution
+    from mmats.execution.routing import refuse_live_venue
     from mmats.model import Environment
-    from mmats.paper import PaperExecution
-    from mmats.routing import refuse_live_venue
 
     class LiveVenue:
         environment = Environment.LIVE

@@ -6,9 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from mmats.model import Instrument, MarketType, Order, OrderType, Side
-from mmats.venue import RejectKind, SubmitTimeout, VenueError
-from mmats.venue_guard import (
+from mmats.execution.venue import RejectKind, SubmitTimeout, VenueError
+from mmats.execution.venue_guard import (
     BreakerState,
     CircuitBreaker,
     GuardSettings,
@@ -19,6 +18,7 @@ from mmats.venue_guard import (
     stop_trigger,
     to_lot,
 )
+from mmats.model import Instrument, MarketType, Order, OrderType, Side
 
 
 class FakeTime:

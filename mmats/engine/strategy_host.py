@@ -14,8 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from mmats.aggregation import BarAggregator
-from mmats.gateway import PendingSignal
+from mmats.engine.bar_aggregation import BarAggregator
+from mmats.engine.signal_path import PendingSignal
 from mmats.indicators import StreamingIndicators
 from mmats.model import AccountState, Environment, MarketType, Order, SignalAction, ns_to_datetime
 from mmats.registry import create_strategy
@@ -39,7 +39,7 @@ class StrategyHost:
     def __init__(self, strategy_id: str, ref: str, params: dict[str, Any], symbols: list[str], market: MarketType,
                  environment: Environment, max_errors: int = 5, timeframe: str | None = None) -> None:
         self.strategy_id = strategy_id
-        # None: the feed's own bars; otherwise completed bins of this timeframe (mmats.aggregation).
+        # None: the feed's own bars; otherwise completed bins of this timeframe (mmats.engine.bar_aggregation).
         self.aggregator = BarAggregator(timeframe) if timeframe else None
         self.ref = ref
         self.market = market

@@ -1,7 +1,8 @@
-"""The live side of the risk gatekeeper: signals in, risk decisions and order commands out.
+"""The live signal path: signals in, sized intents through the risk gatekeeper, order commands out.
 
-It runs inside the ``RiskGatekeeper`` actor. Two things make paper trading reproduce a backtest:
-- sizing and order construction are the backtest's own functions (``mmats.trader``);
+It runs inside the ``RiskGatekeeperActor``, in front of the kernel ``RiskGatekeeper``. Two things make
+paper trading reproduce a backtest:
+- sizing and order construction are the backtest's own functions (``mmats.engine.trader``);
 - a signal decided on bar t is evaluated only once the account is known *as of* bar t (its fills at
   bar t's open booked). Signals that arrive earlier wait in a buffer, in arrival order. In live
   trading the account is almost always already there; in a fast replay this barrier is what keeps the
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from mmats.engine.trader import bracket_children, entry_order, intent_for, size_signal
 from mmats.model import (
     AccountState,
     Instrument,
@@ -29,7 +31,6 @@ from mmats.model import (
 )
 from mmats.orders import transition
 from mmats.risk.decision import RiskDecision, RiskGate
-from mmats.trader import bracket_children, entry_order, intent_for, size_signal
 
 INFLIGHT_EXPIRY_S = 10.0  # a market order not reported done by then no longer counts as on its way
 
@@ -76,7 +77,7 @@ def remark(account: AccountState, marks: dict[str, Decimal]) -> AccountState:
     )
 
 
-class SignalGateway:
+class SignalPath:
     """Turns strategy signals into risk-checked order commands, in deterministic order."""
 
     def __init__(

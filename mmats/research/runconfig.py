@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from mmats.audit import Journal
-from mmats.backtest import BacktestEngine, BacktestResult, EngineSetup
 from mmats.data import BarArrays, generate_bars, infer_timeframe, load_bars, resample, slice_dates, to_arrays
+from mmats.engine.backtest import BacktestEngine, BacktestResult, EngineSetup
 from mmats.errors import ConfigError, DataError
-from mmats.execution import (
+from mmats.execution.simulated import (
     CommissionModel,
     ExecutionConfig,
     FixedBpsSlippage,

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mmats.errors import ConfigError
+from mmats.execution.venue import SubmitTimeout, VenueError
 from mmats.model import Environment, Order, OrderStatus
 from mmats.orders import transition
-from mmats.venue import SubmitTimeout, VenueError
 
 __all__ = ["OrderSubmitter", "RetryPolicy", "SubmitOutcome", "SubmitResult", "SubmitTimeout", "VenueError",
            "refuse_live_venue"]

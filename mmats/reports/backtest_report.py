@@ -11,7 +11,7 @@ extremes. Every string that comes from the user (strategy name, symbol, config, 
 The chart and table helpers are public so the research reports (sweeps, walk-forward, heatmaps) build
 their pages from the same pieces: ``page`` (shell, CSS, hover script), ``svg_line_chart``,
 ``svg_drawdown_chart``, ``svg_heatmap``, ``svg_histogram``, ``html_table``. Every colour that says good or
-bad comes from ``mmats.report_colors``.
+bad comes from ``mmats.reports.colors``.
 
 The page prints: a print stylesheet opens the scroll boxes, pages long tables with their header repeated
 on each page (every trade is listed, up to ``MAX_TRADE_ROWS``), keeps headings with what follows them and
@@ -34,8 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mmats.errors import ValidationError
-from mmats.metrics import METRIC_KEYS, drawdown_series
-from mmats.report_colors import (
+from mmats.reports.colors import (
     MISSING_COLOR,
     NEG_COLOR,
     POS_COLOR,
@@ -48,6 +47,7 @@ from mmats.report_colors import (
     text_color_on,
     tone,
 )
+from mmats.research.metrics import METRIC_KEYS, drawdown_series
 
 Points = Sequence[tuple[float, float]] | np.ndarray
 """A series' points: (x, y) pairs or an (n, 2) array; x is epoch nanoseconds or any number."""
@@ -544,7 +544,7 @@ def svg_heatmap(
 ) -> str:
     """A grid of values (rows = y_labels, columns = x_labels), e.g. Sharpe over two swept parameters.
 
-    Cells are coloured by ``metric``'s scale (``mmats.report_colors``): red below the metric's neutral
+    Cells are coloured by ``metric``'s scale (``mmats.reports.colors``): red below the metric's neutral
     value and green above it, never by rank, so a grid of only losing configs has no green cell. ``None``
     reads the values as signed (neutral 0). ``scale_range`` fixes the range the colours span (e.g. the
     monthly cells only, so one big yearly total does not wash the months out); by default the finite

@@ -1,6 +1,6 @@
 """HTML reports for research: sweeps, walk-forward, Monte Carlo, and the extra views of one backtest.
 
-Same rules as ``mmats.report`` (whose page shell and chart helpers these pages reuse): one
+Same rules as ``mmats.reports.backtest_report`` (whose page shell and chart helpers these pages reuse): one
 self-contained file, inline SVG, no network, every user string escaped. What each page is for:
 
 - sweep: is the best config a lone spike or a plateau? The parameter heatmap answers that at a glance,
@@ -9,10 +9,10 @@ self-contained file, inline SVG, no network, every user string escaped. What eac
   The windows table puts in-sample next to out-of-sample, the stitched curve is the honest result;
 - Monte Carlo: how lucky was the order of trades? Histograms and percentile bands show the spread,
   the probability of ruin the tail;
-- a single backtest: ``mmats.report.render_html`` (with its monthly returns heatmap and trade P&L
+- a single backtest: ``mmats.reports.backtest_report.render_html`` (with its monthly returns heatmap and trade P&L
   distribution), the same page ``backtest --report`` writes.
 
-Colours follow ``mmats.report_colors``: by what is good for the metric (red below its neutral value,
+Colours follow ``mmats.reports.colors``: by what is good for the metric (red below its neutral value,
 green above), never by rank.
 """
 
@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from mmats.errors import ValidationError
-from mmats.metrics import METRIC_KEYS, drawdown_series
-from mmats.report import (
+from mmats.reports.backtest_report import (
     BENCHMARK_COLOR,
     METRIC_LABELS,
     MONTHS,
@@ -51,7 +50,8 @@ from mmats.report import (
     svg_line_chart,
     trade_pnl_section,
 )
-from mmats.report_colors import NEG_COLOR, POS_COLOR, metric_scale, scale_note, sign_tone, tone
+from mmats.reports.colors import NEG_COLOR, POS_COLOR, metric_scale, scale_note, sign_tone, tone
+from mmats.research.metrics import METRIC_KEYS, drawdown_series
 
 __all__ = [
     "MONTHS", "NEG_COLOR", "POS_COLOR", "heatmap_matrix", "monthly_returns", "monthly_returns_section", "pairs_xy",
@@ -126,7 +126,7 @@ def _value_text(v: Any) -> str:
 
 def render_backtest_report(result: Mapping[str, Any]) -> str:
     """The backtest page: since the monthly returns and the trade P&L distribution moved into
-    ``mmats.report.render_html``, ``backtest --report`` and ``mmats report`` render the same page."""
+    ``mmats.reports.backtest_report.render_html``, ``backtest --report`` and ``mmats report`` render the same page."""
     return render_html(result)
 
 

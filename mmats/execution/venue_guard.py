@@ -16,8 +16,8 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import TypeVar
 
+from mmats.execution.venue import RejectKind, SubmitTimeout, VenueError
 from mmats.model import Instrument, Order, OrderType, Side
-from mmats.venue import RejectKind, SubmitTimeout, VenueError
 
 T = TypeVar("T")
 
@@ -130,7 +130,7 @@ class VenueGuard:
     """One venue's breaker and rate limit around every call; reads retried with jittered backoff.
 
     Placing an order is never retried here: the order router's submitter decides, because only it
-    knows whether a resend is safe (``mmats.live_execution`` asks the venue before any resend)."""
+    knows whether a resend is safe (``mmats.execution.live`` asks the venue before any resend)."""
 
     def __init__(self, name: str, settings: GuardSettings | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,

@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmats.backtest import BacktestResult
 from mmats.data import BarArrays
+from mmats.engine.backtest import BacktestResult
 from mmats.errors import ConfigError, MmatsError, ValidationError
-from mmats.metrics import METRIC_KEYS, json_safe
-from mmats.runconfig import BacktestConfig, LoadedRun, parse_config, run_backtest
+from mmats.research.metrics import METRIC_KEYS, json_safe
+from mmats.research.runconfig import BacktestConfig, LoadedRun, parse_config, run_backtest
 
 GridValue = int | float | str | bool
 Params = dict[str, GridValue]

@@ -23,8 +23,9 @@ import numpy as np
 
 from mmats.audit import Journal
 from mmats.data import BarArrays, column_list
+from mmats.engine.trader import bracket_children, entry_order, flatten_order, intent_for, size_signal
 from mmats.errors import StrategyError, ValidationError
-from mmats.execution import (
+from mmats.execution.simulated import (
     CommissionModel,
     ExecutionConfig,
     NoCommission,
@@ -33,14 +34,6 @@ from mmats.execution import (
     SlippageModel,
 )
 from mmats.indicators import compute_batch
-from mmats.metrics import (
-    TradeRecord,
-    benchmark_metrics,
-    buy_and_hold_equity,
-    compute_metrics,
-    json_safe,
-    periods_per_year,
-)
 from mmats.model import (
     AccountState,
     Environment,
@@ -55,10 +48,17 @@ from mmats.model import (
 )
 from mmats.orders import transition
 from mmats.portfolio import Portfolio
+from mmats.research.metrics import (
+    TradeRecord,
+    benchmark_metrics,
+    buy_and_hold_equity,
+    compute_metrics,
+    json_safe,
+    periods_per_year,
+)
 from mmats.risk.decision import RiskDecision, RiskGate
 from mmats.risk.minimal import MinimalRiskGate
 from mmats.strategy import IStrategy, StrategyContext
-from mmats.trader import bracket_children, entry_order, flatten_order, intent_for, size_signal
 
 RESULT_VERSION = 1
 _CHUNK = 1 << 16

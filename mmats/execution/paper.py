@@ -11,11 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from mmats.execution import CommissionModel, ExecutionConfig, NoCommission, NoSlippage, SimulatedBroker, SlippageModel
+from mmats.engine.trader import flatten_order
+from mmats.execution.simulated import (
+    CommissionModel,
+    ExecutionConfig,
+    NoCommission,
+    NoSlippage,
+    SimulatedBroker,
+    SlippageModel,
+)
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
 from mmats.orders import transition
 from mmats.portfolio import Portfolio
-from mmats.trader import flatten_order
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ An adapter (``adapters/ccxt_broker.py``, ``oanda_broker.py``, ``alpaca_broker.py
 it turns one SDK call into one of these values or one typed ``VenueError`` and keeps no order state of
 its own. Everything that makes live trading safe (journal before send, ask before resend, UNKNOWN until
 reconciled, circuit breaker, rate limit, precision, mapping fills back to orders, foreign orders) is
-written once, in ``mmats.live_execution``, for every venue. That split is why an adapter can be tested
+written once, in ``mmats.execution.live``, for every venue. That split is why an adapter can be tested
 call by call against a fake venue and the safety rules can be tested without any venue at all.
 """
 

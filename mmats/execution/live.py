@@ -1,6 +1,6 @@
 """Live execution: orders to real venues with the safety rules written once for every venue.
 
-The order router hosts either the paper venue (``mmats.paper.PaperExecution``) or this, with the same
+The order router hosts either the paper venue (``mmats.execution.paper.PaperExecution``) or this, with the same
 calls, so the router, the gatekeeper, the journal and the kill switch do not know which one trades.
 Each venue is a ``VenueClient`` adapter (a translator, no state) behind a ``VenueGuard`` (circuit
 breaker, rate limit, read retries). The rules, and why:
@@ -33,11 +33,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType, Side
-from mmats.orders import TRANSITIONS, apply_fill, transition
-from mmats.portfolio import Portfolio
-from mmats.trader import flatten_order
-from mmats.venue import (
+from mmats.engine.trader import flatten_order
+from mmats.execution.venue import (
     DuplicateOrder,
     RejectKind,
     SubmitTimeout,
@@ -47,7 +44,10 @@ from mmats.venue import (
     VenueFill,
     VenueOrder,
 )
-from mmats.venue_guard import GuardSettings, VenueGuard, fit_to_venue
+from mmats.execution.venue_guard import GuardSettings, VenueGuard, fit_to_venue
+from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType, Side
+from mmats.orders import TRANSITIONS, apply_fill, transition
+from mmats.portfolio import Portfolio
 
 __all__ = ["LiveExecution", "LiveSettings", "VenueState"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from mmats.gateway import PendingSignal, SignalGateway
+from mmats.engine.signal_path import PendingSignal, SignalPath
 from mmats.model import AccountState, MarketType, PositionSnapshot, Side, SignalAction, TradeSignal, default_instrument
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 
@@ -12,9 +12,9 @@ SYM = "BTC/USDT"
 INST = {SYM: default_instrument(SYM, MarketType.CRYPTO)}
 
 
-def _gateway() -> SignalGateway:
+def _gateway() -> SignalPath:
     gate = RiskGatekeeper(system_risk_config(None), "PAPER", observe_equity=False)
-    return SignalGateway(gate, INST, allocation=0.1, advisory=False)
+    return SignalPath(gate, INST, allocation=0.1, advisory=False)
 
 
 def _account(qty: str, ts: int) -> AccountState:

@@ -1,0 +1,1 @@
+"""Rendering results: HTML, PDF and JSON reports and their colours."""

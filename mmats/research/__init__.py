@@ -1,0 +1,1 @@
+"""Research runs: run configs, metrics, sweeps, walk-forward and Monte Carlo."""
