@@ -32,6 +32,7 @@ import numpy as np
 import ray
 
 from mmats.data import BarArrays
+from mmats.feed_health import LiveFeedHealth
 
 HEARTBEAT_S = 1.0  # how often the gatekeeper hears that this feed is alive (and whether it is stale)
 
@@ -92,6 +93,7 @@ class FeedActor:
         self.live_last: dict[str, int] = {}  # symbol -> open time (ns) of its newest closed candle seen
         self.live_errors = 0
         self.live_last_error = ""
+        self.live_health: LiveFeedHealth | None = None
         if live is not None:
             self._live_connect()  # best effort: strategies built next warm up from this history
         if persist is not None and live is None:
@@ -265,13 +267,15 @@ class FeedActor:
     def _run_live(self) -> None:
         """Poll the venue every ``poll_s`` for candles that closed since the last one seen, and publish them
         one timestamp at a time, in time order. The feed counts as updated (not stale) when the venue
-        answered and its newest closed candle is at most two periods old, or its market is closed
-        (a weekend for forex, the night for stocks: no candle is then expected)."""
+        answered and the newest closed candle of any symbol is at most two periods old, or its market is
+        closed (a weekend for forex, the night for stocks: no candle is then expected) or reopened less
+        than two periods ago."""
         from mmats.model import Timeframe
 
         assert self.live is not None
         tf = Timeframe(self.live["timeframe"])
         period_ns = tf.seconds * 1_000_000_000
+        self.live_health = LiveFeedHealth(period_ns)
         poll_s = float(self.live.get("poll_s", 2.0))
         while not self._stop.is_set():
             self._heartbeat()
@@ -310,11 +314,15 @@ class FeedActor:
                 if last is None or t > last:
                     fresh.setdefault(t, []).append(_tuple(b))
                     self.live_last[sym] = t
+        from mmats.errors import DataError
+
+        for message in self.live_source.drain_invalid():  # skipped candles: counted, each once
+            self._live_failed(DataError(message))
         for t in sorted(fresh):
             self._publish(sorted(fresh[t]))
-        newest = min(self.live_last.values(), default=0)
-        advancing = bool(newest) and self.live_source.now_ns() - (newest + period_ns) <= 2 * period_ns
-        if answered and (advancing or not self.live_source.market_open()):
+        assert self.live_health is not None
+        alive = self.live_health.alive(self.live_last, self.live_source.now_ns(), self.live_source.market_open())
+        if answered and alive:
             self.last_update_wall = time.time()
 
     def _save_position(self, ts: int) -> None:

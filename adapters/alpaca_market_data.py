@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from adapters.bar_source import decimal_places, require_limit, require_utc, venue_bar
+from adapters.bar_source import InvalidBarLog, decimal_places, require_limit, require_utc
 from mmats.errors import ValidationError
 from mmats.execution.routing import VenueError
 from mmats.model import Bar, Instrument, MarketType, Timeframe
@@ -45,7 +45,7 @@ def _timeframe(tf: Timeframe) -> Any:
             Timeframe.H4: TimeFrame(4, TimeFrameUnit.Hour), Timeframe.D1: TimeFrame(1, TimeFrameUnit.Day)}[tf]
 
 
-class AlpacaMarketData:
+class AlpacaMarketData(InvalidBarLog):
     """Closed bars of US stocks from Alpaca's data API (IEX or SIP feed)."""
 
     def __init__(self, data: Any, trading: Any, *, data_feed: str = "iex", name: str = "alpaca",
@@ -158,6 +158,8 @@ class AlpacaMarketData:
             later_exists = newest is not None and r.timestamp < newest
             if not later_exists and int(ts.timestamp() * 1e9) + period_ns + self.margin_ms * 1_000_000 > now:
                 continue  # still forming on the venue's clock, and no later bar has started
-            out.append(venue_bar(self.name, symbol, ts, r.open, r.high, r.low, r.close, r.volume))
+            bar = self.valid_bar(symbol, ts, r.open, r.high, r.low, r.close, r.volume)
+            if bar is not None:
+                out.append(bar)
         out.sort(key=lambda b: b.ts)
         return out

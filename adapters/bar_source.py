@@ -9,7 +9,7 @@ from typing import Any
 from mmats.errors import DataError, ValidationError
 from mmats.model import Bar
 
-__all__ = ["decimal_places", "require_limit", "require_utc", "venue_bar"]
+__all__ = ["InvalidBarLog", "decimal_places", "require_limit", "require_utc", "venue_bar"]
 
 
 def require_limit(limit: int) -> None:
@@ -29,6 +29,34 @@ def venue_bar(venue: str, symbol: str, ts: datetime, o: Any, h: Any, low: Any, c
         return Bar(symbol, ts, float(o), float(h), float(low), float(c), float(v or 0.0))
     except (ValidationError, TypeError, ValueError) as exc:
         raise DataError(f"{venue}: bar {symbol} {ts.isoformat()}: {exc}") from exc
+
+
+class InvalidBarLog:
+    """A candle that fails validation is skipped (never repaired) and reported once.
+
+    Raising instead would stall its symbol: the feed asks again from the same time on every poll, and the
+    same bad candle would fail every answer until it left the window. Skipping leaves a gap the strategy
+    sees; ``drain_invalid`` hands each message to the feed once, which counts it as a live error.
+    """
+
+    name: str
+    _invalid: list[str]
+    _invalid_seen: set[tuple[str, datetime]]
+
+    def valid_bar(self, symbol: str, ts: datetime, o: Any, h: Any, low: Any, c: Any, v: Any) -> Bar | None:
+        try:
+            return venue_bar(self.name, symbol, ts, o, h, low, c, v)
+        except DataError as exc:
+            seen = self.__dict__.setdefault("_invalid_seen", set())
+            if (symbol, ts) not in seen:
+                seen.add((symbol, ts))
+                self.__dict__.setdefault("_invalid", []).append(str(exc))
+            return None
+
+    def drain_invalid(self) -> list[str]:
+        out = self.__dict__.get("_invalid", [])
+        self._invalid = []
+        return out
 
 
 def decimal_places(step: Decimal) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.bar_source import require_limit, require_utc, venue_bar
+from adapters.bar_source import InvalidBarLog, require_limit, require_utc
 from adapters.ccxt_client import make_exchange, venue_now_ms
 from mmats.errors import ValidationError
 from mmats.execution.routing import VenueError
@@ -28,7 +28,7 @@ from mmats.model import Bar, Instrument, MarketType, Timeframe
 __all__ = ["CcxtMarketData"]
 
 
-class CcxtMarketData:
+class CcxtMarketData(InvalidBarLog):
     """One ccxt exchange as a source of closed OHLCV bars (public endpoints: no keys needed)."""
 
     def __init__(self, exchange: Any, *, name: str | None = None, margin_ms: int = 2_000) -> None:
@@ -107,11 +107,13 @@ class CcxtMarketData:
     def _closed(self, symbol: str, timeframe: Timeframe, candles: list[list[Any]]) -> list[Bar]:
         period_ms = timeframe.seconds * 1000
         now = venue_now_ms(self.exchange)
-        rows = sorted(candles, key=lambda c: c[0])
+        rows = sorted({c[0]: c for c in candles}.values(), key=lambda c: c[0])  # a repeated row: the last one
         out: list[Bar] = []
         for k, (t_ms, o, h, low, c, v) in enumerate(rows):
             later_exists = k + 1 < len(rows)
             if not later_exists and t_ms + period_ms + self.margin_ms > now:
                 break  # still forming on the venue's clock
-            out.append(venue_bar(self.name, symbol, datetime.fromtimestamp(t_ms / 1000, tz=UTC), o, h, low, c, v))
+            bar = self.valid_bar(symbol, datetime.fromtimestamp(t_ms / 1000, tz=UTC), o, h, low, c, v)
+            if bar is not None:
+                out.append(bar)
         return out

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from adapters.bar_source import require_limit, require_utc, venue_bar
+from adapters.bar_source import InvalidBarLog, require_limit, require_utc
 from mmats.errors import ValidationError
 from mmats.execution.routing import VenueError
 from mmats.model import Bar, Instrument, MarketType, Timeframe
@@ -52,7 +52,7 @@ def _time(text: str) -> datetime:
     return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
 
 
-class OandaMarketData:
+class OandaMarketData(InvalidBarLog):
     """Closed mid-price candles of one OANDA account's instruments."""
 
     def __init__(self, api: Any, account_id: str, *, name: str = "oanda") -> None:
@@ -149,7 +149,9 @@ class OandaMarketData:
             if not c.get("complete"):
                 continue
             mid = c.get("mid") or {}
-            out.append(venue_bar(self.name, symbol, _time(str(c.get("time"))), mid.get("o"), mid.get("h"),
-                                 mid.get("l"), mid.get("c"), c.get("volume")))
+            bar = self.valid_bar(symbol, _time(str(c.get("time"))), mid.get("o"), mid.get("h"), mid.get("l"),
+                                 mid.get("c"), c.get("volume"))
+            if bar is not None:
+                out.append(bar)
         out.sort(key=lambda b: b.ts)
         return out

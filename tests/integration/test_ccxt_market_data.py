@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,7 +12,7 @@ from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS
 
 from adapters.ccxt_client import make_exchange
 from adapters.ccxt_market_data import CcxtMarketData
-from mmats.errors import DataError, ValidationError
+from mmats.errors import ValidationError
 from mmats.execution.routing import VenueError
 from mmats.model import Timeframe
 from tests.fixtures.fake_binance import FakeBinance
@@ -95,12 +96,26 @@ def test_a_venue_outage_is_an_error_naming_the_symbol(venue: FakeBinance) -> Non
     assert md.latest_bars(BTC, Timeframe.M1), "the next poll works again"
 
 
-def test_an_inconsistent_candle_is_a_data_error_naming_venue_and_time(venue: FakeBinance) -> None:
+def test_an_inconsistent_candle_is_skipped_and_reported_once_naming_venue_and_time(venue: FakeBinance) -> None:
     md = feed(venue)
-    t = last_closed_open_ms(venue.server_time_ms()) - MINUTE_MS
-    bad = [[t, 100.0, 99.0, 98.0, 100.5, 1.0], [t + MINUTE_MS, 100.0, 101.0, 99.0, 100.0, 1.0]]  # high < open
-    with pytest.raises(DataError, match=r"binance: bar BTC/USDT .*inconsistent OHLC"):
-        md._closed(BTC, Timeframe.M1, bad)
+    t = last_closed_open_ms(venue.server_time_ms()) - 2 * MINUTE_MS
+    good = [t + MINUTE_MS, 100.0, 101.0, 99.0, 100.0, 1.0]
+    bad = [[t, 100.0, 99.0, 98.0, 100.5, 1.0], good, [t + 2 * MINUTE_MS, 100.0, 101.0, 99.0, 100.0, 1.0]]
+    bars = md._closed(BTC, Timeframe.M1, bad)  # high < open in the first: skipped, never repaired
+    assert [int(b.ts.timestamp() * 1000) for b in bars][:1] == [t + MINUTE_MS]  # the rest still comes
+    (message,) = md.drain_invalid()
+    assert re.search(r"binance: bar BTC/USDT .*inconsistent OHLC", message)
+    md._closed(BTC, Timeframe.M1, bad)
+    assert md.drain_invalid() == [], "the same candle is reported once"
+
+
+def test_a_repeated_candle_row_is_one_bar(venue: FakeBinance) -> None:
+    md = feed(venue)
+    t = last_closed_open_ms(venue.server_time_ms()) - 2 * MINUTE_MS
+    rows = [[t, 100.0, 101.0, 99.0, 100.0, 1.0], [t, 100.0, 102.0, 99.0, 101.0, 2.0],
+            [t + MINUTE_MS, 101.0, 101.0, 100.0, 100.5, 1.0]]
+    bars = md._closed(BTC, Timeframe.M1, rows)
+    assert [(int(b.ts.timestamp() * 1000), b.close) for b in bars] == [(t, 101.0), (t + MINUTE_MS, 100.5)]
 
 
 def test_instruments_are_read_in_the_exchange_precision_mode(venue: FakeBinance) -> None:
