@@ -203,8 +203,12 @@ def main() -> None:
                   for s in SYMBOLS if book_positions.get(s, Decimal(0)) != end_positions[s]]
     vs = ray.get(router.venue_status.remote())
     statuses: dict[str, int] = {}
+    rejections: dict[str, int] = {}  # why, by the reason's kind and its first words
     for o in book.values():
         statuses[o["status"]] = statuses.get(o["status"], 0) + 1
+        if o["status"] == "REJECTED":
+            why = " ".join(str(o["reject_reason"]).split()[:6])
+            rejections[why] = rejections.get(why, 0) + 1
     for line in lost[:20] + mismatches:
         print(line, file=sys.stderr)
     result = {
@@ -213,7 +217,8 @@ def main() -> None:
         "fault_share": round(faults / max(1, venue_requests), 3), "router_kills": kills,
         "submit_p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "submit_p99_ms": round(float(np.percentile(latencies, 99)), 2),
-        "reconcile_adjustments": vs["adjustments"], "final_statuses": statuses, "run_s": round(run_s, 1),
+        "reconcile_adjustments": vs["adjustments"], "final_statuses": statuses, "rejections": rejections,
+        "run_s": round(run_s, 1),
         "breaker_opens": {v["venue"]: v["breaker_opens"] for v in vs["venues"]},
     }
     ray.get(sup.down.remote())
