@@ -203,11 +203,12 @@ def main() -> None:
                   for s in SYMBOLS if book_positions.get(s, Decimal(0)) != end_positions[s]]
     vs = ray.get(router.venue_status.remote())
     statuses: dict[str, int] = {}
-    rejections: dict[str, int] = {}  # why, by the reason's kind and its first words
+    rejections: dict[str, int] = {}  # why, by the reason's kind (its first word) and venue
     for o in book.values():
         statuses[o["status"]] = statuses.get(o["status"], 0) + 1
         if o["status"] == "REJECTED":
-            why = " ".join(str(o["reject_reason"]).split()[:6])
+            kind = str(o["reject_reason"]).split(":")[0]
+            why = f"{kind} {SYMBOLS[o['symbol']][0]}"
             rejections[why] = rejections.get(why, 0) + 1
     for line in lost[:20] + mismatches:
         print(line, file=sys.stderr)

@@ -550,7 +550,8 @@ class LiveExecution:
                 if waited < self.settings.unknown_grace_s:
                     continue
                 transition(order, OrderStatus.REJECTED, self.clock(),
-                           reason=f"{venue.name}: not found {waited:.0f} s after the lost answer (never arrived)")
+                           reason=f"{RejectKind.VENUE_UNAVAILABLE.value}: {venue.name}: not found {waited:.0f} s after "
+                                  "the lost answer (never arrived)")
                 self.lost_at.pop(cid, None)
             if order.status is not OrderStatus.UNKNOWN:
                 del unknown[cid]

@@ -103,6 +103,7 @@ def test_not_found_after_a_lost_answer_waits_out_the_grace_before_settling() -> 
     clock.advance(6)
     ex.resolve_unknown(sub.unknown)
     assert o2.status is OrderStatus.REJECTED and "never arrived" in o2.reject_reason
+    assert o2.reject_reason.startswith("venue_unavailable: mem: not found")
 
 
 def test_restart_asks_the_venue_and_never_resends() -> None:
