@@ -303,7 +303,7 @@ class LiveExecution:
         oldest = min((o.created_ns or o.updated_ns for o in working), default=self.clock())
         since = min(oldest, self.clock()) - int(self.settings.fill_lookback_s * 1e9)
         try:
-            reports = venue.guard.call(lambda: venue.client.fills(since, venue.symbols))
+            reports = venue.guard.call(lambda: venue.client.fills(since, venue.symbols), retry=False)
         except VenueError as exc:
             venue.last_error = str(exc)
             return [], []
@@ -560,7 +560,8 @@ class LiveExecution:
 
     @staticmethod
     def _fetch(venue: VenueState, order: Order) -> VenueOrder | None:
-        return venue.guard.call(lambda: venue.client.fetch_order(order.client_order_id, order.symbol))
+        """A lookup the poll repeats anyway: one attempt (a hung venue holds the router one timeout)."""
+        return venue.guard.call(lambda: venue.client.fetch_order(order.client_order_id, order.symbol), retry=False)
 
     def due_full_reconcile(self) -> bool:
         """On the timer, and as soon as a venue is back after an outage (its breaker closed again)."""
@@ -589,7 +590,7 @@ class LiveExecution:
 
     def _reconcile_venue(self, venue: VenueState) -> tuple[list[Order], list[Fill]]:
         g, c = venue.guard, venue.client
-        open_at_venue = g.call(c.open_orders)
+        open_at_venue = g.call(c.open_orders, retry=False)
         ours_open = {vo.client_order_id for vo in open_at_venue if vo.client_order_id in self.orders}
         venue.foreign_orders = [
             {"client_order_id": vo.client_order_id, "venue_order_id": vo.venue_order_id, "symbol": vo.symbol,
@@ -609,8 +610,8 @@ class LiveExecution:
                 if vo2 is not None:
                     self._apply(order, vo2, venue.name)
                     changed.append(order)
-        venue.balances = {k: str(v) for k, v in g.call(c.balances).items()}
-        held = {p.symbol: p.quantity for p in g.call(c.positions)}
+        venue.balances = {k: str(v) for k, v in g.call(c.balances, retry=False).items()}
+        held = {p.symbol: p.quantity for p in g.call(c.positions, retry=False)}
         adjustments: list[Fill] = []
         pending_fills = any(self.final_pending.get(o.client_order_id) for o in self._open_on(venue.name))
         for symbol in venue.symbols:

@@ -145,8 +145,10 @@ class VenueGuard:
         self.failures = 0
         self.rate_limited = 0
 
-    def call(self, fn: Callable[[], T], *, placing: bool = False) -> T:
-        attempts = 1 if placing else max(1, self.settings.read_attempts)
+    def call(self, fn: Callable[[], T], *, placing: bool = False, retry: bool = True) -> T:
+        """``retry=False`` for reads a timer repeats anyway (the next poll is the retry): a venue that hangs
+        then holds its caller for one timeout, not one per attempt."""
+        attempts = 1 if placing or not retry else max(1, self.settings.read_attempts)
         for attempt in range(1, attempts + 1):
             try:
                 return self._once(fn)
