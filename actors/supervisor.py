@@ -20,7 +20,7 @@ from actors.router import OrderRouterActor
 from actors.strategy import StrategyActor
 from adapters.sql_store import SqlStorage, make_storage
 from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
-from mmats.errors import ConfigError
+from mmats.errors import ConfigError, StrategyError
 from mmats.execution.paper import PaperExecution
 from mmats.execution.routing import refuse_live_venue
 from mmats.model import Environment, Instrument, MarketType, SignalAction, Timeframe, TradeSignal, default_instrument
@@ -141,6 +141,10 @@ class SupervisorActor:
         cash = repr(cfg.initial_cash)
         first_market = cfg.feeds[0].market
         persist = self.persist_settings()
+        if persist is not None:
+            self.storage = make_storage(Environment(persist["environment"]), persist.get("database_url"),
+                                        home=persist.get("home"))
+            self._check_saved_state(self.storage)
         ns = ray.get_runtime_context().namespace
         gk_name = f"{cfg.system_name}_gatekeeper"
         lockstep = any(f.pace == "lockstep" for f in cfg.feeds)
@@ -168,9 +172,6 @@ class SupervisorActor:
         for feed_handle in self.feeds.values():
             ray.get(feed_handle.subscribe.remote("router", self.router, None))
             ray.get(feed_handle.set_risk_listener.remote(self.gatekeeper))
-        if persist is not None:
-            self.storage = make_storage(Environment(persist["environment"]), persist.get("database_url"),
-                                        home=persist.get("home"))
         for s in self._strategies_to_start():
             try:
                 self._start_strategy(s)
@@ -181,6 +182,21 @@ class SupervisorActor:
                 continue
             self._register(s)
         return self.topology()
+
+    def _check_saved_state(self, storage: SqlStorage) -> None:
+        """Saved fills the config cannot book (a symbol it no longer trades) refuse the start in one line.
+
+        The portfolio replays every saved fill; a fill for a symbol no feed provides cannot be booked,
+        and guessing (dropping it, or inventing an instrument) would misstate positions and cash."""
+        saved = {f.symbol for f in storage.list_fills()}
+        foreign = sorted(saved - set(self.instruments))
+        if foreign:
+            where = storage.url if self.config.database_url else self.config.home
+            raise ConfigError(
+                f"saved state in {where} ({self.config.environment.value}) holds fills for {foreign}, which this "
+                f"config does not trade (its symbols: {sorted(self.instruments)}): give this config its own "
+                f"home (`home:` in the file, --home or MMATS_HOME), or move {where} aside to start afresh "
+                "(docs/configuration.md, \"Saved state\")")
 
     def _strategies_to_start(self) -> list[StrategyConfig]:
         """The config's strategies and the registry's (docs/configuration.md, "Strategy registry").
@@ -250,7 +266,10 @@ class SupervisorActor:
                 return self.feeds[feed.venue]
         raise ConfigError(f"no single feed provides all of {symbols}")
 
-    def _start_strategy(self, s: StrategyConfig) -> None:
+    def _start_strategy(self, s: StrategyConfig, refuse_failing: bool = False) -> None:
+        """Start one strategy actor. One that disabled itself during warm-up (it raised on every history
+        bar) is refused when ``refuse_failing`` (a runtime submit or replace answers with the reason);
+        from the config it stays, disabled, and the gatekeeper raises a ``strategy_disabled`` alert."""
         feed = self._feed_for(s.symbols)
         market = s.market or self.instruments[s.symbols[0]].market
         handle = StrategyActor.options(**placement(market)).remote(
@@ -259,12 +278,20 @@ class SupervisorActor:
             report_empty=any(f.pace == "lockstep" for f in self.config.feeds),
             timeframe=s.timeframe.value if s.timeframe else None)
         ray.get(handle.ping.remote())  # surfaces a bad strategy reference or parameter now, not later
+        health = ray.get(handle.health.remote())
+        failed = f"failed during warm-up ({health['errors_total']} errors): {health['last_error'].split(' | ')[0]}"
+        warmup_failed = not health["enabled"] and health["errors_total"] > 0
+        if warmup_failed and refuse_failing:
+            ray.kill(handle)
+            raise StrategyError(f"strategy {s.id} {failed}; not started")
         ray.get([self.gatekeeper.register_strategy.remote(s.id, handle),
                  self.router.register_strategy.remote(s.id, handle),
                  self.portfolio.register_strategy.remote(s.id, handle)])
         self.strategies[s.id] = {"config": s, "handle": handle, "feed": feed}
         if not s.enabled:
             ray.get(handle.set_enabled.remote(False))
+        elif warmup_failed:
+            ray.get(self.gatekeeper.on_strategy_disabled.remote(s.id, failed))
 
     def start(self) -> None:
         for feed in self.feeds.values():
@@ -284,7 +311,7 @@ class SupervisorActor:
             s.market = resolve_market(s, {self.instruments[x].market for x in s.symbols})
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self._start_strategy(s)
+        self._start_strategy(s, refuse_failing=True)
         self._register(s, origin="runtime")
         return {"id": s.id, "symbols": s.symbols}
 
@@ -395,7 +422,7 @@ class SupervisorActor:
         ray.get(old.set_enabled.remote(False))
         ray.get(entry["feed"].unsubscribe.remote(strategy_id))
         try:
-            self._start_strategy(s)
+            self._start_strategy(s, refuse_failing=True)
         except Exception:
             self.strategies[strategy_id] = entry  # the old version keeps running
             ray.get(entry["feed"].subscribe.remote(strategy_id, old, entry["config"].symbols))

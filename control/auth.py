@@ -114,3 +114,50 @@ async def require_read(request: Request, _creds: Annotated[Any, Depends(bearer)]
 READ = [Depends(require_read)]
 WRITE = [Depends(require_write)]
 
+
+
+# ------------------------------------------------------------------------------- the CLI's check
+# The CLI talks to the actor system through Ray, not over HTTP, so the HTTP dependency above never sees
+# it. ``mmats up`` publishes the token's SHA-256 in the cluster's key-value store; a mutating CLI command
+# (kill, mode, strategy submit/enable/disable, down) then proves it holds the token, exactly as a
+# mutating HTTP call must: ``$MMATS_API_TOKEN`` when set, else the token file of the system's home.
+
+KV_KEY = "api_token_sha256"
+
+
+def _kv_namespace(namespace: str, supervisor: str) -> str:
+    return f"mmats:{namespace}:{supervisor}"
+
+
+def publish_digest(digest: str, namespace: str, supervisor: str) -> None:
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    _internal_kv_put(KV_KEY, digest, overwrite=True, namespace=_kv_namespace(namespace, supervisor))
+
+
+def published_digest(namespace: str, supervisor: str) -> str | None:
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    raw = _internal_kv_get(KV_KEY, namespace=_kv_namespace(namespace, supervisor))
+    return raw.decode() if raw else None
+
+
+def check_cli_token(digest: str | None, home: str | None, what: str) -> None:
+    """Raise ``Forbidden``/``Unauthorized`` unless this shell holds the system's API token (``digest``;
+    None: the system published none, e.g. no control plane was started, and there is nothing to check)."""
+    if not digest:
+        return
+    env = os.environ.get(TOKEN_ENV, "").strip()
+    if env:
+        if not hmac.compare_digest(token_digest(env), digest):
+            raise Forbidden(f"{what}: ${TOKEN_ENV} is not this system's API token (unset it to use "
+                            f"{token_path(home or '$MMATS_HOME')}, or set the right one)")
+        return
+    path = token_path(home) if home else None
+    try:
+        token = path.read_text().strip() if path is not None else ""
+    except OSError:
+        token = ""
+    if not token or not hmac.compare_digest(token_digest(token), digest):
+        raise Unauthorized(f"{what} needs the API token: set ${TOKEN_ENV} (the system's token file "
+                           f"{path or '<home>/secrets/api_token'} is not readable here or does not match)")

@@ -44,8 +44,20 @@ class HistoryLink(ActorLink):
         """The latest stored version; a fresh store first records the running config as version 1."""
         st = await self.store()
         latest = await asyncio.to_thread(st.get, None)
-        if latest is None:
-            latest = await asyncio.to_thread(st.save, mask_config(current), "system", "running config at start", [])
+        if latest is not None:
+            return latest
+        # Two requests at once (the dashboard's first poll) must not both record version 1: check again
+        # under a lock of this event loop (the CLI runs each call in a loop of its own).
+        loop = asyncio.get_running_loop()
+        held: tuple[Any, asyncio.Lock] | None = getattr(self, "_baseline_lock", None)
+        if held is None or held[0] is not loop:
+            held = (loop, asyncio.Lock())
+            self._baseline_lock = held
+        async with held[1]:
+            latest = await asyncio.to_thread(st.get, None)
+            if latest is None:
+                latest = await asyncio.to_thread(st.save, mask_config(current), "system", "running config at start",
+                                                 [])
         return latest
 
     @staticmethod

@@ -26,6 +26,14 @@ STREAM_TOPICS = ("status", "prices", "equity", "signals", "orders", "fills", "al
 KEPT_EVENTS = 2000
 
 
+
+def _short(v: Any, places: int = 4) -> str:
+    """A ratio for a log line: ``0.5848028243623333`` -> ``0.58`` (2 places) or ``0.5848``."""
+    try:
+        return f"{float(v):.{places}f}".rstrip("0").rstrip(".") or "0"
+    except (TypeError, ValueError):
+        return str(v)
+
 class _Writes:
     """Mutations seen by this process (a module object: the middleware and the hub share it)."""
 
@@ -203,8 +211,9 @@ class Hub:
             for sig in await c.recent_signals(min(n_sig - self.last["signals"], 200)):
                 self.publish("signals", sig)
                 c.logs.add("INFO", f"strategy:{sig.get('strategy_id')}",
-                           f"signal {sig.get('action')} {sig.get('symbol')} size {sig.get('position_size')} "
-                           f"conf {sig.get('confidence')}: {sig.get('reasoning')}", markets.get(sig.get("symbol", "")))
+                           f"signal {sig.get('action')} {sig.get('symbol')} size {_short(sig.get('position_size'))} "
+                           f"conf {_short(sig.get('confidence'), 2)}: {sig.get('reasoning')}",
+                           markets.get(sig.get("symbol", "")))
         n_fills = int(pf.get("fills", 0))
         if not first and n_fills > self.last.get("fills", 0):
             for f in await c.recent_fills(min(n_fills - self.last["fills"], 100)):

@@ -227,7 +227,10 @@ class StrategyReplaceIn(Model):
 class ParamsIn(Model):
     model_config = ConfigDict(extra="forbid")
 
-    params: dict[str, Any]
+    params: dict[str, Any] = Field(description="merged onto the running parameters: the ones not named keep "
+                                   "their values")
+    reset: bool = Field(False, description="true: start from the strategy's defaults instead (only `params` "
+                        "given here are set)")
 
 
 class ParamsOut(Model):

@@ -110,8 +110,7 @@ class SystemClient(SystemReads):
             out["flatten"] = {k: float(v) for k, v in res["flatten"].items()}
         if "canceled" in res:
             out["canceled"] = int(res["canceled"])
-        self.logs.add("ERROR" if state in ("HARD", "FREEZE") else "WARNING", "kill_switch",
-                      f"kill switch -> {state}: {reason}")
+        self.logs.add("WARNING", "kill_switch", f"kill switch -> {state} (manual): {reason}")  # an action, not an error
         return out
 
     # ================================================================================ strategies
@@ -180,6 +179,14 @@ class SystemClient(SystemReads):
         await self.config_state(fresh=True)
         self.logs.add("WARNING", "strategies", f"strategy {strategy_id} replaced by version {res['version']}")
         return await self.strategy(strategy_id)
+
+    async def set_params(self, strategy_id: str, params: dict[str, Any], reset: bool = False) -> dict[str, Any]:
+        """New parameters as a new version: merged onto the running ones (a parameter not named keeps its
+        value), or with ``reset`` onto the strategy's defaults (only the ones named are set)."""
+        if not await self._exists(strategy_id):
+            raise UnknownStrategy(f"unknown strategy {strategy_id!r}")
+        merged = dict(params) if reset else {**(await self.strategy(strategy_id)).get("params", {}), **params}
+        return await self.replace_strategy(strategy_id, {"params": merged})
 
     async def set_strategy_enabled(self, strategy_id: str, enabled: bool, close_positions: bool = False,
                                    reason: str = "api") -> dict[str, Any]:
@@ -283,3 +290,60 @@ class SystemClient(SystemReads):
         canceled = [cid for cid, ok in zip(chosen, results, strict=True) if ok]
         self.logs.add("WARNING", "orders", f"bulk cancel: {len(canceled)} order(s) canceled")
         return {"canceled": canceled, "count": len(canceled)}
+
+    async def indicator_overlays(self, symbol: str, limit: int) -> dict[str, Any]:
+        """The indicators each strategy trading ``symbol`` declared (``get_required_indicators``), computed
+        from the feed's bars with the kernel's own TA-Lib specs, aligned with ``/bars?limit=`` (for the
+        dashboard's Markets chart). A strategy on a coarser timeframe gets its bins' values from the bar
+        that completed each bin on (what it knew then). Only built-in strategies are instantiated here:
+        loading a user's file would run it in the API process, so those are listed without series."""
+        import numpy as np
+
+        from mmats.engine.bar_aggregation import BarAggregator
+        from mmats.indicators import compute_batch, parse_spec
+        from mmats.model import Timeframe
+        from mmats.registry import BUILTIN, create_strategy
+
+        on_price = {"SMA", "EMA", "WMA", "BBANDS", "DONCHIAN"}
+        chosen = [s for s in await self.strategies() if symbol in s.get("symbols", [])]
+        out: list[dict[str, Any]] = []
+        plans: list[tuple[dict[str, Any], list[Any], int]] = []
+        for s in chosen:
+            row = {"id": s["id"], "ref": s["ref"], "enabled": bool(s.get("enabled")), "timeframe": s.get("timeframe"),
+                   "series": [], "note": ""}
+            out.append(row)
+            if s["ref"] not in BUILTIN:
+                row["note"] = "not a built-in strategy: its indicators are not computed by the control plane"
+                continue
+            try:
+                specs = [parse_spec(x) for x in
+                         create_strategy(s["ref"], dict(s.get("params") or {})).get_required_indicators()]
+            except MmatsError as exc:
+                row["note"] = str(exc)
+                continue
+            mult = max(1, Timeframe.parse(s["timeframe"]).seconds // 60) if s.get("timeframe") else 1
+            plans.append((row, specs, mult * (3 * max((x.lookback for x in specs), default=0) + 10)))
+        feed = await self.feed_for(symbol)  # an unknown symbol fails here, as /bars does
+        need = min(20_000, limit + max((x[2] for x in plans), default=0))
+        rows = await self.call(feed.get_history.remote([symbol], need))
+        for row, specs, _ in plans:
+            src, known = rows, [b[1] for b in rows]
+            if row["timeframe"]:  # the strategy's own bins, each known at the source bar that completed it
+                agg = BarAggregator(row["timeframe"])
+                done = [bin_ for b in rows for bin_ in agg.update(tuple(b))]  # type: ignore[arg-type]
+                src, known = [x for x, _ in done], [k for _, k in done]
+            if not src:
+                continue
+            values = compute_batch(specs, *(np.asarray([b[i] for b in src], dtype=np.float64) for i in range(2, 7)))
+            for spec in specs:
+                for name in spec.outputs:
+                    if name == spec.text and len(spec.outputs) > 1 and spec.kind in ("BBANDS", "DONCHIAN"):
+                        continue  # the bare key repeats the middle line
+                    at = dict(zip(known, values[name].tolist(), strict=True))
+                    vals, last = [], float("nan")
+                    for b in rows:  # forward-filled: the value the strategy knew at each feed bar
+                        last = at.get(b[1], last)
+                        vals.append(last)
+                    row["series"].append({"name": name, "pane": "price" if spec.kind in on_price else "lower",
+                                          "values": [None if v != v else round(v, 10) for v in vals[-limit:]]})
+        return {"symbol": symbol, "t": [b[1] / 1e9 for b in rows[-limit:]], "strategies": out}

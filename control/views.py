@@ -129,7 +129,10 @@ def venue_view(v: dict[str, Any]) -> dict[str, Any]:
 
 def alert_view(a: dict[str, Any]) -> dict[str, Any]:
     kind = str(a.get("kind", ""))
-    level = "ERROR" if kind in ("kill_switch", "router_error", "strategy_disabled") else "WARNING"
+    message = str(a.get("message"))
+    # An operator's own kill or reset is an action, not an error; a trigger that fired by itself is one.
+    manual = kind == "kill_switch" and ("(manual:" in message or "(reset:" in message)
+    level = "ERROR" if kind in ("kill_switch", "router_error", "strategy_disabled") and not manual else "WARNING"
     return {"time": ts(a.get("time")) or "", "kind": kind, "level": level, "message": redact(str(a.get("message")))}
 
 

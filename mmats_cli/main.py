@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmats.errors import MmatsError
-from mmats_cli import research, runtime, secrets_cli
+from mmats.errors import ConfigError
+from mmats_cli import fmt, research, runtime, secrets_cli
 from mmats_cli.args import add_backtest_args, build_run_config
+from mmats_cli.boundary import run_guarded
 
 EPILOG_BACKTEST = """\
 examples:
@@ -78,9 +79,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         write_report(doc, args.report)
     if not args.quiet:
         _print_summary(doc, elapsed)
-        for path, what in ((args.json, "result"), (args.report, "report"), (args.audit, "audit journal")):
+        for path, what in ((args.json, "result"), (args.report, "report")):
             if path:
                 print(f"{what}: {path}")
+        if args.audit:
+            from mmats.audit import verify_file
+
+            res = verify_file(args.audit)
+            print(f"audit journal: {args.audit} ({res.records:,} records, head hash {res.head_hash}; keep it to "
+                  f"check later: mmats audit verify {args.audit} --expect-head {res.head_hash[:16]})")
     return 0
 
 
@@ -92,8 +99,8 @@ def _fmt(key: str, v: Any) -> str:
     if key in ("sharpe", "sortino", "profit_factor"):
         return f"{v:.2f}"
     if key == "avg_trade_duration_s":
-        return f"{v / 3600:.1f} h"
-    return f"{v * 100:.2f} %"
+        return fmt.duration(v)
+    return fmt.pct(v)
 
 
 def _print_summary(doc: dict[str, Any], elapsed: float) -> None:
@@ -106,10 +113,21 @@ def _print_summary(doc: dict[str, Any], elapsed: float) -> None:
     print(f"{'metric':<22}{'strategy':>14}{'buy & hold':>14}")
     for k in doc["metrics"]:
         print(f"{k:<22}{_fmt(k, doc['metrics'][k]):>14}{_fmt(k, doc['benchmark'][k]):>14}")
-    print(f"final equity {s['final_equity']:,} (fees {s['fees']:,}); orders {s['orders']}, fills {s['fills']}, "
-          f"risk rejections {len(doc['risk']['rejected'])}")
+    cur = _quote_currency(r)
+    print(f"final equity {fmt.money(s['final_equity'], cur)} (start {fmt.money(s['initial_cash'], cur)}, fees "
+          f"{fmt.money(s['fees'], cur)}); orders {s['orders']:,}, fills {s['fills']:,}, "
+          f"risk rejections {len(doc['risk']['rejected']):,}")
     for k in doc["kill_switch"]:
-        print(f"kill switch -> {k['state']} at {k['time']} ({k['trigger']}: {k['reason']})")
+        print(f"kill switch -> {k['state']} at {fmt.when(k['time'])} ({k['trigger']}: {k['reason']})")
+
+
+def _quote_currency(resolved: dict[str, Any]) -> str | None:
+    """``BTC/USDT`` -> ``USDT``, ``EUR_USD`` -> ``USD``; None when the symbol does not say (``BTCPERP``)."""
+    sym = str(resolved.get("symbol") or "")
+    for sep in ("/", "_"):
+        if sep in sym:
+            return sym.rsplit(sep, 1)[1] or None
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -134,6 +152,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """A JSONL journal (a backtest's ``--audit``) or the running system's SQL chain (``--home``/``--db``)."""
     target = args.path
+    if target is not None and "://" not in target and not Path(target).exists():
+        raise ConfigError(f"{target}: no such journal file (a backtest writes one with --audit PATH)")
+    if target is not None and Path(target).is_dir():
+        raise ConfigError(f"{target}: is a folder; give the .jsonl journal, the .db file, or --home {target}")
     if target is not None and "://" not in target and not target.endswith(".db"):
         from mmats.audit import verify_file
 
@@ -152,10 +174,20 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         finally:
             storage.close()
         where = storage.url  # masked
+    expect = (args.expect_head or "").strip().lower()
+    if res.ok and expect and not res.head_hash.lower().startswith(expect):
+        print(f"audit FAILED: the chain is intact but ends at head hash {res.head_hash} after {res.records:,} "
+              f"records, not at the expected {expect}: records were cut off at the end, or this is another "
+              f"journal ({where})")
+        return 1
     if res.ok:
-        print(f"audit OK: {res.records} records, hash chain intact ({where})")
+        print(f"audit OK: {res.records:,} records, hash chain intact ({where})")
+        print(f"head hash {res.head_hash}" + (" (as expected)" if expect else
+              " (compare it with one kept elsewhere: records cut off at the very end leave a valid, shorter "
+              "chain; --expect-head HASH checks it)"))
         return 0
-    print(f"audit FAILED at record {res.first_bad_seq}: {res.problem} ({where})")
+    at = f"record {res.first_bad_seq}" + (f" (line {res.line})" if res.line else "")
+    print(f"audit FAILED at {at}: {res.problem} ({where}); the chain is intact up to head hash {res.head_hash}")
     return 1
 
 
@@ -218,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="state folder of the running system (default $MMATS_HOME or ./var)")
     verify.add_argument("--db", default=None, help="database URL (default $MMATS_DATABASE_URL, else SQLite in home)")
     verify.add_argument("--environment", default="PAPER", choices=["PAPER", "LIVE", "paper", "live"])
+    verify.add_argument("--expect-head", metavar="HASH", help="the head hash (or its first characters) the "
+                        "journal must end at: detects records cut off at the end")
     verify.set_defaults(func=cmd_audit_verify)
 
     data = sub.add_parser("data", help="market data tools")
@@ -238,21 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, then run the command inside the CLI's one error boundary (``mmats_cli.boundary``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    if debug:
+        argv = ["--debug", *(a for a in argv if a != "--debug")]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args))
-    except MmatsError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_guarded(args.func, args, debug)
 
 
 if __name__ == "__main__":

@@ -281,6 +281,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_sweep(doc, metric)
     _write_outputs(doc, args, "sweep")
+    if records and counts["ok"] == 0:  # nothing ran: a failure, not an empty ranking
+        first = next((r for r in records if r.get("error")), {})
+        raise ConfigError(f"all {len(records)} configurations failed, none ran (first: {_params(first.get('params'))}: "
+                          f"{first.get('error', 'unknown')})")
     return 0
 
 

@@ -9,6 +9,7 @@ the same client the HTTP API uses: the same checks, the same two-step for operat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmats.errors import ConfigError
+from mmats_cli import fmt
 from mmats_cli.args import kv, parse_value
 
 if TYPE_CHECKING:
@@ -69,7 +72,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from control.service import SystemClient
     from mmats.system_config import load_system_config
 
-    overrides: dict[str, Any] = {"home": args.home}
+    overrides: dict[str, Any] = {"home": args.home}  # None: the file's `home:` (or $MMATS_HOME) stands
+    if args.data is not None and not Path(args.data).is_file():
+        raise ConfigError(f"--data {args.data}: no such bar file")
     if args.dry_run:
         overrides["dry_run"] = True
     if args.config:
@@ -80,6 +85,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"demo system: replaying {files[0]} at {args.speed:g}x real time" if files else
               "demo system: ../shared/data not found, replaying deterministic generated bars (SYNTH/USDT) "
               f"at {args.speed:g}x real time", flush=True)
+    _check_before_start(cfg)
     ray.init(address=args.address, namespace="mmats", include_dashboard=False, logging_level=logging.ERROR,
              num_cpus=args.num_cpus if args.address is None else None)
     client = SystemClient()
@@ -117,25 +123,53 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_before_start(cfg: Any) -> None:
+    """What can be checked here is checked before a Ray cluster starts: the home and the bar files."""
+    from mmats_cli.boundary import check_writable
+
+    home = Path(cfg.home)
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"home {cfg.home}: is a file, a folder is needed")
+    if not home.exists():
+        check_writable("home", str(home))
+    for feed in cfg.feeds:
+        for sym, path in feed.files.items():
+            if not Path(path).is_file():
+                raise ConfigError(f"feeds.{feed.venue}.files.{sym}: no such bar file: {path}")
+
+
 def _print_status_line(st: dict[str, Any]) -> None:
     pf = st["portfolio"]
+    cur = pf.get("currency")
     feed: dict[str, Any] = next(iter(st["feeds"].values()), {})
-    print(f"[{pf['as_of']}] equity {float(pf['equity']):,.2f} pnl {float(pf['total_pnl']):+,.2f} "
-          f"positions {len(pf['positions'])} fills {pf['fills']} kill {st['kill_switch']} "
-          f"bars {feed.get('published', 0):,}", flush=True)
+    print(f"[{fmt.when(pf['as_of'])}] equity {fmt.money(pf['equity'], cur)} pnl "
+          f"{fmt.money(pf['total_pnl'], cur, signed=True)} positions {len(pf['positions'])} fills {pf['fills']:,} "
+          f"kill {st['kill_switch']} bars {feed.get('published', 0):,}", flush=True)
 
 
 def _print_summary(st: dict[str, Any]) -> None:
     pf = st["portfolio"]
-    print(f"summary: equity {pf['equity']} (start {pf['initial_cash']}), realized {pf['realized_pnl']}, "
-          f"fees {pf['fees']}, fills {pf['fills']}, open positions {len(pf['positions'])}, "
+    cur = pf.get("currency")
+    print(f"summary: equity {fmt.money(pf['equity'], cur)} (start {fmt.money(pf['initial_cash'], cur)}), "
+          f"realized {fmt.money(pf['realized_pnl'], cur, signed=True)}, fees {fmt.money(pf['fees'], cur)}, "
+          f"fills {pf['fills']:,}, open positions {len(pf['positions'])}, "
           f"orders canceled on shutdown {st.get('canceled_on_shutdown', 0)}")
 
 
 def _table(rows: list[list[str]], head: list[str], indent: str = "  ") -> list[str]:
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    return [indent + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in [head, *rows]]
+    return fmt.table(rows, head, indent)
+
+
+def authorize(client: SystemClient, what: str) -> None:
+    """A mutating command proves it holds the system's API token, as a mutating HTTP call must
+    (``control.auth.check_cli_token``); nothing to check when the system published no token digest."""
+    import ray
+
+    from control.auth import check_cli_token, published_digest
+
+    digest = published_digest(client.namespace, client.supervisor_name) if ray.is_initialized() else None
+    if digest:
+        check_cli_token(digest, client.run(client.config_state()).get("config", {}).get("home"), what)
 
 
 def venue_lines(venues: list[dict[str, Any]]) -> list[str]:
@@ -151,24 +185,40 @@ def cmd_status(args: argparse.Namespace) -> int:
     client = connect(args.address)
     st = client.run(client.summary())
     if args.json:
-        print(json.dumps(st, indent=1, default=str))
+        print(fmt.as_json(st))
         return 0
+    # Alerts (a disabled strategy, a kill switch, a router error) belong on the status screen; the
+    # status itself was read, so a failure to read them does not fail the command.
+    with contextlib.suppress(Exception):
+        st = {**st, "alerts": client.run(client.alerts())}
     pf = st["portfolio"]
+    cur = pf.get("currency")
     print(f"environment {st['environment']}  mode {st['mode']}  kill switch {st['kill_switch']}  "
-          f"uptime {st['uptime_s']} s")
-    print(f"equity {pf['equity']}  cash {pf['cash']}  total P&L {pf['total_pnl']}  daily P&L {pf['daily_pnl']}  "
-          f"fees {pf['fees']}")
-    for p in pf["positions"]:
-        print(f"  position {p['symbol']}: {p['quantity']} @ {p['avg_price']} (uP&L {p['unrealized_pnl']})")
-    for s in st["strategies"]:
-        state = "enabled" if s.get("enabled") else "DISABLED"
-        print(f"  strategy {s['id']:<12} {state:<9} bars {s.get('bars_seen', 0):>7} signals {s.get('signals', 0):>4} "
-              f"errors {s.get('errors_total', 0)}")
+          f"uptime {fmt.duration(st['uptime_s'])}  as of {fmt.when(pf.get('as_of'))}")
+    print(f"equity {fmt.money(pf['equity'], cur)}  cash {fmt.money(pf['cash'], cur)}  total P&L "
+          f"{fmt.money(pf['total_pnl'], cur, signed=True)}  daily P&L {fmt.money(pf['daily_pnl'], cur, signed=True)}  "
+          f"fees {fmt.money(pf['fees'], cur)}")
+    if pf["positions"]:
+        print("positions:")
+        print("\n".join(fmt.table([[p["symbol"], fmt.number(p["quantity"], 8), fmt.number(p["avg_price"], 8),
+                                     fmt.money(p["unrealized_pnl"], cur, signed=True)] for p in pf["positions"]],
+                                   ["symbol", "quantity", "avg price", "unrealized P&L"], right=(1, 2, 3))))
+    if st["strategies"]:
+        print("strategies:")
+        print("\n".join(fmt.table([[s["id"], "enabled" if s.get("enabled") else "DISABLED",
+                                     f"{s.get('bars_seen', 0):,}", f"{s.get('signals', 0):,}",
+                                     f"{s.get('errors_total', 0):,}"] for s in st["strategies"]],
+                                   ["strategy", "state", "bars", "signals", "errors"], right=(2, 3, 4))))
     for name, f in st["feeds"].items():
         lag = max((x["lag_bars"] for x in f["subscribers"].values()), default=0)
-        print(f"  feed {name}: {f['published']:,} bars, max lag {lag}, stale {f['stale']}")
+        print(f"  feed {name}: {f['published']:,} bars, max lag {lag:,}, stale {f['stale']}")
     for line in venue_lines(st.get("venues") or []):
         print(line)
+    alerts = st.get("alerts") or []
+    if alerts:
+        print(f"alerts: {len(alerts)}, the latest:")
+        for a in alerts[-5:]:
+            print(f"  {fmt.when(a.get('time'))}  {a.get('kind', '')}: {a.get('message', '')}")
     dry = st.get("dry_run_orders") or []
     if dry:
         print(f"dry run: {len(dry)} order(s) built but not sent; the latest:")
@@ -178,7 +228,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def risk_lines(u: dict[str, Any]) -> list[str]:
-    rows = [[it["limit"], it["scope"], it["level"], f"{it['limit_value']:g}", f"{it['current']:.6g}",
+    rows = [[it["limit"], it["scope"], it["level"], fmt.number(it["limit_value"], 6), fmt.number(it["current"], 6),
              f"{it['utilization_pct']:.1f} %"] for it in u["items"]]
     out = [f"equity {u['equity']:,.2f}  gross exposure {u['gross_exposure']:,.2f}  "
            f"net exposure {u['net_exposure']:,.2f}",
@@ -197,30 +247,104 @@ def cmd_risk(args: argparse.Namespace) -> int:
     return 0
 
 
+def strategy_lines(rows: list[dict[str, Any]]) -> list[str]:
+    return fmt.table([[s["id"], s.get("ref", ""), ",".join(s.get("symbols") or []),
+                       "enabled" if s.get("enabled") else "DISABLED", f"{s.get('bars_seen', 0):,}",
+                       f"{s.get('signals', 0):,}", f"{s.get('errors_total', 0):,}", f"{s.get('trades', 0):,}",
+                       fmt.money(s.get("net_pnl"), signed=True), fmt.when(s.get("last_bar")),
+                       ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items())] for s in rows],
+                     ["id", "ref", "symbols", "state", "bars", "signals", "errors", "trades", "net P&L",
+                      "last bar", "params"], indent="", right=(4, 5, 6, 7, 8))
+
+
+def check_strategy_locally(ref: str, params: dict[str, Any]) -> None:
+    """Load the class and set its parameters here first, as ``mmats backtest`` does: a missing file, a
+    syntax error or a bad parameter is one line before anything is sent to the cluster."""
+    from mmats.registry import create_strategy
+
+    create_strategy(ref, params)
+
+
 def cmd_strategy(args: argparse.Namespace) -> int:
-    client = connect(args.address)
-    if args.action == "list":
-        for s in client.run(client.strategies()):
-            print(json.dumps(s, default=str))
-        return 0
-    if args.action == "submit":
+    if args.action == "submit":  # before connecting: the same mistakes as in a backtest, the same line
         from mmats.system_config import absolute_ref
 
+        params = {k: parse_value(v) for k, v in args.param}
+        check_strategy_locally(args.ref, params)
+    client = connect(args.address)
+    if args.action == "list":
+        rows = client.run(client.strategies())
+        print(fmt.as_json(rows) if args.json else "\n".join(strategy_lines(rows)) if rows else "no strategies")
+        return 0
+    if args.action == "submit":
+        authorize(client, "strategy submit")
         spec = {"id": args.id or args.ref.rsplit(":", 1)[-1].lower(), "ref": absolute_ref(args.ref),
-                "symbols": args.symbol, "market": args.market, "timeframe": args.timeframe,
-                "params": {k: parse_value(v) for k, v in args.param}}
-        print(json.dumps(client.run(client.submit_strategy(spec)), default=str))
+                "symbols": args.symbol, "market": args.market, "timeframe": args.timeframe, "params": params}
+        res = client.run(client.submit_strategy(spec))
+        if args.json:
+            print(fmt.as_json(res))
+        else:
+            print(f"strategy {res['id']} submitted")
+            print("\n".join(strategy_lines([res])))
         return 0
     enabled = args.action == "enable"
+    authorize(client, f"strategy {args.action}")
     res = client.run(client.set_strategy_enabled(args.strategy_id, enabled, args.close_positions, "manual"))
-    print(json.dumps(res, default=str))
+    if args.json:
+        print(fmt.as_json(res))
+    else:
+        print(f"strategy {res['id']} {'enabled' if enabled else 'disabled'}"
+              + (f"; {len(res['closes'])} position(s) closing" if res.get("closes") else ""))
+        for c in res.get("closes") or []:
+            why = f" ({'; '.join(c['reasons'])})" if c.get("reasons") else ""
+            print(f"  close {c['symbol']}: {c['status']}{why}")
     return 0
+
+
+def kill_lines(res: dict[str, Any]) -> list[str]:
+    k = res["kill_switch"]
+    out = [f"kill switch {k['state']} since {fmt.when(k.get('since'))} ({k.get('trigger') or 'manual'}: "
+           f"{k.get('reason') or '-'}), applied in {fmt.number(res.get('elapsed_ms'), 1)} ms"]
+    if res.get("canceled"):
+        out.append(f"open orders canceled: {res['canceled']}")
+    if res.get("flatten"):
+        out.append("flattening:")
+        out += fmt.table([[sym, fmt.number(q, 8)] for sym, q in res["flatten"].items()], ["symbol", "quantity"],
+                         right=(1,))
+    history = k.get("history") or []
+    if history:
+        out.append("history:")
+        out += fmt.table([[fmt.when(h.get("since")), h.get("state", ""), h.get("trigger", ""), h.get("reason", "")]
+                          for h in history[-10:]], ["since", "state", "trigger", "reason"])
+    return out
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
     client = connect(args.address)
+    authorize(client, f"kill {args.state}")
     state = "RUNNING" if args.state == "reset" else args.state.upper()
-    print(json.dumps(client.run(client.set_kill(state, args.reason)), default=str))
+    res = client.run(client.set_kill(state, args.reason))
+    print(fmt.as_json(res) if args.json else "\n".join(kill_lines(res)))
+    return 0
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    client = connect(args.address)
+    rows = client.run(client.orders(args.status, args.symbol, args.strategy))
+    if args.json:
+        print(fmt.as_json(rows))
+        return 0
+    if not rows:
+        print("no orders")
+        return 0
+    rows = rows[:args.limit] if args.limit else rows  # newest first
+    print("\n".join(fmt.table([[fmt.when(o.get("created")), o.get("client_order_id", ""), o.get("strategy_id", ""),
+                                 o.get("symbol", ""), o.get("side", ""), o.get("type", o.get("order_type", "")),
+                                 fmt.number(o.get("quantity"), 8), fmt.number(o.get("filled_quantity"), 8),
+                                 fmt.number(o.get("avg_fill_price", o.get("price")), 8), o.get("status", "")]
+                                for o in rows],
+                               ["created", "client order id", "strategy", "symbol", "side", "type", "quantity",
+                                "filled", "price", "status"], indent="", right=(6, 7, 8))))
     return 0
 
 
@@ -240,15 +364,24 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
 def cmd_mode(args: argparse.Namespace) -> int:
     client = connect(args.address)
+    authorize(client, f"mode {args.target}")
     res = client.run(client.set_mode(args.target, args.confirm, "manual"))
     if res.get("confirmation_required"):
         res["next"] = f"mmats mode operator --confirm {res['confirm_token']}  (within {int(res['expires_in_s'])} s)"
-    print(json.dumps(res))
+    if args.json:
+        print(fmt.as_json(res))
+        return 0
+    print("\n".join(fmt.table([[res.get("environment", ""), res.get("mode", ""),
+                                 "yes" if res.get("allow_operator") else "no"]],
+                               ["environment", "mode", "operator allowed"], indent="")))
+    if res.get("confirmation_required"):
+        print(f"to switch to operator (real orders), confirm: {res['next']}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     client = connect(args.address)
+    authorize(client, "down")
     _print_summary(client.run(client.down()))
     return 0
 
@@ -263,7 +396,8 @@ def register(sub: Any) -> None:
     up.add_argument("--address", default=None, help="Ray address to join (default: start a local cluster)")
     up.add_argument("--data", help="bar file to replay in the default config (default: ../shared BTC or generated)")
     up.add_argument("--speed", type=float, default=600.0, help="replay speed, x real time (default 600)")
-    up.add_argument("--home", default=os.environ.get("MMATS_HOME", "var"), help="state folder (default ./var)")
+    up.add_argument("--home", default=None, help="state folder (default: $MMATS_HOME, else the config's `home:`, "
+                    "else ./var)")
     up.add_argument("--host", default="127.0.0.1", help="control API bind address (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=8000, help="control API port (default 8000)")
     up.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local cluster")
@@ -293,6 +427,7 @@ def register(sub: Any) -> None:
     ssub = strat.add_subparsers(dest="action", required=True, metavar="ACTION")
     sl = ssub.add_parser("list", help="strategies with health")
     add_address(sl)
+    sl.add_argument("--json", action="store_true", help="as JSON (for machines)")
     sm = ssub.add_parser("submit", help="start a new strategy actor")
     sm.add_argument("ref", help="built-in name, path/to/file.py:Class or module:Class")
     sm.add_argument("--id", help="strategy id (default: class name)")
@@ -303,11 +438,13 @@ def register(sub: Any) -> None:
                     help="bars the strategy sees: the feed's bars aggregated to this timeframe, as a "
                          "backtest's --timeframe resamples them (default: the feed's own bars)")
     sm.add_argument("--param", action="append", type=kv, default=[], metavar="NAME=VALUE")
+    sm.add_argument("--json", action="store_true", help="the new strategy as JSON")
     add_address(sm)
     for action in ("enable", "disable"):
         p = ssub.add_parser(action, help=f"{action} a strategy")
         p.add_argument("strategy_id")
         p.add_argument("--close-positions", action="store_true", help="also close its positions (disable)")
+        p.add_argument("--json", action="store_true", help="the result as JSON")
         add_address(p)
     strat.set_defaults(func=cmd_strategy)
 
@@ -315,8 +452,18 @@ def register(sub: Any) -> None:
                           epilog="example: mmats kill hard --reason 'exchange outage'")
     kill.add_argument("state", choices=["soft", "hard", "freeze", "reset"])
     kill.add_argument("--reason", required=True)
+    kill.add_argument("--json", action="store_true", help="the result as JSON")
     add_address(kill)
     kill.set_defaults(func=cmd_kill)
+
+    orders = sub.add_parser("orders", help="orders of the running system, as a table (--json for machines)")
+    orders.add_argument("--status", help="only this status (e.g. FILLED, OPEN, REJECTED)")
+    orders.add_argument("--symbol", help="only this symbol")
+    orders.add_argument("--strategy", help="only this strategy id")
+    orders.add_argument("--limit", type=int, default=50, help="the latest N (default 50; 0 = all)")
+    orders.add_argument("--json", action="store_true", help="as JSON")
+    add_address(orders)
+    orders.set_defaults(func=cmd_orders)
 
     sig = sub.add_parser("signals", help="export recorded signals")
     ssig = sig.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -330,6 +477,7 @@ def register(sub: Any) -> None:
                           epilog="example: mmats mode operator   then   mmats mode operator --confirm TOKEN")
     mode.add_argument("target", choices=["advisory", "operator"])
     mode.add_argument("--confirm", help="token returned by the first call")
+    mode.add_argument("--json", action="store_true", help="the result as JSON")
     add_address(mode)
     mode.set_defaults(func=cmd_mode)
 

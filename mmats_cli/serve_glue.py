@@ -28,7 +28,7 @@ def start_control_plane(host: str, port: int, home: str, supervisor: str = "mmat
     from ray import serve
 
     import serve_app
-    from control.auth import is_loopback, load_or_create_token, token_digest
+    from control.auth import is_loopback, load_or_create_token, publish_digest, token_digest
 
     token, created, where = load_or_create_token(home)
     loopback = is_loopback(host)
@@ -37,6 +37,7 @@ def start_control_plane(host: str, port: int, home: str, supervisor: str = "mmat
     serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
     serve.run(serve_app.make_app(supervisor, namespace, token_digest(token), auth_all=not loopback),
               name="mmats", route_prefix="/", logging_config=quiet)
+    publish_digest(token_digest(token), namespace, supervisor)  # the CLI's mutating commands check it too
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
     lines = [f"dashboard: {base}/   API: {base}/api/v1   OpenAPI: {base}/docs"]
@@ -44,6 +45,7 @@ def start_control_plane(host: str, port: int, home: str, supervisor: str = "mmat
         lines.append(f"API token (shown once; stored in {where}, mode 0600): {token}")
     else:
         lines.append(f"API token: see {where}")
-    lines.append("the API token is needed for every action" if loopback else
-                 f"bound to {host} (not loopback): every endpoint needs the API token")
+    lines.append("the API token is needed for every action, over HTTP and in the CLI ($MMATS_API_TOKEN, else "
+                 "the token file above)" if loopback else
+                 f"bound to {host} (not loopback): every endpoint needs the API token; CLI actions need it too")
     return lines

@@ -38,7 +38,35 @@ function price(x) { const v = num(x); return v >= 100 ? nf2.format(v) : String(+
 function shortTime(iso) { if (!iso) return "—"; return iso.replace("T", " ").replace(/\.\d+Z$|Z$/, ""); }
 function hhmm(iso) { if (!iso) return "—"; const s = shortTime(iso); return s.slice(5, 16); }
 function timeCell(iso, full) { return td(full ? shortTime(iso) : hhmm(iso), "time"); }
-function cls(v) { return num(v) > 0 ? "pos" : num(v) < 0 ? "neg" : ""; }
+/* The colour rule, mirrored from mmats/reports/colors.py (keep the two in step): colour says what is good
+ * for the metric, never a rank. "diverging" metrics are green above their neutral value and red below
+ * (0 for P&L, returns and Sharpe; 1 for profit factor), "loss" metrics (drawdowns, given as negative
+ * fractions) are red when below 0 and never green, "neutral" ones (counts, win rate, holding time,
+ * fees) are never red or green. An unknown metric is neutral, so nothing is called good by mistake. */
+const SCALE = { signed: { kind: "diverging", center: 0 }, ratio: { kind: "diverging", center: 1 },
+  loss: { kind: "loss" }, neutral: { kind: "neutral" } };
+const METRIC_SCALES = {
+  total_return: SCALE.signed, cagr: SCALE.signed, sharpe: SCALE.signed, sortino: SCALE.signed, calmar: SCALE.signed,
+  best_trade: SCALE.signed, worst_trade: SCALE.signed, return: SCALE.signed, pnl: SCALE.signed, expectancy: SCALE.signed,
+  profit_factor: SCALE.ratio, payoff_ratio: SCALE.ratio,
+  max_drawdown: SCALE.loss, avg_drawdown: SCALE.loss, drawdown: SCALE.loss,
+  win_rate: SCALE.neutral, num_trades: SCALE.neutral, avg_trade_duration_s: SCALE.neutral, fees: SCALE.neutral,
+  efficiency: { kind: "diverging", center: 0.5 },
+};
+function finite(x) {
+  if (x === null || x === undefined || x === "" || typeof x === "boolean") return null;
+  const v = typeof x === "number" ? x : parseFloat(x);
+  return Number.isNaN(v) ? null : v;
+}
+/* The CSS class ("pos", "neg" or "") of a cell or KPI showing `value` of `metric` (as colors.tone). */
+function tone(metric, value) {
+  const scale = METRIC_SCALES[String(metric).replace(/^[+-]/, "")] || SCALE.neutral;
+  const v = finite(value);
+  if (v === null) return "";
+  if (scale.kind === "diverging") return v > scale.center ? "pos" : v < scale.center ? "neg" : "";
+  if (scale.kind === "loss") return v < 0 ? "neg" : "";
+  return "";
+}
 function dur(s) {
   s = Math.max(0, Math.floor(num(s)));
   const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
@@ -132,6 +160,7 @@ function openToken(note) {
   const d = $("#token-dialog");
   if (d.open) return;
   $("#token-input").value = "";
+  d.returnValue = "";  // Escape keeps the last returnValue otherwise
   if (note) toast(note, "warn");
   d.showModal();
   $("#token-input").focus();
@@ -142,6 +171,9 @@ function askToken(note) {
 function initToken() {
   setToken(state.token);
   $("#token-btn").addEventListener("click", () => openToken());
+  // Enter in the field submits the form with its only submit button, Save; these two are plain buttons
+  $("#token-clear").addEventListener("click", () => $("#token-dialog").close("clear"));
+  $("#token-cancel").addEventListener("click", () => $("#token-dialog").close("cancel"));
   $("#token-dialog").addEventListener("close", () => {
     const d = $("#token-dialog");
     if (d.returnValue === "ok" && $("#token-input").value.trim()) {
@@ -195,15 +227,20 @@ function renderStatus(s) {
   $("#kill-banner-text").textContent = ks === "RUNNING" ? "" :
     `Kill switch ${ks}${s.kill_reason ? ": " + s.kill_reason : ""}. ${ks === "SOFT" ? "Only exits pass." : "No order passes."}`;
   $("#bar-time").textContent = shortTime(s.bar_time || s.as_of);
+  $("#wall-time").textContent = new Date().toISOString().slice(11, 19);
   if (s.uptime_s !== undefined) $("#uptime").textContent = dur(s.uptime_s);
   const eq = num(s.equity);
   $("#kpi-equity").textContent = money(eq);
   $("#kpi-cash").textContent = `cash ${money(s.cash)}`;
-  const daily = $("#kpi-daily"); daily.textContent = signed(s.daily_pnl); daily.className = `num ${cls(s.daily_pnl)}`;
-  const total = $("#kpi-total"); total.textContent = signed(s.total_pnl); total.className = `num ${cls(s.total_pnl)}`;
+  const daily = $("#kpi-daily"); daily.textContent = signed(s.daily_pnl); daily.className = `num ${tone("pnl", s.daily_pnl)}`;
+  const total = $("#kpi-total"); total.textContent = signed(s.total_pnl); total.className = `num ${tone("pnl", s.total_pnl)}`;
   const start = eq - num(s.total_pnl);
-  $("#kpi-total-pct").textContent = start > 0 ? `${signed((num(s.total_pnl) / start) * 100)}%` : "";
-  const dd = $("#kpi-dd"); dd.textContent = pct(Math.abs(num(s.drawdown))); dd.className = `num ${num(s.drawdown) ? "neg" : ""}`;
+  const ret = start > 0 ? num(s.total_pnl) / start : null;
+  const retEl = $("#kpi-total-pct");
+  retEl.textContent = ret === null ? "" : `${signed(ret * 100)}%`;
+  retEl.className = tone("total_return", ret);
+  const dd = $("#kpi-dd"); dd.textContent = pct(Math.abs(num(s.drawdown)));
+  dd.className = `num ${tone("max_drawdown", -Math.abs(num(s.drawdown)))}`;
   $("#kpi-positions").textContent = s.open_positions ?? "—";
   $("#kpi-orders").textContent = s.open_orders ?? "—";
   $("#kpi-activity").textContent = `${nf0.format(num(s.fills))} / ${nf0.format(num(s.signals))}`;
@@ -236,6 +273,7 @@ function makeChart(id, series, data, extra = {}) {
   const opts = {
     ...chartSize(box),
     scales: { x: { time: true } },
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),  // every time on the page is UTC
     axes: [AXIS, { ...AXIS, size: 78, values: (u, ticks) => ticks.map(axisNum) }],
     series: [{}, ...series],
     legend: { show: false },
@@ -383,7 +421,7 @@ function utilBars(box, items, limit) {
 function positionRow(p, withClose) {
   const tr = el("tr", {},
     td(p.symbol), td(tag(p.side)), td(qty(p.quantity), "r"), td(price(p.avg_price), "r"), td(price(p.last_price), "r"),
-    td(el("span", { class: cls(p.unrealized_pnl), text: signed(p.unrealized_pnl) }), "r"));
+    td(el("span", { class: tone("pnl", p.unrealized_pnl), text: signed(p.unrealized_pnl) }), "r"));
   if (withClose) {
     tr.append(td(el("button", { class: "btn ghost small", type: "button", text: "Close", onclick: () => closePosition(p) })));
   }
@@ -398,8 +436,8 @@ async function refreshOverview() {
   const [pos, sig, util, pnl] = await Promise.all([api("/positions?limit=50"), api("/signals?limit=12"), api("/risk/utilization"),
     api("/pnl")]);
   fillBody($("#ov-strategy-pnl"), pnl.by_strategy.map((r) => el("tr", {}, td(r.name),
-    td(el("span", { class: cls(r.realized_pnl), text: signed(r.realized_pnl) }), "r"), td(money(r.fees), "r"),
-    td(el("span", { class: cls(r.net_pnl), text: signed(r.net_pnl) }), "r"))), "No trades yet", 4);
+    td(el("span", { class: tone("pnl", r.realized_pnl), text: signed(r.realized_pnl) }), "r"), td(money(r.fees), "r"),
+    td(el("span", { class: tone("pnl", r.net_pnl), text: signed(r.net_pnl) }), "r"))), "No trades yet", 4);
   fillBody($("#ov-positions"), pos.items.map((p) => positionRow(p, true)), "Flat: no open positions", 7);
   fillBody($("#ov-signals"), sig.items.map((s) => signalRow(s)), "No signals yet", 6);
   utilBars($("#overview-util"), util.items, 6);
@@ -416,15 +454,70 @@ async function closePosition(p) {
 }
 
 /* ----------------------------------------------------------------- markets */
-function sma(values, n) {
-  const out = new Array(values.length).fill(null);
-  let sum = 0;
-  for (let i = 0; i < values.length; i++) {
-    sum += values[i];
-    if (i >= n) sum -= values[i - n];
-    if (i >= n - 1) out[i] = sum / n;
+/* Candles: two series (up and down) whose paths draw bodies and wicks from state.candles; their data
+ * (highs, lows) gives the price axis its range. Volume: bars on their own scale in the bottom quarter. */
+const UP = "#22c55e", DOWN = "#ef4444";
+const OVERLAY_COLORS = ["#38bdf8", "#a78bfa", "#f472b6", "#fb923c", "#2dd4bf", "#facc15", "#e2e8f0"];
+function candlePaths(up) {
+  return (u, si, i0, i1) => {
+    const k = state.candles, stroke = new Path2D(), fill = new Path2D();
+    if (!k || !k.t.length) return { stroke, fill };
+    const n = Math.max(1, i1 - i0 + 1);
+    const w = Math.max(1, Math.min(14 * devicePixelRatio, (u.bbox.width / n) * 0.7));
+    for (let i = i0; i <= i1; i++) {
+      if ((k.c[i] >= k.o[i]) !== up) continue;
+      const x = Math.round(u.valToPos(k.t[i], "x", true));
+      const yo = u.valToPos(k.o[i], "y", true), yc = u.valToPos(k.c[i], "y", true);
+      stroke.moveTo(x + 0.5, Math.round(u.valToPos(k.h[i], "y", true)));
+      stroke.lineTo(x + 0.5, Math.round(u.valToPos(k.l[i], "y", true)));
+      fill.rect(Math.round(x - w / 2), Math.min(yo, yc), Math.round(w), Math.max(1, Math.abs(yc - yo)));
+    }
+    return { stroke, fill };
+  };
+}
+function volumePaths(u, si, i0, i1) {
+  const k = state.candles, fill = new Path2D();
+  if (!k) return { stroke: new Path2D(), fill };
+  const n = Math.max(1, i1 - i0 + 1);
+  const w = Math.max(1, Math.min(14 * devicePixelRatio, (u.bbox.width / n) * 0.7));
+  const y0 = u.valToPos(0, "vol", true);
+  for (let i = i0; i <= i1; i++) {
+    const x = u.valToPos(k.t[i], "x", true), y = u.valToPos(k.v[i] || 0, "vol", true);
+    fill.rect(Math.round(x - w / 2), y, Math.round(w), y0 - y);
   }
-  return out;
+  return { stroke: new Path2D(), fill };
+}
+/* The running strategies' own indicators on this symbol (/indicators), aligned on the bars' times. */
+function alignIndicators(ind, t) {
+  const price = [], lower = [], notes = [];
+  if (!ind) return { price, lower, notes };
+  const at = new Map(ind.t.map((x, i) => [x, i]));
+  let n = 0;
+  for (const s of ind.strategies) {
+    if (s.note) notes.push(`${s.id}: ${s.note}`);
+    for (const se of s.series) {
+      const values = t.map((x) => { const i = at.get(x); return i === undefined ? null : se.values[i]; });
+      const item = { label: `${s.id} · ${se.name}${s.timeframe ? " (" + s.timeframe + ")" : ""}`, values,
+        color: OVERLAY_COLORS[n++ % OVERLAY_COLORS.length], enabled: s.enabled };
+      (se.pane === "price" ? price : lower).push(item);
+    }
+  }
+  return { price, lower, notes };
+}
+function marketLegend(ov, held) {
+  const box = $("#market-legend");
+  const sw = (color, text, klass = "sw") => {
+    const i = el("i", { class: klass });
+    i.style.background = color;  // a CSSOM property, not a style attribute: the CSP allows it
+    return [i, text];
+  };
+  const parts = [...sw(UP, "up candle", "sw box"), ...sw(DOWN, "down candle", "sw box"),
+    ...sw("rgba(148,163,184,.45)", "volume", "sw box")];
+  for (const o of [...ov.price, ...ov.lower]) parts.push(...sw(o.color, o.label + (o.enabled ? "" : " (disabled)")));
+  if (held) parts.push(...sw("#f5b301", "entry"));
+  parts.push(...sw("#22c55e", "buy", "dot"), ...sw("#ef4444", "sell", "dot"), ...sw("#94a3b8", "close", "dot"));
+  box.replaceChildren(...parts);
+  $("#market-notes").textContent = ov.notes.join(" · ");
 }
 async function loadMarkets() {
   state.markets = await api("/markets");
@@ -445,38 +538,65 @@ async function refreshMarkets() {
   if (!state.markets.length) await loadMarkets();
   $("#market-empty").classList.toggle("hidden", !!state.symbol);
   $("#price-chart").classList.toggle("hidden", !state.symbol);
-  if (!state.symbol) return;
-  const sym = state.symbol;
-  const [bars, sig, pos] = await Promise.all([
-    api(`/bars?symbol=${encodeURIComponent(sym)}&limit=400`),
-    api(`/signals?symbol=${encodeURIComponent(sym)}&limit=200`),
+  if (!state.symbol) { $("#osc-chart").classList.add("hidden"); return; }
+  const sym = state.symbol, q = encodeURIComponent(sym);
+  const [bars, sig, pos, ind] = await Promise.all([
+    api(`/bars?symbol=${q}&limit=300`),
+    api(`/signals?symbol=${q}&limit=200`),
     api(`/positions?market=${state.market}`),
+    api(`/indicators?symbol=${q}&limit=300`).catch(() => null),
   ]);
-  const t = bars.bars.map((b) => b.t), close = bars.bars.map((b) => b.close);
+  const B = bars.bars;
+  const t = B.map((b) => b.t), close = B.map((b) => b.close);
+  state.candles = { t, o: B.map((b) => b.open), h: B.map((b) => b.high), l: B.map((b) => b.low), c: close,
+    v: B.map((b) => b.volume) };
   const index = new Map(t.map((x, i) => [x, i]));
   const buy = new Array(t.length).fill(null), sell = new Array(t.length).fill(null), flat = new Array(t.length).fill(null);
   for (const s of sig.items) {
-    const ts = Date.parse(s.time) / 1000;
-    const i = index.get(ts);
+    const i = index.get(Date.parse(s.time) / 1000);
     if (i === undefined) continue;
     (s.action === "BUY" ? buy : s.action === "SELL" ? sell : flat)[i] = s.price ?? close[i];
   }
   const held = pos.items.find((p) => p.symbol === sym && p.side !== "FLAT");
   const avg = new Array(t.length).fill(held ? num(held.avg_price) : null);
-  const data = [t, close, sma(close, 20), sma(close, 50), avg, buy, sell, flat];
-  const pts = (fill) => ({ show: true, size: 9, fill, stroke: fill, width: 1 });
+  const ov = alignIndicators(ind, t);
+  const pts = (fill) => ({ show: true, size: 9, fill, stroke: "#0b0f14", width: 1 });
+  const none = { show: false };
   const series = [
-    { label: "Close", stroke: "#e2e8f0", width: 1.4 },
-    { label: "SMA 20", stroke: "#38bdf8", width: 1 },
-    { label: "SMA 50", stroke: "#a78bfa", width: 1 },
-    { label: "Entry", stroke: "#f5b301", width: 1, dash: [6, 4] },
+    { label: "Up", stroke: UP, fill: UP, width: 1, paths: candlePaths(true), points: none },
+    { label: "Down", stroke: DOWN, fill: DOWN, width: 1, paths: candlePaths(false), points: none },
+    { label: "Volume", scale: "vol", stroke: "transparent", fill: "rgba(148,163,184,0.28)", paths: volumePaths, points: none },
+    ...ov.price.map((o) => ({ label: o.label, stroke: o.color, width: 1.3, points: none, spanGaps: true })),
+    { label: "Entry", stroke: "#f5b301", width: 1, dash: [6, 4], points: none },
     { label: "Buy", stroke: "#22c55e", paths: () => null, points: pts("#22c55e") },
     { label: "Sell", stroke: "#ef4444", paths: () => null, points: pts("#ef4444") },
     { label: "Close signal", stroke: "#94a3b8", paths: () => null, points: pts("#94a3b8") },
   ];
+  const data = [t, state.candles.h, state.candles.l, state.candles.v, ...ov.price.map((o) => o.values), avg, buy, sell, flat];
+  const shape = `${sym}|${series.map((x) => x.label).join(",")}`;
   const c = state.charts["price-chart"];
-  if (c && c.series.length === series.length + 1 && state.priceChartSymbol === sym) c.setData(data);
-  else { makeChart("price-chart", series, data); state.priceChartSymbol = sym; }
+  if (c && state.priceChartShape === shape) c.setData(data);
+  else {
+    makeChart("price-chart", series, data, {
+      scales: { x: { time: true }, vol: { range: (u, lo, hi) => [0, Math.max(1e-9, hi) * 4] } },
+      cursor: { drag: { x: true, y: false }, sync: { key: "markets" } },
+    });
+    state.priceChartShape = shape;
+  }
+  const osc = $("#osc-chart");
+  osc.classList.toggle("hidden", !ov.lower.length);
+  if (ov.lower.length) {
+    const odata = [t, ...ov.lower.map((o) => o.values)];
+    const oc = state.charts["osc-chart"];
+    const oshape = `${sym}|${ov.lower.map((o) => o.label).join(",")}`;
+    if (oc && state.oscChartShape === oshape) oc.setData(odata);
+    else {
+      makeChart("osc-chart", ov.lower.map((o) => ({ label: o.label, stroke: o.color, width: 1.3, points: none, spanGaps: true })),
+        odata, { cursor: { drag: { x: true, y: false }, sync: { key: "markets" } } });
+      state.oscChartShape = oshape;
+    }
+  }
+  marketLegend(ov, held);
   $("#market-last").textContent = close.length ? `${sym}  ${price(close[close.length - 1])}` : sym;
   fillBody($("#mk-positions"), pos.items.map((p) => positionRow(p, false)), "No positions in this market", 6);
   fillBody($("#mk-signals"), sig.items.slice(0, 12).map((s) => signalRow(s, "market")), "No signals on this symbol", 5);
@@ -490,11 +610,12 @@ async function refreshStrategies() {
     sw.checked = !!s.enabled;
     sw.addEventListener("change", () => toggleStrategy(s, sw));
     const health = !s.enabled ? tag("disabled", "CLOSE") : s.healthy ? tag("healthy", "ok") : tag("errors", "bad");
-    const err = s.last_error ? el("span", { class: "muted", title: s.last_error, text: " ⓘ" }) : null;
+    const err = s.last_error ? el("span", { class: "info-dot", title: `last error: ${s.last_error}`, text: "i",
+      "aria-label": `last error: ${s.last_error}` }) : null;
     return el("tr", { "data-row": s.id },
       td(el("label", { class: "switch" }, sw, el("span"))),
       td(el("b", { text: s.id })), td(s.ref, "id"), td(`v${s.version}`), td(s.symbols.join(", ")), td(health),
-      td(el("span", { class: cls(s.net_pnl), text: signed(s.net_pnl) }), "r"),
+      td(el("span", { class: tone("pnl", s.net_pnl), text: signed(s.net_pnl) }), "r"),
       td(s.win_rate === null ? "—" : pct(s.win_rate, 1), "r"), td(s.trades, "r"), td(s.signals, "r"),
       td(el("span", {}, String(s.errors_total), err), "r"),
       td(el("button", { class: "btn ghost small", type: "button", text: "Params…", onclick: () => editParams(s) })));
@@ -577,7 +698,7 @@ async function refreshRisk() {
   $("#exposure-hint").textContent = `gross ${money(util.gross_exposure)} · net ${money(util.net_exposure)}`;
   fillBody($("#alerts-body"), alerts.items.map((a) => el("tr", {}, timeCell(a.time, true), td(tag(a.level)), td(a.kind), td(a.message, "wrap"))),
     "No alerts", 4);
-  $("#kill-detail").textContent = `${kill.state}${kill.reason ? " — " + kill.reason : ""} since ${shortTime(kill.since)}`;
+  $("#kill-detail").textContent = `${kill.state}${kill.reason ? " — " + kill.reason : ""}${kill.since ? " since " + shortTime(kill.since) + " (wall clock)" : ""}`;
   if (dirty.equity || !state.charts["dd-chart"]) { drawdownChart(); }
 }
 async function setKill(stateName, reason) {

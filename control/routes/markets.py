@@ -24,6 +24,15 @@ async def bars(client: Client, symbol: Annotated[str, Query(min_length=1, max_le
     return await client.bars(symbol, limit)
 
 
+@router.get("/indicators", tags=["markets"],
+            summary="The indicators each strategy on a symbol declared, computed on the bars of /bars")
+async def indicators(client: Client, symbol: Annotated[str, Query(min_length=1, max_length=40)],
+                     limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
+    """`t` is the same epoch-second axis as `/bars?limit=`; each strategy lists `series` of `{name, pane,
+    values}` (`pane` `price` for moving averages and channels, `lower` for oscillators; null in warm-up)."""
+    return await client.indicator_overlays(symbol, limit)
+
+
 @router.get("/logs", response_model=Page[LogOut], tags=["logs"],
             summary="The control plane's event log, newest first, filterable")
 async def get_logs(client: Client, offset: Offset = 0, limit: Limit = 200,

@@ -67,9 +67,9 @@ async def get_params(client: Client, strategy_id: StrategyId) -> dict[str, Any]:
 
 
 @router.put("/strategies/{strategy_id}/params", response_model=ParamsOut, dependencies=WRITE,
-            summary="New parameters: a new version replaces the running actor")
+            summary="Change parameters (merged onto the running ones): a new version replaces the running actor")
 async def set_params(client: Client, strategy_id: StrategyId, body: ParamsIn) -> dict[str, Any]:
-    return _params(await client.replace_strategy(strategy_id, {"params": body.params}))
+    return _params(await client.set_params(strategy_id, body.params, reset=body.reset))
 
 
 @router.post("/strategies/{strategy_id}/enable", response_model=ToggleOut, dependencies=WRITE)

@@ -326,7 +326,10 @@ class BacktestEngine:
                 if self._halted:
                     continue
                 cur.i = i
-                sig = on_bar(ctx)
+                try:
+                    sig = on_bar(ctx)
+                except Exception as exc:  # free in 3.11 until raised: name the strategy, bar and time
+                    raise _strategy_failed(strategy.strategy_id, i, ts[i], exc) from exc
                 if sig is not None and sig.action is not hold:
                     self._on_signal(i, sig)
             if progress is not None:
@@ -494,6 +497,13 @@ class BacktestEngine:
             attribution=pf.attribution(),
             warnings=self.warnings,
         )
+
+
+def _strategy_failed(strategy_id: str, i: int, ts_ns: int, exc: Exception) -> StrategyError:
+    """A strategy's exception as one line: which strategy, at which bar (index and UTC time), what it raised."""
+    text = str(exc).strip().splitlines()
+    what = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return StrategyError(f"strategy {strategy_id} raised at bar {i} ({iso(int(ts_ns))}): {what}")
 
 
 def _first_valid(cols: dict[str, np.ndarray], n: int) -> int:

@@ -182,3 +182,72 @@ def test_emergency_stop_with_confirmation_sets_hard(page: Page) -> None:
     page.api.wait_for(lambda: api_json(page.api, "/api/v1/positions")["total"] == 0, 10, 0.2, "flat after HARD")
     page.until(lambda: "HARD" in page.text("#kill-badge"), 10, "the header to show HARD")
     page.shot("after-emergency-stop")
+
+
+def test_enter_in_the_token_dialog_saves_the_token_and_an_action_succeeds(page: Page) -> None:
+    pg = page.page
+    pg.click("#token-btn")
+    pg.wait_for_selector("#token-dialog[open]")
+    pg.fill("#token-input", page.api.token)
+    pg.press("#token-input", "Enter")  # the form's default button must be Save, not Forget
+    page.until(lambda: page.text("#token-btn") == "Token: set", 5, "the token to be saved on Enter")
+    assert pg.evaluate("sessionStorage.getItem('mmats_token')") == page.api.token
+    # a mutating action with the stored token: cancel all open orders (harmless with none open)
+    page.tab("orders")
+    pg.click("#cancel-all")
+    pg.wait_for_selector("#confirm-dialog[open]")
+    pg.click("#confirm-ok")
+    page.until(lambda: "order(s) canceled" in page.text("#toasts"), 10, "the bulk cancel to succeed")
+    assert "refused" not in page.text("#toasts")
+    assert not pg.is_visible("#token-dialog[open]")
+    # Forget is a separate button: it clears the token
+    pg.click("#token-btn")
+    pg.click("#token-clear")
+    page.until(lambda: page.text("#token-btn") == "Token: not set", 5, "the token to be forgotten")
+
+
+def test_markets_shows_candles_volume_and_the_strategies_own_indicators(page: Page) -> None:
+    from tests.e2e.conftest import SYMBOL
+
+    pg = page.page
+    page.tab("markets")
+    pg.wait_for_selector("#price-chart canvas", timeout=20_000)
+    page.until(lambda: "SMA_3" in page.text("#market-legend"), 20, "the strategies' indicators in the legend")
+    legend = page.text("#market-legend")
+    # conftest runs sma_cross with fast=3, slow=12 and rsi_reversion with period 14: their own indicators,
+    # not a fixed SMA 20 / 50
+    for name in ("sma_fast · SMA_3", "sma_fast · SMA_12", "rsi_rev · RSI_14", "up candle", "down candle", "volume"):
+        assert name in legend, legend
+    assert "SMA 50" not in legend and "SMA_50" not in legend
+    assert pg.is_visible("#osc-chart canvas")  # RSI in its own pane under the price chart
+    page.shot("markets-candles")
+    ind = api_json(page.api, f"/api/v1/indicators?symbol={SYMBOL}&limit=50")
+    bars = api_json(page.api, f"/api/v1/bars?symbol={SYMBOL}&limit=60")["bars"]
+    series = {(s["id"], x["name"]): x for s in ind["strategies"] for x in s["series"]}
+    assert series[("sma_fast", "SMA_3")]["pane"] == "price" and series[("rsi_rev", "RSI_14")]["pane"] == "lower"
+    closes = {b["t"]: b["close"] for b in bars}
+    t = ind["t"][-1]
+    i = [b["t"] for b in bars].index(t)
+    want = sum(b["close"] for b in bars[i - 2:i + 1]) / 3
+    assert closes[t] and abs(series[("sma_fast", "SMA_3")]["values"][-1] - want) < 1e-6 * want
+
+
+def test_colours_follow_the_metric(page: Page) -> None:
+    pg = page.page
+    page.until(lambda: page.text("#kpi-equity").strip() not in ("", "—"), 30, "the equity figure")
+    total = float(page.text("#kpi-total").replace(",", "").replace("+", ""))
+    klass = pg.get_attribute("#kpi-total", "class") or ""
+    assert ("pos" in klass) == (total > 0) and ("neg" in klass) == (total < 0)
+    dd_class = (pg.get_attribute("#kpi-dd", "class") or "").split()
+    assert "pos" not in dd_class  # a drawdown is never green
+    for counter in ("#kpi-positions", "#kpi-orders", "#kpi-activity"):
+        assert not {"pos", "neg"} & set((pg.get_attribute(counter, "class") or "").split())
+    # the one rule, mirrored from mmats/reports/colors.py
+    from mmats.reports.colors import tone
+
+    cases = [("pnl", -3.2), ("pnl", 4), ("pnl", 0), ("sharpe", -1.22), ("profit_factor", 0.37),
+             ("profit_factor", 1.8), ("max_drawdown", -0.2), ("max_drawdown", 0), ("num_trades", 945),
+             ("win_rate", 0.9), ("unknown_metric", -5), ("pnl", None)]
+    for metric, value in cases:
+        got = pg.evaluate("([m, v]) => tone(m, v)", [metric, value])
+        assert got == tone(metric, value), (metric, value, got)

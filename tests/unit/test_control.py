@@ -276,7 +276,7 @@ def cli(system: System, monkeypatch: pytest.MonkeyPatch) -> System:
 def test_cli_mode_status_and_risk_go_through_the_same_client(cli: System, capsys: pytest.CaptureFixture[str]) -> None:
     from mmats_cli.main import main
 
-    assert main(["mode", "operator"]) == 0
+    assert main(["mode", "operator", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["confirm_token"] == "tok-1" and "mmats mode operator --confirm tok-1" in out["next"]
     assert main(["mode", "operator", "--confirm", "bad"]) == 2
