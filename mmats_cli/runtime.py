@@ -54,13 +54,15 @@ def demo_config(data: str | None, speed: float) -> dict[str, Any]:
         "mode": "operator",
         "allow_operator": True,
         "feeds": [feed],
-        "costs": {"commission": {"model": "percent", "taker_bps": 10.0}, "slippage": {"model": "fixed", "bps": 2.0},
+        # A setup a trader would run, chosen on principle (not on these bars' results): 15-minute bars, a
+        # perpetual swap's taker fee (5 bps) and 1 bp of slippage. On 1-minute bars fees eat any edge.
+        "costs": {"commission": {"model": "percent", "taker_bps": 5.0}, "slippage": {"model": "fixed", "bps": 1.0},
                   "volume_in_quote": bool(path)},
         "strategies": [
-            {"id": "sma_fast", "ref": "sma_cross", "symbols": [symbol], "params": {"fast": 5, "slow": 20},
-             "allocation": 0.4},
+            {"id": "sma_fast", "ref": "sma_cross", "symbols": [symbol], "params": {"fast": 20, "slow": 50},
+             "allocation": 0.4, "timeframe": "15m"},
             {"id": "rsi_rev", "ref": "rsi_reversion", "symbols": [symbol], "params": {"period": 14},
-             "allocation": 0.4},
+             "allocation": 0.4, "timeframe": "15m"},
         ],
     }
 
