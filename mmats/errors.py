@@ -27,5 +27,10 @@ class StrategyError(MmatsError):
     """A strategy could not be found, loaded or configured."""
 
 
+class StrategyRaised(StrategyError):
+    """A strategy's own code raised while running: shown to the user as one line naming the bar and time,
+    but counted as a failed run (a bug in the strategy), not as bad input, by sweeps and walk-forwards."""
+
+
 class IllegalTransition(Exception):
     """An order was asked to move along an edge the state machine forbids: always a bug, never input."""

@@ -24,7 +24,7 @@ import numpy as np
 from mmats.audit import Journal
 from mmats.data import BarArrays, column_list
 from mmats.engine.trader import bracket_children, entry_order, flatten_order, intent_for, size_signal
-from mmats.errors import StrategyError, ValidationError
+from mmats.errors import StrategyError, StrategyRaised, ValidationError
 from mmats.execution.simulated import (
     CommissionModel,
     ExecutionConfig,
@@ -499,11 +499,11 @@ class BacktestEngine:
         )
 
 
-def _strategy_failed(strategy_id: str, i: int, ts_ns: int, exc: Exception) -> StrategyError:
+def _strategy_failed(strategy_id: str, i: int, ts_ns: int, exc: Exception) -> StrategyRaised:
     """A strategy's exception as one line: which strategy, at which bar (index and UTC time), what it raised."""
     text = str(exc).strip().splitlines()
     what = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    return StrategyError(f"strategy {strategy_id} raised at bar {i} ({iso(int(ts_ns))}): {what}")
+    return StrategyRaised(f"strategy {strategy_id} raised at bar {i} ({iso(int(ts_ns))}): {what}")
 
 
 def _first_valid(cols: dict[str, np.ndarray], n: int) -> int:

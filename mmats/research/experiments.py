@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from mmats.data import BarArrays
 from mmats.engine.backtest import BacktestResult
-from mmats.errors import ConfigError, MmatsError, ValidationError
+from mmats.errors import ConfigError, MmatsError, StrategyRaised, ValidationError
 from mmats.research.metrics import METRIC_KEYS, json_safe
 from mmats.research.runconfig import BacktestConfig, LoadedRun, parse_config, run_backtest
 
@@ -332,6 +332,8 @@ def evaluate_full(spec: RunSpec, loaded: Loaded, **extra: Any) -> tuple[dict[str
     result = None
     try:
         result = run_backtest(spec.config, bars=loaded)
+    except StrategyRaised as exc:  # a strategy bug: report it with the config that triggers it
+        rec = error_record(spec, str(exc), status="failed", **extra)
     except MmatsError as exc:
         rec = error_record(spec, f"{type(exc).__name__}: {exc}", **extra)
     except Exception as exc:  # a strategy bug: report it with the config that triggers it

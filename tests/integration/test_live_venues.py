@@ -82,7 +82,8 @@ def live_config(fakes: dict[str, Any], home: Path) -> dict[str, Any]:
     }
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0,
+             state: Callable[[], Any] | None = None) -> Any:
     deadline = time.time() + timeout
     last: Any = None
     while time.time() < deadline:
@@ -90,7 +91,12 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
         if last:
             return last
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r}; state: {state() if state else '-'})")
+
+
+def orders_of(router: Any, symbol: str) -> list[tuple[str, str, str]]:
+    """What a failed wait reports: each order's side, status and reason."""
+    return [(o["side"], o["status"], o["reject_reason"]) for o in ray.get(router.orders.remote(symbol=symbol))]
 
 
 def next_minute(fake: Any, symbol: str, price: str) -> None:
@@ -100,6 +106,21 @@ def next_minute(fake: Any, symbol: str, price: str) -> None:
 
 def filled(router: Any, symbol: str) -> list[dict[str, Any]]:
     return [o for o in ray.get(router.orders.remote(symbol=symbol)) if o["status"] == "FILLED"]
+
+
+def settle(handles: dict[str, Any]) -> None:
+    """The Flipper decides on the position it is told about: before the next bar, let the portfolio catch up
+    with the router's book and its account push reach the strategies (otherwise a bar can arrive while a
+    strategy still sees the old position, and the order the test waits for is never asked for)."""
+    router, portfolio = handles["router"], handles["portfolio"]
+
+    def nonzero(rows: dict[str, Decimal]) -> dict[str, Decimal]:
+        return {k: v for k, v in rows.items() if v}
+
+    wait_for("the portfolio to match the book", lambda: nonzero(
+        {p["symbol"]: Decimal(p["quantity"]) for p in ray.get(portfolio.status.remote())["positions"]}) == nonzero(
+        {s: Decimal(q) for s, q in ray.get(router.book_positions.remote()).items()}), timeout=20)
+    time.sleep(1.0)
 
 
 def venue_state(sup: Any, name: str) -> dict[str, Any]:
@@ -132,6 +153,7 @@ def test_live_on_three_venues_one_outage_isolated_by_its_breaker(fakes: dict[str
         book = ray.get(router.book_positions.remote())
         assert Decimal(book["EUR_USD"]) == fakes["oanda"].position("EUR_USD")
 
+        settle(handles)
         fakes["oanda"].stop()  # one venue goes away
         wait_for("oanda's breaker to open", lambda: venue_state(sup, "oanda")["breaker"] == "open", timeout=20)
         for venue in ("binance", "alpaca"):  # the other two keep trading: CLOSE on the next bar
@@ -144,14 +166,18 @@ def test_live_on_three_venues_one_outage_isolated_by_its_breaker(fakes: dict[str
 
         fakes["oanda"].start()  # back on the same port, with its state
         wait_for("oanda's breaker to close", lambda: venue_state(sup, "oanda")["breaker"] == "closed", timeout=20)
+        settle(handles)
         next_minute(fakes["oanda"], "EUR_USD", prices["oanda"][1])
         wait_for("oanda to trade again", lambda: len(filled(router, "EUR_USD")) >= 2, timeout=40)
         assert fakes["oanda"].position("EUR_USD") == 0
 
+        settle(handles)
         for venue in ("binance", "alpaca", "oanda"):  # long again everywhere, then the kill switch
             next_minute(fakes[venue], moves[venue][0], prices[venue][2])
         for venue, (_, symbol) in moves.items():
-            wait_for(f"a third fill on {venue}", lambda s=symbol: len(filled(router, s)) >= 3, timeout=40)
+            wait_for(f"a third fill on {venue}", lambda s=symbol: len(filled(router, s)) >= 3, timeout=40,
+                     state=lambda s=symbol: (orders_of(router, s), ray.get(sup.status.remote())["venues"],
+                                             ray.get(handles["gatekeeper"].get_alerts.remote())[-5:]))
         result = ray.get(gk.set_kill_switch.remote("HARD", "test"), timeout=60)
         assert result["flatten"]["venues"] == {"binance": "ok", "oanda": "ok", "alpaca": "ok"}
         wait_for("every venue flat", lambda: all(Decimal(q) == 0 for q in
