@@ -272,7 +272,8 @@ function makeChart(id, series, data, extra = {}) {
   box.replaceChildren();
   const opts = {
     ...chartSize(box),
-    scales: { x: { time: true } },
+    // One point (a fresh system) would make uPlot span years: keep a single point within an hour.
+    scales: { x: { time: true, range: (u, lo, hi) => (lo != null && lo === hi ? [lo - 1800, hi + 1800] : [lo, hi]) } },
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),  // every time on the page is UTC
     axes: [AXIS, { ...AXIS, size: 78, values: (u, ticks) => ticks.map(axisNum) }],
     series: [{}, ...series],
