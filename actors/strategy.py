@@ -40,6 +40,9 @@ class StrategyActor:
         self.host.warm_up(history)
         ray.get(feed.subscribe.remote(strategy_id, ray.get_runtime_context().current_actor, symbols))
         self.restarts = ray.get_runtime_context().was_current_actor_reconstructed
+        if self.restarts and not self.host.enabled:  # Ray restarted it and it failed its warm-up: say so
+            log.error("strategy %s disabled during warm-up after a restart: %s", strategy_id, self.host.last_error)
+            self.gatekeeper.on_strategy_disabled.remote(strategy_id, self.host.last_error)
 
     @ray.method(max_task_retries=0)
     def on_bars(self, batch: list[tuple[str, int, float, float, float, float, float]], upto_ts: int) -> int:

@@ -108,7 +108,7 @@ class StrategyHost:
         # Every output of every declared indicator must have a value, as in the backtest's warm-up.
         if any(math.isnan(v) for v in values.values()):
             return None
-        if not self.enabled and emit:
+        if not self.enabled:  # disabled (also mid-warm-up): indicators keep up, the strategy is not called
             return None
         ctx = StrategyContext(LiveBar(b), IndicatorDict(values), self.environment, sym, self.market,
                               self.strategy_id, self._account)

@@ -72,3 +72,12 @@ def test_host_on_a_coarser_timeframe_sees_the_resampled_bars() -> None:
     # Same decisions on the same bars; a live signal is stamped with the source bar that completed its bin.
     assert [(p.signal.action, p.price) for p in live] == [(p.signal.action, p.price) for p in expected][: len(live)]
     assert all(np.int64(p.ts_ns) % (300 * 10**9) == 240 * 10**9 for p in live)
+
+
+def test_a_strategy_disabled_during_warm_up_is_not_called_for_the_rest_of_it() -> None:
+    from pathlib import Path
+
+    ref = f"{Path(__file__).resolve().parents[1] / 'fixtures' / 'faulty_strategies.py'}:AlwaysRaises"
+    host = StrategyHost("boom", ref, {}, ["X"], MarketType.CRYPTO, Environment.PAPER, max_errors=5)
+    host.warm_up(tuples(generate_bars(300, seed=3)))
+    assert not host.enabled and host.errors_total == 5  # disabled at the fifth error, then left alone
