@@ -45,7 +45,7 @@ from mmats.execution.venue import (
     VenueOrder,
 )
 from mmats.execution.venue_guard import GuardSettings, VenueGuard, fit_to_venue
-from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType, Side
+from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType, Side, iso
 from mmats.orders import TRANSITIONS, apply_fill, transition
 from mmats.portfolio import Portfolio
 
@@ -117,6 +117,7 @@ class LiveExecution:
         self.foreign_fills = 0
         self._last_full_ns = 0
         self._open_cache: dict[str, tuple[int, bool]] = {}
+        self.flatten_report: dict[str, str] = {}  # venue -> "ok" | "failed: ..." of the last HARD
 
     # ------------------------------------------------------------------------------------- restore
 
@@ -242,7 +243,7 @@ class LiveExecution:
         return is_open
 
     def _refuse(self, order: Order, kind: RejectKind, why: str, ts_ns: int) -> bool:
-        if TRANSITIONS[order.status] and OrderStatus.REJECTED in TRANSITIONS[order.status]:
+        if OrderStatus.REJECTED in TRANSITIONS[order.status]:
             transition(order, OrderStatus.REJECTED, ts_ns, reason=f"{kind.value}: {why}")
         return True
 
@@ -404,11 +405,16 @@ class LiveExecution:
                     continue  # the stop could not be canceled (or filled meanwhile): look again next poll
                 self._send_leg(o)
                 changed.append(o)
-        for o in list(self.orders.values()):
-            if o.oco_group and o.status is OrderStatus.FILLED:
-                for sib in list(self.orders.values()):
-                    if sib is not o and sib.oco_group == o.oco_group and sib.status.is_open:
-                        changed += self.cancel_order(sib, self.clock())
+        open_by_group: dict[str, list[Order]] = {}  # one pass, not one per filled leg over every order
+        for o in self.orders.values():
+            if o.oco_group and o.status.is_open:
+                open_by_group.setdefault(o.oco_group, []).append(o)
+        filled_groups = {o.oco_group for o in self.orders.values()
+                         if o.oco_group in open_by_group and o.status is OrderStatus.FILLED}
+        for group in filled_groups:
+            for sib in open_by_group[group]:
+                if sib.status.is_open:
+                    changed += self.cancel_order(sib, self.clock())
         return changed
 
     def _take_profit_reached(self, leg: Order) -> bool:
@@ -487,8 +493,6 @@ class LiveExecution:
         """HARD: on every venue at once, cancel our orders, then close every position with a market order
         (largest exposure first), retrying a failed venue ``attempts`` times; the fills that are already
         reported come back now, the rest with the next poll."""
-        self.flatten_report: dict[str, str] = {}
-
         def one(v: VenueState) -> list[Order]:
             done = [x for o in self._open_on(v.name) for x in self.cancel_order(o, ts_ns)]
             held = [(s, p.quantity) for s, p in self.ledger.positions.items()
@@ -678,6 +682,4 @@ class LiveExecution:
 
 
 def _iso(ts_ns: int) -> str | None:
-    from mmats.model import iso
-
     return iso(ts_ns) if ts_ns else None
