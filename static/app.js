@@ -955,9 +955,9 @@ function init() {
   });
   window.addEventListener("resize", () => { clearTimeout(state.resizeTimer); state.resizeTimer = setTimeout(resizeCharts, 150); });
   const initial = (location.hash || "#overview").slice(1);
-  Promise.all([loadEquity(), loadMarkets().catch(() => null), loadLogs().catch(() => null)]).finally(() => {
-    showTab($(`#tab-${initial}`) ? initial : "overview");
-  });
+  // the tab is shown at once: a click made while the first loads are in flight must not be undone by them
+  showTab($(`#tab-${initial}`) ? initial : "overview");
+  Promise.all([loadEquity(), loadMarkets().catch(() => null), loadLogs().catch(() => null)]).finally(() => refresh(true));
   stream();
   setInterval(() => { refresh(false); }, 1000);
   setInterval(() => { if (dirty.equity && state.tab === "overview") { equityChart(); dirty.equity = false; } }, 1000);

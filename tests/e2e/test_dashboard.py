@@ -206,6 +206,26 @@ def test_enter_in_the_token_dialog_saves_the_token_and_an_action_succeeds(page: 
     page.until(lambda: page.text("#token-btn") == "Token: not set", 5, "the token to be forgotten")
 
 
+def test_a_tab_chosen_while_the_first_loads_run_stays_chosen(browser: Any, mmats_api: Api) -> None:
+    """The first loads (equity, markets, logs) must not switch back to the start tab when they finish."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    try:
+        # the first loads answer late, as on a busy machine: a click lands while they are in flight
+        context.add_init_script("""(() => { const f = window.fetch.bind(window);
+          window.fetch = (u, o) => String(u).includes("/markets") || String(u).includes("/pnl/equity")
+            ? new Promise((r) => setTimeout(r, 2500)).then(() => f(u, o)) : f(u, o); })();""")
+        pg = context.new_page()
+        pg.goto(mmats_api.base_url + "/", wait_until="domcontentloaded")
+        pg.click(".tab[data-tab=orders]")
+        pg.wait_for_selector("#tab-orders.active", timeout=5_000)
+        pg.wait_for_selector("#conn.up", timeout=30_000)
+        time.sleep(4.0)  # the delayed first loads have answered by now
+        assert "active" in (pg.get_attribute("#tab-orders", "class") or "").split()
+        assert "active" not in (pg.get_attribute("#tab-overview", "class") or "").split()
+    finally:
+        context.close()
+
+
 def test_markets_shows_candles_volume_and_the_strategies_own_indicators(page: Page) -> None:
     from tests.e2e.conftest import SYMBOL
 
