@@ -295,14 +295,13 @@ class SystemClient(SystemReads):
         """The indicators each strategy trading ``symbol`` declared (``get_required_indicators``), computed
         from the feed's bars with the kernel's own TA-Lib specs, aligned with ``/bars?limit=`` (for the
         dashboard's Markets chart). A strategy on a coarser timeframe gets its bins' values from the bar
-        that completed each bin on (what it knew then). Only built-in strategies are instantiated here:
-        loading a user's file would run it in the API process, so those are listed without series."""
+        that completed each bin on (what it knew then). The specs come from the strategy's actor (what its
+        host computes), so a user's strategy file is never loaded in the API process."""
         import numpy as np
 
         from mmats.engine.bar_aggregation import BarAggregator
         from mmats.indicators import compute_batch, parse_spec
         from mmats.model import Timeframe
-        from mmats.registry import BUILTIN, create_strategy
 
         on_price = {"SMA", "EMA", "WMA", "BBANDS", "DONCHIAN"}
         chosen = [s for s in await self.strategies() if symbol in s.get("symbols", [])]
@@ -312,12 +311,12 @@ class SystemClient(SystemReads):
             row = {"id": s["id"], "ref": s["ref"], "enabled": bool(s.get("enabled")), "timeframe": s.get("timeframe"),
                    "series": [], "note": ""}
             out.append(row)
-            if s["ref"] not in BUILTIN:
-                row["note"] = "not a built-in strategy: its indicators are not computed by the control plane"
+            declared = s.get("indicators")
+            if declared is None:  # the actor is restarting: nothing to chart until it answers again
+                row["note"] = "the strategy's actor did not answer; its indicators appear when it does"
                 continue
             try:
-                specs = [parse_spec(x) for x in
-                         create_strategy(s["ref"], dict(s.get("params") or {})).get_required_indicators()]
+                specs = [parse_spec(x) for x in declared]
             except MmatsError as exc:
                 row["note"] = str(exc)
                 continue

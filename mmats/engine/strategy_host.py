@@ -122,9 +122,11 @@ class StrategyHost:
                 self.enabled = False
             return None
         self.consecutive_errors = 0
-        if sig is None or sig.action is SignalAction.HOLD or not emit:
+        if sig is None or not emit:
             return None
-        self.signals_emitted += 1
+        # A HOLD goes to the gatekeeper too: it journals it (a recorded decision) and places no order.
+        if sig.action is not SignalAction.HOLD:
+            self.signals_emitted += 1
         # Stamped with the source bar that completed it: the account and the fill follow from that time.
         return PendingSignal(self.strategy_id, known_ns, b[5], sig)
 
@@ -156,5 +158,7 @@ class StrategyHost:
             "consecutive_errors": self.consecutive_errors,
             "last_error": self.last_error,
             "last_bar_ns": self.last_bar_ns,
+            # what the strategy declared, so the control plane can chart it without loading its code
+            "indicators": sorted({x for specs in self.specs.values() for x in specs}),
         }
 

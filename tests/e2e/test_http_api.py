@@ -36,7 +36,7 @@ class EveryNth(IStrategy):
         self.count = 0
 
     def get_required_indicators(self) -> list[str]:
-        return []
+        return ["EMA_7"]
 
     def on_bar(self, context: StrategyContext) -> TradeSignal | None:
         self.count += 1
@@ -223,6 +223,11 @@ def test_submit_upload_and_hot_replace(mmats_api: Api) -> None:
     assert up["ref"].endswith(":EveryNth") and Path(up["ref"].rsplit(":", 1)[0]).is_file()
     mmats_api.wait_for(lambda: ok(get(mmats_api, "/api/v1/strategies/uploaded"))["signals"] > 0, 60, 0.5,
                        "the uploaded strategy to signal")
+    # its indicators are charted from what its actor declared: the API process never loads the user's file
+    ind = ok(get(mmats_api, f"/api/v1/indicators?symbol={SYMBOL}&limit=20"))
+    mine = next(s for s in ind["strategies"] if s["id"] == "uploaded")
+    assert [x["name"] for x in mine["series"]] == ["EMA_7"] and mine["note"] == ""
+    assert mine["series"][0]["pane"] == "price" and mine["series"][0]["values"][-1] is not None
     # hot-replace: new parameters make a new version of the actor, same id
     r = ok(seen(mmats_api.auth.put("/api/v1/strategies/sma_fast/params", json={"params": {"fast": 4, "slow": 15}})))
     assert r["version"] == 2 and r["params"] == {"fast": 4, "slow": 15}
