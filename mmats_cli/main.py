@@ -113,7 +113,7 @@ def _print_summary(doc: dict[str, Any], elapsed: float) -> None:
     print(f"{'metric':<22}{'strategy':>14}{'buy & hold':>14}")
     for k in doc["metrics"]:
         print(f"{k:<22}{_fmt(k, doc['metrics'][k]):>14}{_fmt(k, doc['benchmark'][k]):>14}")
-    cur = _quote_currency(r)
+    cur = s.get("currency") or r.get("quote_currency") or _quote_currency(r)
     print(f"final equity {fmt.money(s['final_equity'], cur)} (start {fmt.money(s['initial_cash'], cur)}, fees "
           f"{fmt.money(s['fees'], cur)}); orders {s['orders']:,}, fills {s['fills']:,}, "
           f"risk rejections {len(doc['risk']['rejected']):,}")
@@ -122,7 +122,8 @@ def _print_summary(doc: dict[str, Any], elapsed: float) -> None:
 
 
 def _quote_currency(resolved: dict[str, Any]) -> str | None:
-    """``BTC/USDT`` -> ``USDT``, ``EUR_USD`` -> ``USD``; None when the symbol does not say (``BTCPERP``)."""
+    """``BTC/USDT`` -> ``USDT``, ``EUR_USD`` -> ``USD`` for results written before they named their
+    currency; None when the symbol does not say (``BTCPERP``)."""
     sym = str(resolved.get("symbol") or "")
     for sep in ("/", "_"):
         if sep in sym:

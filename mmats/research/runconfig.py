@@ -194,7 +194,8 @@ def load_run_data(cfg: BacktestConfig) -> LoadedRun:
             inst.min_notional if spec.min_notional is None else Decimal(spec.min_notional),
             inst.pip_size,
         )
-    resolved = {"symbol": symbol, "market": market.value, "timeframe": tf.value, "source": source}
+    resolved = {"symbol": symbol, "market": market.value, "timeframe": tf.value, "source": source,
+                "quote_currency": inst.quote_currency}
     return LoadedRun(arrays, inst, warnings, resolved)
 
 

@@ -138,3 +138,15 @@ def test_cli_sweep_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "heatmap" in (tmp_path / "sweep.html").read_text()
     assert main([*argv, "--resume", "--quiet"]) == 0
     assert json.loads(out.read_text())["counts"]["skipped_resume"] == 8
+
+
+def test_cli_sweep_where_every_configuration_is_invalid_fails(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from mmats_cli.main import main
+
+    argv = ["sweep", "--strategy", "sma_cross", "--bars", "500", "--grid", "fast=40,50", "--grid", "slow=10,20",
+            "--json", str(tmp_path / "sweep.json")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "all 4 configurations failed, none ran" in err and "fast=40 must be smaller than slow=10" in err
+    assert "Traceback" not in err
