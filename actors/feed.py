@@ -51,6 +51,7 @@ class _Subscriber:
     sent_msgs: int = 0
     skipped: int = 0
     last_sent_ts: int = 0
+    last_ref: Any = None  # the newest call in flight: a handover waits for it before the old one goes
 
 
 @ray.remote(max_restarts=-1)
@@ -131,6 +132,36 @@ class FeedActor:
                 sub.sent_bars, sub.sent_msgs, sub.skipped = prev.sent_bars, prev.sent_msgs, prev.skipped
             self.subs[sub_id] = sub
             return self.published
+
+    def handover(self, sub_id: str, handle: Any, symbols: list[str], after: dict[str, int],
+                 flush_previous: bool) -> tuple[list[BarTuple], list[Any]]:
+        """Swap ``sub_id``'s subscriber for ``handle`` between two bars, atomically.
+
+        Returns the bars published after ``after`` (symbol -> time of the last bar the new subscriber has
+        already seen; it warms up on them silently) and the previous subscriber's last call in flight.
+        With ``flush_previous`` (a hot replace) the bars published but not yet sent to the previous
+        subscriber go to it first, so every bar is processed live exactly once: up to the swap by the
+        old version, after it by the new one. Without (Ray restarted the same actor) they are dropped,
+        since the restarted actor saw them in its history."""
+        with self._lock:
+            prev = self.subs.get(sub_id)
+            wanted = set(symbols)
+            delta = sorted((b for sym in wanted for b in self.history.get(sym, ()) if b[1] > after.get(sym, -1)),
+                           key=lambda b: (b[1], b[0]))
+            waits: list[Any] = []
+            if prev is not None and flush_previous and prev.pending:
+                batch, prev.pending = prev.pending, []
+                prev.last_ref = getattr(prev.handle, prev.method).remote(batch, self._published_ts)
+                prev.sent_bars += len(batch)
+                prev.sent_msgs += 1
+            if prev is not None and flush_previous and prev.last_ref is not None:
+                waits.append(prev.last_ref)
+            sub = _Subscriber(handle, frozenset(symbols), "on_bars")
+            if prev is not None:
+                sub.sent_bars, sub.sent_msgs, sub.skipped = prev.sent_bars, prev.sent_msgs, prev.skipped
+            sub.last_sent_ts = self._published_ts
+            self.subs[sub_id] = sub
+            return delta, waits
 
     def set_risk_listener(self, handle: Any) -> None:
         """The gatekeeper: it hears this feed's heartbeat about once a second (staleness is a kill trigger)."""
@@ -380,6 +411,7 @@ class FeedActor:
                 sub.busy = True
                 sub.next_send = now + self.min_send_interval_s
                 ref = getattr(sub.handle, sub.method).remote(batch, self._published_ts)
+                sub.last_ref = ref
                 ref.future().add_done_callback(lambda _f, s=sub: self._sent(s))
                 sub.sent_bars += len(batch)
                 sub.sent_msgs += 1

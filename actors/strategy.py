@@ -23,7 +23,8 @@ log = logging.getLogger("mmats.strategy")
 class StrategyActor:
     def __init__(self, strategy_id: str, ref: str, params: dict[str, Any], symbols: list[str], market: str,
                  feed: Any, gatekeeper: Any, environment: str = "PAPER", max_errors: int = 5,
-                 warmup_bars: int = 2_000, report_empty: bool = False, timeframe: str | None = None) -> None:
+                 warmup_bars: int = 2_000, report_empty: bool = False, timeframe: str | None = None,
+                 attach: bool = True) -> None:
         self.strategy_id = strategy_id
         # Lockstep replays need a report per batch (the gatekeeper's watermark counts on it); otherwise a
         # batch without signals sends nothing: the gatekeeper's mailbox is the system's narrowest hop.
@@ -36,13 +37,31 @@ class StrategyActor:
         # needs as many of its own bars, so proportionally more source bars).
         if timeframe:
             warmup_bars = min(warmup_bars * max(1, Timeframe.parse(timeframe).seconds // 60), 50_000)
+        self.symbols = symbols
         history = ray.get(feed.get_history.remote(symbols, warmup_bars))
-        self.host.warm_up(history)
-        ray.get(feed.subscribe.remote(strategy_id, ray.get_runtime_context().current_actor, symbols))
+        self.seen: dict[str, int] = {}  # symbol -> time of the newest bar warmed on (until it attaches)
+        self._warm(history)
         self.restarts = ray.get_runtime_context().was_current_actor_reconstructed
+        if attach:  # a start or a Ray restart; a hot replace attaches once the supervisor says so
+            self.attach(flush_previous=False)
         if self.restarts and not self.host.enabled:  # Ray restarted it and it failed its warm-up: say so
             log.error("strategy %s disabled during warm-up after a restart: %s", strategy_id, self.host.last_error)
             self.gatekeeper.on_strategy_disabled.remote(strategy_id, self.host.last_error)
+
+    def _warm(self, bars: list[tuple[str, int, float, float, float, float, float]]) -> None:
+        self.host.warm_up(bars)
+        for b in bars:
+            self.seen[b[0]] = b[1]
+
+    def attach(self, flush_previous: bool) -> list[Any]:
+        """Take this strategy's place on the feed between two bars: warm up silently on what was published
+        since the history, then receive every later bar live. Returns the previous version's last call in
+        flight (a hot replace waits for it before that version is stopped)."""
+        delta, waits = ray.get(self.feed.handover.remote(
+            self.strategy_id, ray.get_runtime_context().current_actor, self.symbols, dict(self.seen),
+            flush_previous))
+        self._warm(delta)
+        return list(waits)
 
     @ray.method(max_task_retries=0)
     def on_bars(self, batch: list[tuple[str, int, float, float, float, float, float]], upto_ts: int) -> int:
