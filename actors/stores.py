@@ -31,10 +31,15 @@ def open_stores(persist: dict[str, Any]) -> Stores:
 
 
 def signal_view(strategy_id: str, signal: TradeSignal, price: float | None) -> dict[str, Any]:
-    """One signal as the audit chain, the live views and the export show it (without its time)."""
-    return {"strategy_id": strategy_id, "symbol": signal.symbol, "action": signal.action.value,
+    """One signal as the audit chain, the live views and the export show it (without its time), with the
+    strategy's own ``metadata`` when it has any (``bar_price`` is the gatekeeper's, shown as ``price``)."""
+    view = {"strategy_id": strategy_id, "symbol": signal.symbol, "action": signal.action.value,
             "position_size": signal.position_size, "confidence": signal.confidence, "price": price,
             "reasoning": signal.reasoning}
+    meta = {k: v for k, v in signal.metadata.items() if k != "bar_price"} if signal.metadata else None
+    if meta:
+        view["metadata"] = meta
+    return view
 
 
 def with_decision(row: dict[str, Any], decision: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -133,7 +133,8 @@ class IStrategy(ABC):
 
     @abstractmethod
     def on_bar(self, context: StrategyContext) -> TradeSignal | None:
-        """Decide on the bar that just closed. Return None (or a HOLD) to do nothing."""
+        """Decide on the bar that just closed. None: nothing to say; a HOLD: a decision to change nothing,
+        journaled like any signal (the audit shows it) and never ordered."""
 
     def on_order_filled(self, order: Order) -> None:  # noqa: B027 - optional hook
         """Called when one of this strategy's orders is completely filled."""
