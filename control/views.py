@@ -149,7 +149,8 @@ def build_status(gk: dict[str, Any], kill: dict[str, Any], mode: dict[str, Any],
         "drawdown": abs(num(pf.get("drawdown"))), "open_positions": len(pf.get("positions", [])),
         "open_orders": rt.get("open", 0), "orders": rt.get("orders", 0), "fills": pf.get("fills", 0),
         "signals": gk.get("signals", 0), "strategies": n_strategies,
-        "feeds": [feed_view(f) for f in feeds], "snapshot_age_s": 0.0, "warnings": warnings,
+        "feeds": [feed_view(f) for f in feeds], "snapshot_age_s": 0.0,
+        "warnings": [*warnings, *pf.get("fx_notes", [])],  # e.g. "USDT/USD = 1 assumed"
         "venues": [venue_view(v) for v in venues or []],
     }
 
@@ -161,6 +162,7 @@ def stream_status(gk: dict[str, Any], kill: dict[str, Any], mode: dict[str, Any]
         "environment": env, "environment_colour": ENV_COLOURS.get(env, "yellow"), "mode": mode["mode"],
         "kill_switch": kill.get("state", "RUNNING"), "kill_reason": redact(kill.get("reason", "")),
         "equity": pf["equity"], "cash": pf["cash"], "total_pnl": pf["total_pnl"], "daily_pnl": pf["daily_pnl"],
+        "currency": pf.get("currency", "USD"), "cash_by_currency": pf.get("cash_by_currency", {}),
         "drawdown": abs(num(pf.get("drawdown"))), "open_positions": len(pf.get("positions", [])),
         "open_orders": rt.get("open", 0), "fills": pf.get("fills", 0), "signals": gk.get("signals", 0),
         "as_of": pf.get("as_of"), "bar_time": iso(bar_ns) if bar_ns else None,
@@ -257,7 +259,8 @@ def pnl_view(pf: dict[str, Any], stats: dict[str, dict[str, Any]]) -> dict[str, 
     attribution = pf.get("attribution", {})
     unreal: dict[str, Decimal] = {}
     for p in pf.get("positions", []):
-        unreal[p.get("market", "?")] = unreal.get(p.get("market", "?"), Decimal(0)) + dec(p.get("unrealized_pnl"))
+        pnl = dec(p.get("unrealized_pnl_base", p.get("unrealized_pnl")))  # base currency when the status has it
+        unreal[p.get("market", "?")] = unreal.get(p.get("market", "?"), Decimal(0)) + pnl
     by_market = []
     for m in sorted(set(attribution.get("by_market", {})) | set(unreal)):
         a = attribution.get("by_market", {}).get(m, {})
@@ -266,7 +269,7 @@ def pnl_view(pf: dict[str, Any], stats: dict[str, dict[str, Any]]) -> dict[str, 
                    for sid, st in sorted(stats.items())]  # each strategy's own book of its own fills
     keys = ("currency", "as_of", "equity", "initial_cash", "cash", "total_pnl", "daily_pnl", "realized_pnl",
             "unrealized_pnl", "fees", "peak_equity", "drawdown")
-    out = {k: pf.get(k) for k in keys}
+    out: dict[str, Any] = {k: pf.get(k) for k in keys}
     out["drawdown"] = abs(num(pf.get("drawdown")))
     return {**out, "by_market": by_market, "by_strategy": by_strategy}
 

@@ -10,10 +10,12 @@ their unrealized P&L differs from the account's by exactly the offset (docs/http
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from mmats.fx import FxRates
 from mmats.model import Fill, Instrument, dec_str
 from mmats.portfolio import Portfolio
 
@@ -21,9 +23,12 @@ _NOMINAL_CASH = Decimal(1)  # a ledger's cash is meaningless here; Portfolio nee
 
 
 class StrategyLedgers:
-    def __init__(self, instruments: Iterable[Instrument], currency: str = "USD") -> None:
+    def __init__(self, instruments: Iterable[Instrument], currency: str = "USD", fx: FxRates | None = None) -> None:
         self.instruments = list(instruments)
-        self.currency = currency
+        # The books' own rates (a copy: they book old fills lazily and must not move the account's rates);
+        # the caller refreshes them from its prices (``fx.seed``) before applying fills.
+        self.fx = copy.deepcopy(fx) if fx is not None else FxRates(currency)
+        self.currency = self.fx.base
         self.books: dict[str, Portfolio] = {}
         self.counts: dict[str, dict[str, int]] = {}
         self.applied = 0
@@ -31,7 +36,7 @@ class StrategyLedgers:
     def apply(self, fill: Fill) -> None:
         book = self.books.get(fill.strategy_id)
         if book is None:
-            book = self.books[fill.strategy_id] = Portfolio(_NOMINAL_CASH, self.currency)
+            book = self.books[fill.strategy_id] = Portfolio(_NOMINAL_CASH, fx=self.fx)
             for inst in self.instruments:
                 book.register(inst)
             self.counts[fill.strategy_id] = {"fills": 0, "trades": 0, "wins": 0}
@@ -45,6 +50,10 @@ class StrategyLedgers:
             c["wins"] += int(pnl - fill.fee > 0)
         self.applied += 1
 
+    def _rate(self, book: Portfolio, symbol: str) -> Decimal:
+        quote = book.quote_currency(symbol)
+        return Decimal(1) if quote == self.currency else self.fx.rate(quote)
+
     def stats(self, marks: Mapping[str, Decimal]) -> dict[str, dict[str, Any]]:
         """Per strategy: fills, closing trades, wins, realized and unrealized P&L, fees, net P&L."""
         out: dict[str, dict[str, Any]] = {}
@@ -53,7 +62,7 @@ class StrategyLedgers:
             for sym, pos in book.positions.items():
                 if pos.quantity:
                     mark = marks.get(sym, pos.last_price)
-                    unrealized += pos.quantity * (mark - pos.avg_price)
+                    unrealized += pos.quantity * (mark - pos.avg_price) * self._rate(book, sym)
             net = book.realized_pnl + unrealized - book.fees
             out[sid] = {**self.counts[sid], "realized_pnl": dec_str(book.realized_pnl),
                         "unrealized_pnl": dec_str(unrealized), "fees": dec_str(book.fees), "net_pnl": dec_str(net),

@@ -24,6 +24,21 @@ class MarketType(StrEnum):
     STOCK = "stock"
 
 
+class InstrumentKind(StrEnum):
+    """How an instrument is held: what it costs in margin, whether it can be shorted, how it can be lost.
+
+    ``spot``: bought with cash, never shorted. ``perpetual``: a swap on margin (leverage, maintenance
+    margin, liquidation, funding). ``forex``: a currency pair on margin, closed out when equity falls
+    below ``margin_closeout`` of the margin used. ``stock``: bought with cash; sold short only where the
+    instrument is ``shortable`` (the short then holds ``initial_margin`` of its value as margin).
+    """
+
+    SPOT = "spot"
+    PERPETUAL = "perpetual"
+    FOREX = "forex"
+    STOCK = "stock"
+
+
 class Timeframe(StrEnum):
     M1 = "1m"
     M5 = "5m"
@@ -178,10 +193,18 @@ class Instrument:
     # The venue's price increment when it is not a power of ten (e.g. 0.5); None: 10**-price_precision.
     tick_size: Decimal | None = None
     min_quantity: Decimal = Decimal(0)
+    # Margin terms (mmats.margin; docs/backtesting.md "Margin"). None: the kind's default.
+    kind: InstrumentKind | None = None
+    leverage: float = 1.0
+    initial_margin: float | None = None
+    maintenance_margin: float | None = None
+    margin_closeout: float | None = None
+    shortable: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.symbol:
             raise ValidationError("instrument symbol is empty")
+        _resolve_margin_terms(self)
         if self.lot_size <= 0:
             raise ValidationError(f"instrument {self.symbol}: lot_size must be > 0, got {self.lot_size}")
         if self.min_notional < 0:
@@ -211,8 +234,100 @@ class Instrument:
     def meets_min_notional(self, quantity: Decimal, price: Decimal) -> bool:
         return abs(quantity) * price >= self.min_notional
 
+    @property
+    def is_margined(self) -> bool:
+        """Held on margin (perpetual, forex): positions may exceed cash up to the leverage."""
+        return self.kind is InstrumentKind.PERPETUAL or self.kind is InstrumentKind.FOREX
+
+    def margin_rate(self, quantity: float) -> float:
+        """Initial margin per unit of notional for a position of signed ``quantity`` (0: paid in cash)."""
+        if self.is_margined or (quantity < 0 and self.kind is InstrumentKind.STOCK):
+            return self.initial_margin or 0.0
+        return 0.0
+
+    def margin(self, quantity: Decimal, price: Decimal) -> Decimal:
+        """The margin a position of signed ``quantity`` marked at ``price`` uses, in quote currency."""
+        if self.kind is InstrumentKind.SPOT or not quantity or (quantity > 0 and self.kind is InstrumentKind.STOCK):
+            return _NO_MARGIN
+        rate = self.margin_rate(-1.0 if quantity < 0 else 1.0)
+        return abs(quantity) * price * Decimal(repr(rate)) if rate else _NO_MARGIN
+
+    @property
+    def maintenance_rate(self) -> float:
+        """Margin per unit of notional below which the venue liquidates (perpetual) or closes out (forex)."""
+        if self.kind is InstrumentKind.PERPETUAL:
+            return self.maintenance_margin or 0.0
+        if self.kind is InstrumentKind.FOREX:
+            return (self.margin_closeout or 0.0) * (self.initial_margin or 0.0)
+        return 0.0
+
 
 _QUANTA = tuple(Decimal(1).scaleb(-p) for p in range(13))
+_NO_MARGIN = Decimal(0)
+
+
+def default_kind(symbol: str, market: MarketType) -> InstrumentKind:
+    """Crypto symbols that name a swap (``BTCPERP``, ``BTC-PERP``, ccxt's ``BTC/USDT:USDT``) are perpetuals."""
+    if market is MarketType.FOREX:
+        return InstrumentKind.FOREX
+    if market is MarketType.STOCK:
+        return InstrumentKind.STOCK
+    return InstrumentKind.PERPETUAL if symbol.upper().endswith("PERP") or ":" in symbol else InstrumentKind.SPOT
+
+
+_KIND_MARKET = {InstrumentKind.SPOT: MarketType.CRYPTO, InstrumentKind.PERPETUAL: MarketType.CRYPTO,
+                InstrumentKind.FOREX: MarketType.FOREX, InstrumentKind.STOCK: MarketType.STOCK}
+
+
+def _resolve_margin_terms(inst: Instrument) -> None:
+    """Fill the kind's defaults and refuse terms that cannot apply to the kind (a leveraged spot ...)."""
+    where = f"instrument {inst.symbol}"
+    kind = InstrumentKind(inst.kind) if inst.kind is not None else default_kind(inst.symbol, inst.market)
+    if _KIND_MARKET[kind] is not inst.market:
+        raise ValidationError(f"{where}: kind {kind.value} is not traded in market {inst.market.value}")
+    margined = kind in (InstrumentKind.PERPETUAL, InstrumentKind.FOREX)
+    if not (math.isfinite(inst.leverage) and 1.0 <= inst.leverage <= 1000.0):
+        raise ValidationError(f"{where}: leverage must be within 1..1000, got {inst.leverage}")
+    if inst.leverage != 1.0 and not margined:
+        raise ValidationError(f"{where}: leverage is for kinds perpetual and forex; {kind.value} is paid in cash")
+    if inst.maintenance_margin is not None and kind is not InstrumentKind.PERPETUAL:
+        raise ValidationError(f"{where}: maintenance_margin is for kind perpetual, not {kind.value}")
+    if inst.margin_closeout is not None and kind is not InstrumentKind.FOREX:
+        raise ValidationError(f"{where}: margin_closeout is for kind forex, not {kind.value}")
+    inherent = kind is not InstrumentKind.SPOT  # spot is never shorted; swaps and pairs always can be
+    if inst.shortable is not None and kind is not InstrumentKind.STOCK and inst.shortable is not inherent:
+        raise ValidationError(f"{where}: shortable is for kind stock ({kind.value} is "
+                              f"{'always' if inherent else 'never'} shortable)")
+    if inst.initial_margin is not None and kind is InstrumentKind.SPOT:
+        raise ValidationError(f"{where}: initial_margin is not for kind spot (paid in cash)")
+    for name in ("initial_margin", "maintenance_margin", "margin_closeout"):
+        v = getattr(inst, name)
+        if v is not None and not (math.isfinite(v) and 0.0 < v <= 1.0):
+            raise ValidationError(f"{where}: {name} must be in (0, 1], got {v}")
+    initial = inst.initial_margin
+    if margined:
+        floor = 1.0 / inst.leverage
+        if initial is None:
+            initial = floor
+        elif initial < floor - 1e-12:
+            raise ValidationError(f"{where}: initial_margin {initial} allows more than leverage {inst.leverage:g} "
+                                  f"(at least {floor:g})")
+    elif kind is InstrumentKind.STOCK and initial is None:
+        initial = 0.5  # Reg T: a short holds half its value as margin
+    maintenance = inst.maintenance_margin
+    if kind is InstrumentKind.PERPETUAL:
+        assert initial is not None
+        maintenance = initial / 2 if maintenance is None else maintenance
+        if maintenance >= initial:
+            raise ValidationError(f"{where}: maintenance_margin {maintenance} must be below the initial margin "
+                                  f"{initial:g} (1/leverage)")
+    closeout = inst.margin_closeout
+    if kind is InstrumentKind.FOREX and closeout is None:
+        closeout = 0.5  # OANDA closes out at 50 % of the margin used
+    shortable = kind is not InstrumentKind.SPOT and (kind is not InstrumentKind.STOCK or bool(inst.shortable))
+    for name, value in (("kind", kind), ("initial_margin", initial), ("maintenance_margin", maintenance),
+                        ("margin_closeout", closeout), ("shortable", shortable)):
+        object.__setattr__(inst, name, value)
 
 
 def _quantize(value: float | Decimal, places: int, rounding: str) -> Decimal:
@@ -227,7 +342,7 @@ def default_instrument(symbol: str, market: MarketType | str) -> Instrument:
     """Conventional venue precisions when the user gives none (documented in docs/configuration.md)."""
     m = MarketType(market)
     if m is MarketType.CRYPTO:
-        quote = symbol.split("/")[1] if "/" in symbol else "USDT"
+        quote = symbol.split("/")[1].split(":")[0] if "/" in symbol else "USDT"  # BTC/USDT:USDT: a swap
         return Instrument(symbol, m, quote, 2, 6, Decimal("0.000001"), Decimal("5"))
     if m is MarketType.FOREX:
         quote = symbol.replace("_", "/").split("/")[1] if ("/" in symbol or "_" in symbol) else symbol[-3:]
@@ -404,6 +519,8 @@ class Fill:
     liquidity: Liquidity = Liquidity.TAKER
     strategy_id: str = ""
     fill_id: str = ""
+    # The currency the venue charged the fee in (BNB, USD on a JPY pair, ...); None: the quote currency.
+    fee_currency: str | None = None
 
     def __post_init__(self) -> None:
         if self.quantity <= 0:
@@ -418,7 +535,7 @@ class Fill:
         return self.quantity if self.side is Side.BUY else -self.quantity
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "fill_id": self.fill_id,
             "client_order_id": self.client_order_id,
             "symbol": self.symbol,
@@ -430,6 +547,9 @@ class Fill:
             "liquidity": self.liquidity.value,
             "strategy_id": self.strategy_id,
         }
+        if self.fee_currency is not None:
+            out["fee_currency"] = self.fee_currency
+        return out
 
 
 @dataclass(slots=True)
@@ -476,10 +596,24 @@ class PositionSnapshot:
     last_price: Decimal
     unrealized_pnl: Decimal
     realized_pnl: Decimal
+    margin: Decimal = Decimal(0)  # initial margin the position uses (0 for cash-paid holdings)
+    # Prices, P&L and margin above are in the position's quote currency; ``fx_rate`` converts them to the
+    # account's base currency (1 when the quote is the base).
+    quote_currency: str = ""
+    fx_rate: Decimal = Decimal(1)
 
     @property
     def notional(self) -> Decimal:
         return abs(self.quantity) * self.last_price
+
+    @property
+    def notional_base(self) -> Decimal:
+        return abs(self.quantity) * self.last_price * self.fx_rate
+
+    @property
+    def value_base(self) -> Decimal:
+        """Signed market value in base currency (negative for a short)."""
+        return self.quantity * self.last_price * self.fx_rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,10 +630,44 @@ class AccountState:
     fees: Decimal = Decimal(0)
     peak_equity: Decimal = Decimal(0)
     gross_exposure: Decimal = Decimal(0)
+    # ``currency`` is the base currency every figure above is in (mmats.fx); cash held per currency, the
+    # rate of each currency in base, and the P&L of rate moves on realized P&L held in other currencies.
+    # Empty for a snapshot restored without them.
+    cash_by_currency: dict[str, Decimal] = field(default_factory=dict)
+    fx_rates: dict[str, Decimal] = field(default_factory=dict)
+    fx_pnl: Decimal = Decimal(0)
+    net_exposure: Decimal = Decimal(0)
+
+    def fx_rate(self, currency: str) -> Decimal:
+        """Value of one unit of ``currency`` in the base currency (1 for the base itself)."""
+        if not currency or currency == self.currency:
+            return Decimal(1)
+        rate = self.fx_rates.get(currency)
+        if rate is None:
+            raise ValidationError(f"account in {self.currency} has no rate for {currency}")
+        return rate
 
     @property
     def leverage(self) -> Decimal:
         return self.gross_exposure / self.equity if self.equity > 0 else Decimal(0)
+
+    @property
+    def margin_used(self) -> Decimal:
+        """In base currency (each position's margin is in its quote currency)."""
+        return sum((p.margin * p.fx_rate for p in self.positions), Decimal(0))
+
+    @property
+    def margin_available(self) -> Decimal:
+        """Equity not tied up as margin: what new margined positions may use."""
+        return self.equity - self.margin_used
+
+    @property
+    def margin_utilisation(self) -> Decimal:
+        """Margin used / equity (1 or more: no margin left; an empty or negative account counts as full)."""
+        used = self.margin_used
+        if used == 0:
+            return Decimal(0)
+        return used / self.equity if self.equity > 0 else Decimal(1)
 
     @property
     def drawdown(self) -> Decimal:

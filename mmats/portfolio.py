@@ -1,8 +1,19 @@
-"""The account ledger: cash, positions, realized and unrealized P&L, fees, equity and attribution.
+"""The account ledger: cash per currency, positions, realized and unrealized P&L, fees, equity, attribution.
 
 Everything here is ``Decimal``: fills are rare compared with bars, so exact arithmetic costs little and
-the ledger is the number a report and a reconciliation trust. The invariant the tests hold it to:
-``equity == cash + sum(quantity * last_price)`` and ``equity == initial + realized + unrealized - fees``.
+the ledger is the number a report and a reconciliation trust.
+
+One account, one base currency (``currency``), cash held per currency (``balances``). A fill moves cash
+in its instrument's quote currency and its fee in the currency the venue charged; every account figure
+(equity, P&L, fees, exposure, drawdown) is in base currency, converted with ``mmats.fx.FxRates``.
+Position-level figures (average and last price, a position's own realized P&L and fees) stay in the
+position's quote currency; ``PositionSnapshot.fx_rate`` converts them.
+
+Realized P&L and fees are converted at the rate of the fill that booked them. Realized P&L held in a
+non-base currency changes base value when the rate moves afterwards: that is ``fx_pnl`` (currency
+translation), computed on its own from what was booked, so the tests hold the ledger to two identities:
+``equity == cash + sum(quantity * last_price * rate)`` and
+``equity == initial + realized + unrealized - fees + fx_pnl``.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Context, Decimal, getcontext, localcontext, setcontext
 
 from mmats.errors import ValidationError
+from mmats.fx import FxRates
 from mmats.model import AccountState, Fill, Instrument, Position, PositionSnapshot, dec_str
 from mmats.research.metrics import TradeRecord
 
@@ -19,33 +31,45 @@ from mmats.research.metrics import TradeRecord
 # average entry price is rounded (to 20 decimals), so every P&L identity holds to within 1e-12.
 _LEDGER = Context(prec=60)
 _AVG_QUANTUM = Decimal("1e-20")
+_ONE = Decimal(1)
+_ZERO = Decimal(0)
 
 
 @dataclass(slots=True)
 class _RoundTrip:
-    """Accumulates one position's life from flat to flat, for the trade list."""
+    """Accumulates one position's life from flat to flat, for the trade list (P&L and fees in base)."""
 
     side: str
     entry_ns: int
-    entry_qty: Decimal = Decimal(0)
-    entry_value: Decimal = Decimal(0)
-    exit_qty: Decimal = Decimal(0)
-    exit_value: Decimal = Decimal(0)
-    realized: Decimal = Decimal(0)
-    fees: Decimal = Decimal(0)
+    entry_qty: Decimal = _ZERO
+    entry_value: Decimal = _ZERO
+    exit_qty: Decimal = _ZERO
+    exit_value: Decimal = _ZERO
+    realized: Decimal = _ZERO
+    fees: Decimal = _ZERO
 
 
 class Portfolio:
-    """One account in one currency. Instruments must be registered before their first fill."""
+    """One account with a base currency. Instruments must be registered before their first fill.
 
-    def __init__(self, initial_cash: Decimal, currency: str = "USD") -> None:
+    ``currency`` is the base currency and ``initial_cash`` is held in it. ``fx`` gives the rates of the
+    other currencies (default: only the base, plus the USDT/USDC pegs to USD); a currency it cannot
+    convert is an ``FxError`` naming it, never a silent 1.0.
+    """
+
+    def __init__(self, initial_cash: Decimal, currency: str | None = None, fx: FxRates | None = None) -> None:
         if initial_cash <= 0:
             raise ValidationError(f"initial cash must be > 0, got {initial_cash}")
+        if fx is None:
+            fx = FxRates(currency or "USD")
+        elif currency is not None and currency.upper() != fx.base:
+            raise ValidationError(f"portfolio currency {currency} differs from the rates' base {fx.base}")
+        self.fx = fx
+        self.currency = fx.base
         self.initial_cash = initial_cash
-        self.currency = currency
-        self.cash = initial_cash
-        self.fees = Decimal(0)
-        self.realized_pnl = Decimal(0)
+        self.balances: dict[str, Decimal] = {self.currency: initial_cash}
+        self.fees = _ZERO
+        self.realized_pnl = _ZERO
         self.peak_equity = initial_cash
         self.positions: dict[str, Position] = {}
         self.instruments: dict[str, Instrument] = {}
@@ -55,10 +79,18 @@ class Portfolio:
         self.realized_by_market: dict[str, Decimal] = defaultdict(Decimal)
         self.fees_by_market: dict[str, Decimal] = defaultdict(Decimal)
         self._trips: dict[str, _RoundTrip] = {}
+        # Per non-base currency: realized P&L minus fees booked in it, in that currency and in base at
+        # the booking rates; the difference at today's rate is the currency translation P&L.
+        self._booked: dict[str, list[Decimal]] = {}
 
     def register(self, instrument: Instrument) -> None:
+        """An instrument whose quote currency no rate converts to base is refused here (``FxError``)."""
+        self.fx.require([instrument.quote_currency], f"instrument {instrument.symbol}")
         self.instruments[instrument.symbol] = instrument
         self.positions.setdefault(instrument.symbol, Position(instrument.symbol, instrument.market))
+
+    def quote_currency(self, symbol: str) -> str:
+        return self.instruments[symbol].quote_currency.upper()
 
     # ----------------------------------------------------------------------------------------- fills
 
@@ -71,47 +103,72 @@ class Portfolio:
         finally:
             setcontext(saved)
 
+    def _rate(self, currency: str) -> Decimal:
+        return _ONE if currency == self.currency else self.fx.rate(currency)
+
+    def _book(self, currency: str, amount: Decimal, rate: Decimal) -> None:
+        """Realized P&L (or minus a fee) held in ``currency``, for the translation P&L."""
+        if currency == self.currency:
+            return
+        entry = self._booked.get(currency)
+        if entry is None:
+            entry = self._booked[currency] = [_ZERO, _ZERO]
+        entry[0] += amount
+        entry[1] += amount * rate
+
     def _apply_fill(self, fill: Fill) -> TradeRecord | None:
         pos = self.positions.get(fill.symbol)
         if pos is None:
             raise ValidationError(f"fill for unregistered symbol {fill.symbol!r}")
         market = pos.market.value
+        quote = self.instruments[fill.symbol].quote_currency.upper()
+        fee_ccy = quote if fill.fee_currency is None else fill.fee_currency.upper()
+        # A fill of a currency pair the rates follow is itself a price of that pair.
+        self.fx.on_price(fill.symbol, fill.price)
+        q_rate = self._rate(quote)
+        f_rate = q_rate if fee_ccy == quote else self._rate(fee_ccy)
         signed = fill.signed_quantity
-        self.cash -= signed * fill.price + fill.fee
-        self.fees += fill.fee
-        pos.fees += fill.fee
+        balances = self.balances
+        balances[quote] = balances.get(quote, _ZERO) - signed * fill.price
+        balances[fee_ccy] = balances.get(fee_ccy, _ZERO) - fill.fee
+        fee_base = fill.fee * f_rate
+        self._book(fee_ccy, -fill.fee, f_rate)
+        self.fees += fee_base
+        pos.fees += fill.fee if fee_ccy == quote else fee_base / q_rate
         pos.last_price = fill.price
-        self.fees_by_strategy[fill.strategy_id] += fill.fee
-        self.fees_by_market[market] += fill.fee
+        self.fees_by_strategy[fill.strategy_id] += fee_base
+        self.fees_by_market[market] += fee_base
 
         closed: TradeRecord | None = None
         old = pos.quantity
         if old == 0 or (old > 0) == (signed > 0):
-            self._increase(pos, signed, fill)
+            self._increase(pos, signed, fill, fee_base)
         else:
             closing = min(abs(signed), abs(old))
             pnl = closing * (fill.price - pos.avg_price) * (1 if old > 0 else -1)
+            pnl_base = pnl * q_rate
+            self._book(quote, pnl, q_rate)
             pos.realized_pnl += pnl
-            self.realized_pnl += pnl
-            self.realized_by_strategy[fill.strategy_id] += pnl
-            self.realized_by_market[market] += pnl
+            self.realized_pnl += pnl_base
+            self.realized_by_strategy[fill.strategy_id] += pnl_base
+            self.realized_by_market[market] += pnl_base
             trip = self._trips[fill.symbol]
             share = closing / abs(signed)
             trip.exit_qty += closing
             trip.exit_value += closing * fill.price
-            trip.realized += pnl
-            trip.fees += fill.fee * share
+            trip.realized += pnl_base
+            trip.fees += fee_base * share
             pos.quantity = old + (signed if abs(signed) <= abs(old) else -old)
             if pos.quantity == 0:
                 closed = self._close_trip(fill.symbol, fill.ts_ns)
-                pos.avg_price = Decimal(0)
+                pos.avg_price = _ZERO
             rest = abs(signed) - closing
             if rest > 0:  # flipped through flat: the remainder opens a new position
                 opening = rest if signed > 0 else -rest
-                self._increase(pos, opening, fill, fee_share=Decimal(1) - share)
+                self._increase(pos, opening, fill, fee_base * (_ONE - share))
         return closed
 
-    def _increase(self, pos: Position, signed: Decimal, fill: Fill, fee_share: Decimal = Decimal(1)) -> None:
+    def _increase(self, pos: Position, signed: Decimal, fill: Fill, fee_base: Decimal) -> None:
         new_qty = pos.quantity + signed
         pos.avg_price = ((pos.quantity * pos.avg_price + signed * fill.price) / new_qty).quantize(_AVG_QUANTUM)
         if pos.quantity == 0:
@@ -121,7 +178,7 @@ class Portfolio:
         trip = self._trips[pos.symbol]
         trip.entry_qty += abs(signed)
         trip.entry_value += abs(signed) * fill.price
-        trip.fees += fill.fee * fee_share
+        trip.fees += fee_base
 
     def _close_trip(self, symbol: str, ts_ns: int) -> TradeRecord:
         trip = self._trips.pop(symbol)
@@ -139,10 +196,46 @@ class Portfolio:
         self.trades.append(rec)
         return rec
 
+    def book_funding(self, symbol: str, amount: Decimal, strategy_id: str = "") -> None:
+        """A perpetual swap's funding payment in its quote currency (``amount`` > 0 received, < 0 paid):
+        cash moves, the position does not. It is realized P&L of the position, as venues report it
+        (mmats.margin)."""
+        pos = self.positions[symbol]
+        quote = self.quote_currency(symbol)
+        with localcontext(_LEDGER):
+            rate = self._rate(quote)
+            base = amount * rate
+            self.balances[quote] = self.balances.get(quote, _ZERO) + amount
+            self._book(quote, amount, rate)
+            pos.realized_pnl += amount
+            self.realized_pnl += base
+            self.realized_by_strategy[strategy_id] += base
+            self.realized_by_market[pos.market.value] += base
+
     # ------------------------------------------------------------------------------------ valuation
 
     def mark(self, symbol: str, price: Decimal) -> None:
         self.positions[symbol].last_price = price
+        self.fx.on_price(symbol, price)
+
+    def on_price(self, symbol: str, price: Decimal) -> None:
+        """A feed's price: marks the position if the account trades the symbol, moves a rate if the
+        symbol is a currency pair the rates follow (both, for a traded pair such as USD/JPY)."""
+        pos = self.positions.get(symbol)
+        if pos is not None:
+            pos.last_price = price
+        self.fx.on_price(symbol, price)
+
+    @property
+    def cash(self) -> Decimal:
+        """All cash, every currency converted to base."""
+        with localcontext(_LEDGER):
+            return self._cash()
+
+    def cash_by_currency(self) -> dict[str, Decimal]:
+        """Cash held per currency, in that currency (the base first, then the others by code)."""
+        others = sorted(c for c in self.balances if c != self.currency)
+        return {c: self.balances[c] for c in [self.currency, *others]}
 
     @property
     def unrealized_pnl(self) -> Decimal:
@@ -155,19 +248,46 @@ class Portfolio:
             return self._gross()
 
     @property
+    def net_exposure(self) -> Decimal:
+        with localcontext(_LEDGER):
+            return sum((p.quantity * p.last_price * self._pos_rate(p) for p in self._open()), _ZERO)
+
+    @property
     def equity(self) -> Decimal:
         with localcontext(_LEDGER):
             return self._equity()
 
+    @property
+    def fx_pnl(self) -> Decimal:
+        """Currency translation: the base value now of realized P&L and fees booked in other currencies,
+        minus their base value when booked."""
+        with localcontext(_LEDGER):
+            return sum((amt * self.fx.rate(c) - booked for c, (amt, booked) in self._booked.items()), _ZERO)
+
+    def _open(self) -> list[Position]:
+        return [p for p in self.positions.values() if p.quantity]
+
+    def _pos_rate(self, p: Position) -> Decimal:
+        return self._rate(self.instruments[p.symbol].quote_currency.upper())
+
+    def _cash(self) -> Decimal:
+        base = self.currency
+        total = _ZERO
+        for c, amount in self.balances.items():
+            if c == base:
+                total += amount
+            elif amount:
+                total += amount * self.fx.rate(c)
+        return total
+
     def _unrealized(self) -> Decimal:
-        return sum((p.unrealized_pnl for p in self.positions.values() if p.quantity), Decimal(0))
+        return sum((p.unrealized_pnl * self._pos_rate(p) for p in self._open()), _ZERO)
 
     def _gross(self) -> Decimal:
-        return sum((p.notional for p in self.positions.values() if p.quantity), Decimal(0))
+        return sum((p.notional * self._pos_rate(p) for p in self._open()), _ZERO)
 
     def _equity(self) -> Decimal:
-        return self.cash + sum((p.quantity * p.last_price for p in self.positions.values() if p.quantity),
-                               Decimal(0))
+        return self._cash() + sum((p.quantity * p.last_price * self._pos_rate(p) for p in self._open()), _ZERO)
 
     def update_peak(self) -> Decimal:
         with localcontext(_LEDGER):
@@ -189,29 +309,41 @@ class Portfolio:
 
     def _snapshot(self, ts_ns: int) -> AccountState:
         eq = self._update_peak()
-        positions = tuple(
-            PositionSnapshot(p.symbol, p.market, p.quantity, p.avg_price, p.last_price, p.unrealized_pnl,
-                             p.realized_pnl)
-            for p in self.positions.values()
-            if p.quantity != 0
-        )
+        rates = self.fx.rates()
+        positions = []
+        gross = net = unrealized = _ZERO
+        for p in self._open():
+            inst = self.instruments[p.symbol]
+            quote = inst.quote_currency.upper()
+            rate = _ONE if quote == self.currency else self.fx.rate(quote)
+            pnl = p.unrealized_pnl
+            positions.append(PositionSnapshot(p.symbol, p.market, p.quantity, p.avg_price, p.last_price, pnl,
+                                              p.realized_pnl, inst.margin(p.quantity, p.last_price), quote, rate))
+            value = p.quantity * p.last_price * rate
+            net += value
+            gross += abs(value)
+            unrealized += pnl * rate
         return AccountState(
             ts_ns=ts_ns,
             currency=self.currency,
-            cash=self.cash,
+            cash=self._cash(),
             equity=eq,
-            positions=positions,
+            positions=tuple(positions),
             realized_pnl=self.realized_pnl,
-            unrealized_pnl=self._unrealized(),
+            unrealized_pnl=unrealized,
             fees=self.fees,
             peak_equity=self.peak_equity,
-            gross_exposure=self._gross(),
+            gross_exposure=gross,
+            cash_by_currency=self.cash_by_currency(),
+            fx_rates={c: r for c, r in rates.items() if c != self.currency},
+            fx_pnl=sum((amt * rates[c] - booked for c, (amt, booked) in self._booked.items() if c in rates), _ZERO),
+            net_exposure=net,
         )
 
     def attribution(self) -> dict[str, dict[str, dict[str, str]]]:
-        """Realized P&L and fees per strategy and per market, as strings (exact Decimals)."""
+        """Realized P&L and fees (base currency) per strategy and per market, as exact Decimal strings."""
         def table(realized: dict[str, Decimal], fees: dict[str, Decimal]) -> dict[str, dict[str, str]]:
-            return {k: {"realized_pnl": dec_str(realized.get(k, Decimal(0))), "fees": dec_str(fees.get(k, Decimal(0)))}
+            return {k: {"realized_pnl": dec_str(realized.get(k, _ZERO)), "fees": dec_str(fees.get(k, _ZERO))}
                     for k in sorted(set(realized) | set(fees))}
 
         return {

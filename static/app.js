@@ -231,7 +231,11 @@ function renderStatus(s) {
   if (s.uptime_s !== undefined) $("#uptime").textContent = dur(s.uptime_s);
   const eq = num(s.equity);
   $("#kpi-equity").textContent = money(eq);
-  $("#kpi-cash").textContent = `cash ${money(s.cash)}`;
+  /* Cash in the base currency, then as held per currency when the account holds several (the stream carries them). */
+  const held = s.cash_by_currency || {};
+  const ccys = Object.keys(held);
+  $("#kpi-cash").textContent = `cash ${money(s.cash)}${s.currency ? " " + s.currency : ""}` +
+    (ccys.length > 1 ? ` (${ccys.map((c) => `${money(held[c])} ${c}`).join(", ")})` : "");
   const daily = $("#kpi-daily"); daily.textContent = signed(s.daily_pnl); daily.className = `num ${tone("pnl", s.daily_pnl)}`;
   const total = $("#kpi-total"); total.textContent = signed(s.total_pnl); total.className = `num ${tone("pnl", s.total_pnl)}`;
   const start = eq - num(s.total_pnl);

@@ -8,6 +8,7 @@ it never drifts from the authoritative portfolio.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -20,6 +21,8 @@ from mmats.execution.simulated import (
     SimulatedBroker,
     SlippageModel,
 )
+from mmats.fx import FxRates
+from mmats.margin import FundingPayment, FundingSource, MarginBook
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
 from mmats.orders import transition
 from mmats.portfolio import Portfolio
@@ -46,6 +49,8 @@ class PaperExecution:
         slippage: SlippageModel | None = None,
         commission: CommissionModel | None = None,
         config: ExecutionConfig | None = None,
+        fx: FxRates | None = None,
+        funding: Mapping[str, FundingSource] | None = None,
     ) -> None:
         self.instruments = instruments
         cfg = config or ExecutionConfig()
@@ -53,17 +58,27 @@ class PaperExecution:
             s: SimulatedBroker(i, slippage or NoSlippage(), commission or NoCommission(), cfg)
             for s, i in instruments.items()
         }
-        self.ledger = Portfolio(initial_cash, next(iter(instruments.values())).quote_currency)
+        # ``fx``: the account's rates (shared with the account's portfolio, which keeps them current), so a
+        # mirror of an account holding several currencies values its cash as the account does.
+        currency = None if fx is not None else next(iter(instruments.values())).quote_currency
+        self.ledger = Portfolio(initial_cash, currency, fx=fx)
         for inst in instruments.values():
             self.ledger.register(inst)
+        # Funding, liquidation and forex closeout as the backtest applies them (mmats.margin); funding
+        # payments wait in ``funding_events`` for the router to pass on to the account's portfolio.
+        self.margin = MarginBook(self.ledger, dict(funding or {}), commission or NoCommission())
+        self.margined = frozenset(s for s in instruments if self.margin.watches(s))
+        self.funding_events: list[FundingPayment] = []
+        self.margin_canceled: list[Order] = []
         self.orders: dict[str, Order] = {}
         self.bar_index: dict[str, int] = dict.fromkeys(instruments, -1)
 
-    def restore(self, orders: list[Order], fills: list[Fill]) -> int:
+    def restore(self, orders: list[Order], fills: list[Fill], funding: list[FundingPayment] | None = None) -> int:
         """Rebuild after a restart from the system of record: the ledger from every fill, the registry from
         every order (so a replayed signal stays a duplicate), the brokers from the orders still working."""
         for f in fills:
             self.ledger.apply_fill(f)
+        self.margin.restore_funding(funding or [])
         children: dict[str, list[Order]] = {}
         for o in orders:
             self.orders[o.client_order_id] = o
@@ -82,15 +97,44 @@ class PaperExecution:
             return []
         i = self.bar_index[bar.symbol] + 1
         self.bar_index[bar.symbol] = i
+        ledger = self.ledger
+        if ledger.fx.is_source(bar.symbol):  # a currency pair: its close is a rate (as the portfolio marks it)
+            ledger.fx.on_price(bar.symbol, self.instruments[bar.symbol].round_price(bar.close))
         broker = self.brokers[bar.symbol]
         if not broker.open_orders:
-            return []
-        pos = float(self.ledger.positions[bar.symbol].quantity)
+            return self._margin(bar, []) if bar.symbol in self.margined else []
+        pos = float(ledger.positions[bar.symbol].quantity)
         fills = broker.process_bar(i, bar.ts_ns, bar.open, bar.high, bar.low, bar.close, bar.volume, pos,
-                                   float(self.ledger.cash))
+                                   self.cash_in(bar.symbol))
         for f in fills:
             self.ledger.apply_fill(f)
+        return self._margin(bar, fills) if bar.symbol in self.margined else fills
+
+    def _margin(self, bar: BarUpdate, fills: list[Fill]) -> list[Fill]:
+        """The margin book's step after the bar's fills: a liquidation is a fill like any other (its order
+        registered, the symbol's working orders canceled); funding is kept for the portfolio."""
+        for event in self.margin.on_bar(bar.symbol, bar.ts_ns, bar.open, bar.high, bar.low, bar.close):
+            if isinstance(event, FundingPayment):
+                self.funding_events.append(event)
+                continue
+            self.margin_canceled += self.brokers[bar.symbol].cancel_all(bar.ts_ns)  # no bracket may reopen it
+            self.orders[event.order.client_order_id] = event.order
+            fills = [*fills, event.fill]
         return fills
+
+    def drain_margin(self) -> tuple[list[FundingPayment], list[Order]]:
+        """Funding payments and the orders a liquidation canceled since the last call (for the router)."""
+        out = self.funding_events, self.margin_canceled
+        self.funding_events, self.margin_canceled = [], []
+        return out
+
+    def cash_in(self, symbol: str) -> float:
+        """All the account's cash in ``symbol``'s quote currency: what its cash-only rule may spend."""
+        ledger = self.ledger
+        quote = ledger.quote_currency(symbol)
+        if quote == ledger.currency:
+            return float(ledger.cash)
+        return float(ledger.cash / ledger.fx.rate(quote))
 
     def submit(self, order: Order, children: list[Order], ts_ns: int) -> bool:
         """Accept an order unless its client id is known (idempotency); eligible from the next bar."""
@@ -165,7 +209,7 @@ class PaperExecution:
             i = self.bar_index[symbol]
             broker = self.brokers[symbol]
             broker.submit(order, i - 1, ts_ns)  # eligible at the current bar: no waiting for the next one
-            new = broker.process_bar(i, ts_ns, px, px, px, px, 0.0, float(qty), float(self.ledger.cash))
+            new = broker.process_bar(i, ts_ns, px, px, px, px, 0.0, float(qty), self.cash_in(symbol))
             for f in new:
                 self.ledger.apply_fill(f)
             fills += new
