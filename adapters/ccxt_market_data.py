@@ -39,8 +39,11 @@ class CcxtMarketData(InvalidBarLog):
 
     @classmethod
     def connect(cls, exchange_id: str, *, api_base: str | None = None, timeout_ms: int = 10_000,
-                margin_ms: int = 2_000) -> CcxtMarketData:
-        return cls(make_exchange(exchange_id, api_base=api_base, timeout_ms=timeout_ms), margin_ms=margin_ms)
+                margin_ms: int = 2_000, swaps: bool = False) -> CcxtMarketData:
+        """``swaps``: the exchange's linear perpetual swap markets (BASE/QUOTE:SETTLE) instead of spot."""
+        options = {"defaultType": "future", "defaultSubType": "linear", "fetchMarkets": {"types": ["linear"]}}
+        return cls(make_exchange(exchange_id, api_base=api_base, timeout_ms=timeout_ms,
+                                 options=options if swaps else None), margin_ms=margin_ms)
 
     def subscribe(self, symbols: Sequence[str], timeframe: Timeframe) -> None:
         """Check every symbol and the timeframe at the venue first: a typo fails here, by name."""

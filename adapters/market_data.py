@@ -23,7 +23,9 @@ def open_market_data(spec: Mapping[str, Any]) -> Any:
     if source == "ccxt":
         from adapters.ccxt_market_data import CcxtMarketData
 
-        return CcxtMarketData.connect(str(spec["exchange"]), api_base=spec.get("api_base"), timeout_ms=timeout_ms)
+        swaps = any(":" in str(s) for s in spec.get("symbols") or ())  # BASE/QUOTE:SETTLE: perpetual swaps
+        return CcxtMarketData.connect(str(spec["exchange"]), api_base=spec.get("api_base"), timeout_ms=timeout_ms,
+                                      swaps=swaps)
     if source == "oanda":
         from adapters.oanda_market_data import OandaMarketData
 

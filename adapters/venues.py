@@ -30,6 +30,12 @@ def open_venue(spec: Mapping[str, Any]) -> VenueClient:
     symbols = list(spec["symbols"])
     timeout_s = float(spec.get("timeout_s", 10.0))
     keys = [_secret(spec, n) for n in secret_names(kind, name)]
+    if kind == "ccxt" and spec.get("leverage"):  # perpetual swaps (BASE/QUOTE:SETTLE): adapters.ccxt_swap
+        from adapters.ccxt_swap import CcxtSwapVenue
+
+        return CcxtSwapVenue.connect_swap(str(spec["exchange"]), api_key=keys[0], secret=keys[1],
+                                          environment=environment, symbols=symbols, leverage=spec["leverage"],
+                                          api_base=spec.get("api_base"), timeout_ms=int(timeout_s * 1000), name=name)
     if kind == "ccxt":
         from adapters.ccxt_broker import CcxtVenue
 

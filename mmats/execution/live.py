@@ -45,6 +45,8 @@ from mmats.execution.venue import (
     VenueOrder,
 )
 from mmats.execution.venue_guard import GuardSettings, VenueGuard, fit_to_venue
+from mmats.fx import FxRates
+from mmats.margin import FundingPayment
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType, Side, iso
 from mmats.orders import TRANSITIONS, apply_fill, transition
 from mmats.portfolio import Portfolio
@@ -78,6 +80,7 @@ class VenueState:
     foreign_orders: list[dict[str, Any]] = field(default_factory=list)
     balances: dict[str, str] = field(default_factory=dict)
     reconciled_opens: int = 0  # breaker outages already followed by a full reconciliation
+    funding_since_ns: int = 0  # funding is read from the venue from here on (perpetual swaps)
 
 
 class LiveExecution:
@@ -86,7 +89,7 @@ class LiveExecution:
     def __init__(self, venues: Mapping[str, tuple[VenueClient, Sequence[str]]], instruments: dict[str, Instrument],
                  initial_cash: Decimal, settings: LiveSettings | None = None,
                  guards: Mapping[str, GuardSettings] | None = None,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, fx: FxRates | None = None) -> None:
         self.settings = settings or LiveSettings()
         self.clock = clock
         self.instruments = instruments
@@ -99,7 +102,9 @@ class LiveExecution:
                 if s in self.route:
                     raise ValueError(f"symbol {s} is routed to both {self.route[s]} and {name}")
                 self.route[s] = name
-        self.ledger = Portfolio(initial_cash, next(iter(instruments.values())).quote_currency)
+        # ``fx``: the account's rates (mmats.fx), kept current by the bars (``on_bar``).
+        first_quote = next(iter(instruments.values())).quote_currency
+        self.ledger = Portfolio(initial_cash, None if fx is not None else first_quote, fx=fx)
         for inst in instruments.values():
             self.ledger.register(inst)
         self.orders: dict[str, Order] = {}
@@ -118,14 +123,27 @@ class LiveExecution:
         self._last_full_ns = 0
         self._open_cache: dict[str, tuple[int, bool]] = {}
         self.flatten_report: dict[str, str] = {}  # venue -> "ok" | "failed: ..." of the last HARD
+        # Perpetual swaps' funding as the venues report it (``VenueClient.funding`` where a venue has it):
+        # booked in the mirror ledger once each, and kept for the router to pass to the portfolio.
+        self.funding_events: list[FundingPayment] = []
+        self._funding_seen: set[tuple[str, int, Decimal]] = set()
+        start = self.clock()
+        for v in self.venues.values():
+            v.funding_since_ns = start
 
     # ------------------------------------------------------------------------------------- restore
 
-    def restore(self, orders: list[Order], fills: list[Fill]) -> int:
+    def restore(self, orders: list[Order], fills: list[Fill], funding: list[FundingPayment] | None = None) -> int:
         """After a (router or cluster) restart, from the system of record. An order that was on record but
         not known to be acknowledged may or may not have reached its venue: it becomes UNKNOWN and the
         venue is asked; it is never sent again. Returns the number of orders still working."""
         now = self.clock()
+        for p in funding or ():  # journaled before the restart: booked again, never read back twice
+            self.ledger.book_funding(p.symbol, p.amount, p.strategy_id)
+            self._funding_seen.add((p.symbol, p.ts_ns, p.amount))
+            at = self.venues.get(self.route.get(p.symbol, ""))
+            if at is not None:
+                at.funding_since_ns = min(at.funding_since_ns, p.ts_ns)
         for f in fills:
             self.ledger.apply_fill(f)
             if f.fill_id:
@@ -614,6 +632,7 @@ class LiveExecution:
                 if vo2 is not None:
                     self._apply(order, vo2, venue.name)
                     changed.append(order)
+        self._read_funding(venue)
         venue.balances = {k: str(v) for k, v in g.call(c.balances, retry=False).items()}
         held = {p.symbol: p.quantity for p in g.call(c.positions, retry=False)}
         adjustments: list[Fill] = []
@@ -630,6 +649,25 @@ class LiveExecution:
             del self.suspect[symbol]
             adjustments.append(self._adjust(venue.name, symbol, diff))
         return changed, adjustments
+
+    def _read_funding(self, venue: VenueState) -> None:
+        """New funding payments of a swap venue since the last read (each booked once, by symbol, time and
+        amount); a venue without ``funding`` has none."""
+        read = getattr(venue.client, "funding", None)
+        if read is None:
+            return
+        for p in venue.guard.call(lambda: read(venue.funding_since_ns), retry=False):
+            key = (p.symbol, p.ts_ns, p.amount)
+            if key in self._funding_seen or p.symbol not in self.ledger.positions:
+                continue
+            self._funding_seen.add(key)
+            self.ledger.book_funding(p.symbol, p.amount, p.strategy_id)
+            self.funding_events.append(p)
+
+    def drain_margin(self) -> tuple[list[FundingPayment], list[Order]]:
+        """Funding read from the venues since the last call (the paper venue's interface: nothing canceled)."""
+        out, self.funding_events = self.funding_events, []
+        return out, []
 
     def _adjust(self, venue: str, symbol: str, diff: Decimal) -> Fill:
         price = self.last_prices.get(symbol) or self.ledger.positions[symbol].last_price or Decimal(0)
@@ -648,6 +686,9 @@ class LiveExecution:
     def on_bar(self, bar: Any) -> list[Fill]:
         """Bars only mark prices here: live fills come from the venues (``poll``)."""
         self.last_prices[bar.symbol] = Decimal(repr(bar.close))
+        inst = self.instruments.get(bar.symbol)
+        if inst is not None and self.ledger.fx.is_source(bar.symbol):
+            self.ledger.fx.on_price(bar.symbol, inst.round_price(bar.close))
         return []
 
     def holds(self, client_order_id: str) -> bool:

@@ -175,7 +175,8 @@ def parse_bps(text: str, what: str) -> float:
 class ExecutionConfig:
     """``max_volume_share``: cap a fill at this share of the bar's volume (None = off; ignored on bars with
     zero volume, such as forex). ``cash_only``: buys that add long exposure are cut to what cash pays for,
-    fees included (spot crypto, a stock cash account); off for margin accounts."""
+    fees included (spot crypto, a stock cash account); off for margin accounts, and never applied to an
+    instrument with leverage above 1 (its buys are checked against free margin before they are sent)."""
 
     max_volume_share: float | None = None
     volume_in_quote: bool = False
@@ -358,7 +359,9 @@ class SimulatedBroker:
             price = price * (1 + slip) if order.side is Side.BUY else price * (1 - slip)
         fill_price = self.instrument.round_price(price)
         short_of_cash = False
-        if order.side is Side.BUY and self.config.cash_only and position >= 0 and not order.reduce_only:
+        # A leveraged instrument is bought on margin, which the gatekeeper checks before the order is sent.
+        if (order.side is Side.BUY and self.config.cash_only and position >= 0 and not order.reduce_only
+                and self.instrument.leverage <= 1.0):
             affordable = self._affordable(cash, float(fill_price), liquidity)
             short_of_cash = affordable < qty
             qty = min(qty, affordable)
