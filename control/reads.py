@@ -195,6 +195,11 @@ class SystemReads(HistoryLink):
         return [d for d in rows if (not status or d.get("status") == status.upper())
                 and (not strategy or d.get("strategy_id") == strategy)]
 
+    async def allocation(self) -> dict[str, Any]:
+        """Capital between strategies: method, weights, each strategy's sizing share, the schedule and the
+        recent rebalances (the risk gatekeeper applies them; docs/configuration.md, "Allocation")."""
+        return dict(await self.call((await self.handles())["gatekeeper"].allocation_status.remote()))
+
     async def pnl(self) -> dict[str, Any]:
         pf = (await self.handles())["portfolio"]
         return pnl_view(*await self.gather(pf.status.remote(), pf.strategy_stats.remote()))

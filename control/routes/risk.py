@@ -1,4 +1,5 @@
-"""Signals with their risk decisions, limits and their utilisation, alerts, P&L and the equity curve."""
+"""Signals with their risk decisions, limits and their utilisation, alerts, P&L, the equity curve and the
+capital allocation between strategies."""
 
 import json
 from datetime import UTC, datetime
@@ -8,7 +9,17 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from control.routes.deps import API, READ, Client, Limit, Offset, download, page
-from control.schemas import AlertOut, DecisionOut, EquityOut, LimitsOut, Page, PnlOut, SignalOut, UtilizationOut
+from control.schemas import (
+    AlertOut,
+    AllocationOut,
+    DecisionOut,
+    EquityOut,
+    LimitsOut,
+    Page,
+    PnlOut,
+    SignalOut,
+    UtilizationOut,
+)
 from control.views import signals_csv
 
 router = APIRouter(prefix=API, dependencies=READ)
@@ -71,3 +82,9 @@ async def pnl(client: Client) -> dict[str, Any]:
             summary="Equity and drawdown series (bar time), down-sampled to at most `points`")
 async def equity(client: Client, points: Annotated[int, Query(ge=2, le=5000)] = 1000) -> dict[str, Any]:
     return await client.equity(points)
+
+
+@router.get("/allocation", response_model=AllocationOut, tags=["pnl"],
+            summary="Capital between strategies: weights, sizing shares, schedule, recent rebalances")
+async def allocation(client: Client) -> dict[str, Any]:
+    return await client.allocation()

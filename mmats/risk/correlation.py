@@ -58,6 +58,10 @@ class CorrelationTracker:
             if prev is not None and prev > 0:
                 self.update_return(symbol, math.log(price / prev))
 
+    def observations(self) -> dict[str, int]:
+        """Returns held per symbol (at most ``window``)."""
+        return {s: len(r) for s, r in self._returns.items()}
+
     def refresh(self) -> int:
         """Recompute if new returns arrived; the version tells callers when cached sums went stale."""
         if self._dirty:

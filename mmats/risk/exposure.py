@@ -67,6 +67,8 @@ class Exposure:
             new[key] = e
             q = e[2]
             s = e[3]
+            if p.fx_rate != 1:  # quoted in another currency than the account's base (mmats.fx)
+                s *= float(p.fx_rate)
             a = s if s >= 0.0 else -s
             gross += a
             net += s

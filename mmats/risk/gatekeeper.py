@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from mmats.model import AccountState, Environment, Instrument, MarketType, Side, TradeSignal
+from mmats.model import AccountState, Environment, Fill, Instrument, MarketType, Side, TradeSignal
 from mmats.risk.aggregation import AggregatedSignal, aggregate
 from mmats.risk.correlation import CorrelationTracker
 from mmats.risk.decision import DecisionStatus, OrderIntent, RiskDecision, RiskReason
 from mmats.risk.exposure import Exposure, FloatMemo, base_asset
+from mmats.risk.inputs import InputNeeds, RiskInputs, TradeTracker
 from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransition, KillTrigger, flatten_plan
-from mmats.risk.limits import EffectiveRisk, RiskConfig, parse_risk_config
+from mmats.risk.limits import EffectiveRisk, RiskConfig, VolatilityTargetSpec, parse_risk_config
 from mmats.risk.monitor import KillSwitchMonitor
 from mmats.risk.rules import OrderRateAnomaly, RiskState, Rule, RuleContext, Throttle, build_rules, no_new_exposure
 from mmats.risk.sessions import Session
@@ -76,6 +77,9 @@ class RiskGatekeeper:
         self.observe_equity = observe_equity
         self.rejections: list[RiskDecision] = []
         self.trade_stats: dict[str, TradeStats] = {}
+        # Bars (ATR, returns) and closed trades (Kelly) for the settings that read them: docs/risk.md.
+        self.inputs = RiskInputs(InputNeeds.of(self.effective), self.correlation, self.trade_stats)
+        self.trades = TradeTracker() if self.inputs.needs.trades else None
         self._ctx = RuleContext(self.state)
         self._rulesets: dict[tuple[str, MarketType, str], RuleSet] = {}
         self._sessions: dict[MarketType, Session] = {}
@@ -102,6 +106,9 @@ class RiskGatekeeper:
         qty_d = intent.quantity
         price_d = intent.price
         price = float(price_d)  # NaN fails the test below, infinities are excluded explicitly
+        quote = intent.instrument.quote_currency
+        if quote != account.currency and account.fx_rates:  # value of one unit in base currency (mmats.fx)
+            price *= float(account.fx_rate(quote))
         qty = float(qty_d)
         if not (0.0 < qty < _INF and 0.0 < price < _INF):
             return RiskDecision(DecisionStatus.REJECTED, intent, _ZERO, (RiskReason(
@@ -193,7 +200,10 @@ class RiskGatekeeper:
                       reasons: list[RiskReason]) -> float:
         sig = intent.signal
         stop = intent.extra.get("stop_loss", sig.stop_loss if sig is not None else None)
-        notional, note = target_notional(spec, ctx.equity, ctx.price, stop_loss=stop, atr=intent.extra.get("atr"),
+        atr = intent.extra.get("atr")
+        if atr is None and isinstance(spec, VolatilityTargetSpec):
+            atr = self.inputs.atr(ctx.symbol, spec.atr_period, intent.ts_ns)
+        notional, note = target_notional(spec, ctx.equity, ctx.price, stop_loss=stop, atr=atr,
                                          stats=self.trade_stats.get(intent.strategy_id))
         cap = no_new_exposure(ctx) + notional / ctx.price
         if cap < allowed:
@@ -310,11 +320,40 @@ class RiskGatekeeper:
                 self.correlation.update_price(symbol, price)
 
     def record_trade(self, strategy_id: str, pnl: float) -> None:
-        """A closed trade's P&L, for fractional Kelly sizing."""
+        """A closed trade's result, for fractional Kelly sizing (the feeds below pass its return)."""
         stats = self.trade_stats.get(strategy_id)
         if stats is None:
             stats = self.trade_stats[strategy_id] = TradeStats()
         stats.record(pnl)
+
+    @property
+    def needs(self) -> InputNeeds:
+        """What the config reads from bars and fills; callers skip feeding what is not needed."""
+        return self.inputs.needs
+
+    def on_bar(self, symbol: str, ts_ns: int, high: float, low: float, close: float) -> None:
+        """Every closed bar of every symbol: the ATR of volatility sizing and the correlation returns."""
+        self.inputs.on_bar(symbol, ts_ns, high, low, close)
+
+    def on_bars(self, bars: Iterable[tuple[str, int, float, float, float, float, float]]) -> None:
+        """Bar tuples ``(symbol, ts_ns, open, high, low, close, volume)``, as the feed actors send them."""
+        self.inputs.on_bars(bars)
+
+    def on_fill(self, fill: Fill) -> None:
+        """Every booked fill, when the gatekeeper runs in the same process as the ledger (backtests):
+        the strategies' closed round trips reach Kelly sizing."""
+        if self.trades is not None:
+            self.on_closed_trades(self.trades.on_fill(fill))
+
+    def on_closed_trades(self, closed: Iterable[tuple[str, float]]) -> None:
+        """(strategy, return on entry notional) of closed round trips, from a ``TradeTracker`` elsewhere."""
+        for strategy_id, ret in closed:
+            self.inputs.on_closed_trade(strategy_id, ret)
+
+    @property
+    def aggregating(self) -> bool:
+        """Whether signals pass through an aggregation mode before evaluation (INDEPENDENT does not)."""
+        return self.effective.levels.aggregation.mode != "INDEPENDENT"
 
     def drain_rejections(self) -> list[RiskDecision]:
         """Rejections since the last call, for the caller to pass to each strategy's ``on_order_rejected``."""
@@ -338,11 +377,15 @@ class RiskGatekeeper:
 
     def counters(self) -> dict[str, Any]:
         """Everything the rules count over time (throttles, order rate, loss references) as plain JSON."""
-        return {"monitor": self.monitor.counters(), "rules": self.state.counters()}
+        return {"monitor": self.monitor.counters(), "rules": self.state.counters(),
+                "trades": {sid: [t.wins, t.losses, t.gross_win, t.gross_loss] for sid, t in self.trade_stats.items()}}
 
     def restore_counters(self, saved: dict[str, Any]) -> None:
         self.monitor.restore_counters(saved.get("monitor") or {})
         self.state.restore_counters(saved.get("rules") or {})
+        for sid, (wins, losses, gross_win, gross_loss) in (saved.get("trades") or {}).items():
+            t = self.trade_stats[sid] = TradeStats()
+            t.wins, t.losses, t.gross_win, t.gross_loss = int(wins), int(losses), float(gross_win), float(gross_loss)
 
     def utilization(self, account: AccountState | None) -> Utilization:
         """How much of each configured limit ``account`` uses, measured as the rules measure it (the

@@ -54,6 +54,7 @@ class Limits(_Strict):
     max_gross_exposure: PositiveFloat | None = None
     max_net_exposure_pct: Pct | None = None
     max_cluster_pct: Pct | None = None
+    max_margin_utilisation: Fraction | None = None
     min_confidence: Annotated[float, Field(ge=0, le=1)] | None = None
     max_signals: Annotated[int, Field(ge=1)] | None = None
     signal_window_s: PositiveFloat | None = None
@@ -193,6 +194,7 @@ class VolatilityTargetSpec(_SizingBase):
     method: Literal["volatility_target"]
     risk_fraction: Fraction = 0.01
     atr_multiple: PositiveFloat = 2.0
+    atr_period: Annotated[int, Field(ge=1, le=10_000)] = 14
 
 
 class RiskPerTradeSpec(_SizingBase):

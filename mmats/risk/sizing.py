@@ -50,8 +50,12 @@ class TradeStats:
 
     @property
     def payoff(self) -> float:
-        if not self.wins or not self.losses:
+        """Average win / average loss; a record with wins and no loss has an unbounded payoff (Kelly's
+        f* is then the win rate, i.e. 1, before ``kelly_fraction`` and ``cap``), one without wins none."""
+        if not self.wins:
             return 0.0
+        if not self.losses:
+            return math.inf
         return (self.gross_win / self.wins) / (self.gross_loss / self.losses)
 
 
@@ -96,7 +100,7 @@ def target_notional(
         notional = f * equity
     elif isinstance(spec, VolatilityTargetSpec):
         if atr is None or not (atr > 0 and math.isfinite(atr)):
-            return 0.0, "no ATR in intent.extra['atr']"
+            return 0.0, "no ATR yet (fewer bars than atr_period seen)"
         notional = spec.risk_fraction * equity / (atr * spec.atr_multiple) * price
         note = ""
     else:

@@ -108,6 +108,8 @@ def measure(account: AccountState | None, effective: EffectiveRisk, *, peak_equi
     out.add("max_gross_exposure", "account", "global", glob.max_gross_exposure, gross)
     out.add("max_net_exposure_pct", "account", "global", glob.max_net_exposure_pct, abs(net) / per_equity)
     out.add("max_drawdown_pct", "account", "global", glob.max_drawdown_pct, drawdown)
+    out.add("max_margin_utilisation", "account", "global", glob.max_margin_utilisation,
+            float(account.margin_used) / per_equity if account is not None else 0.0)
     out.add("max_daily_loss", "account", "global", glob.max_daily_loss, daily_loss)
     out.add("max_daily_loss_pct", "account", "global", glob.max_daily_loss_pct, daily_loss / loss_base)
     for market, notional in sorted(markets.items(), key=lambda kv: kv[0].value):

@@ -27,7 +27,7 @@ from mmats.risk.killswitch import KillSwitchState, KillTrigger
 WED = datetime_to_ns(datetime(2024, 3, 6, 15, 0, tzinfo=UTC))  # Wednesday, US session open
 SAT = datetime_to_ns(datetime(2024, 3, 9, 15, 0, tzinfo=UTC))
 MARKETS = {"BTC/USDT": MarketType.CRYPTO, "ETH/USDT": MarketType.CRYPTO, "AAPL": MarketType.STOCK,
-           "EUR/USD": MarketType.FOREX}
+           "EUR/USD": MarketType.FOREX, "BTC/USDT:USDT": MarketType.CRYPTO}
 
 
 def account(positions: Mapping[str, tuple[str, str]] | None = None, equity: str = "10000", ts: int = WED,
@@ -113,10 +113,11 @@ def test_loss_limits_and_correlation_cluster() -> None:
 def test_reducing_orders_pass_exposure_rules() -> None:
     gk = RiskGatekeeper({"global": {"max_leverage": 0.1, "max_position_pct": 0.01, "min_confidence": 0.9,
                                     "max_open_positions": 0}}, "LIVE")
-    a = account({"BTC/USDT": ("50", "100")})
-    d = gk.evaluate(intent(side=Side.SELL, qty="20", confidence=0.1), a)
+    perp = "BTC/USDT:USDT"  # a perpetual swap: a spot coin could not be sold through flat (ShortSelling)
+    a = account({perp: ("50", "100")})
+    d = gk.evaluate(intent(perp, side=Side.SELL, qty="20", confidence=0.1), a)
     assert d.status is DecisionStatus.APPROVED and d.quantity == 20
-    flip = gk.evaluate(intent(side=Side.SELL, qty="80"), a)  # closes 50, then a short capped at 1 % of equity
+    flip = gk.evaluate(intent(perp, side=Side.SELL, qty="80"), a)  # closes 50, then a short capped at 1 % of equity
     assert flip.status is DecisionStatus.RESIZED and flip.quantity == 51 and rules(flip) == ["MaxPositionSize"]
 
 

@@ -22,20 +22,22 @@ from mmats.risk.rules.exposure import (
 )
 from mmats.risk.rules.flow import MinConfidence, OrderRateAnomaly, SignalConstraints, Throttle, TimeOfDay
 from mmats.risk.rules.loss import MaxDrawdown, PeriodLoss
+from mmats.risk.rules.margin import MarginRequirement, MaxMarginUtilisation, ShortSelling
 from mmats.risk.sessions import Session
 
 __all__ = [
-    "PASS", "RULE_ORDER", "CorrelationCluster", "MaxAssetConcentration", "MaxDrawdown", "MaxExposure",
-    "MaxExposurePerMarket", "MaxLeverage", "MaxOpenPositions", "MaxOrderNotional", "MaxPositionSize",
-    "MinConfidence", "OrderRateAnomaly", "PeriodLoss", "RiskState", "Rule", "RuleContext", "SignalConstraints",
-    "Throttle", "TimeOfDay", "Verdict", "build_rules", "cap_abs", "no_new_exposure",
+    "PASS", "RULE_ORDER", "CorrelationCluster", "MarginRequirement", "MaxAssetConcentration", "MaxDrawdown",
+    "MaxExposure", "MaxExposurePerMarket", "MaxLeverage", "MaxMarginUtilisation", "MaxOpenPositions",
+    "MaxOrderNotional", "MaxPositionSize", "MinConfidence", "OrderRateAnomaly", "PeriodLoss", "RiskState",
+    "Rule", "RuleContext", "ShortSelling", "SignalConstraints", "Throttle", "TimeOfDay", "Verdict",
+    "build_rules", "cap_abs", "no_new_exposure",
 ]
 
 RULE_ORDER = (
     "TimeOfDay", "MinConfidence", "Throttle", "OrderRateAnomaly", "MaxDrawdown", "DailyLossLimit",
     "WeeklyLossLimit", "MonthlyLossLimit", "SignalConstraints", "MaxOrderNotional", "MaxOpenPositions",
     "MaxPositionSize", "MaxAssetConcentration", "CorrelationCluster", "MaxExposurePerMarket", "MaxExposure",
-    "MaxLeverage",
+    "MaxLeverage", "ShortSelling", "MarginRequirement", "MaxMarginUtilisation",
 )
 
 
@@ -84,4 +86,9 @@ def build_rules(
         rules.append(MaxExposure(v.get("max_gross_exposure"), v.get("max_net_exposure_pct")))
     if "max_leverage" in v:
         rules.append(MaxLeverage(v["max_leverage"]))
+    # The instrument's own terms (mmats.risk.rules.margin): always, whatever the config says.
+    rules.append(ShortSelling())
+    rules.append(MarginRequirement())
+    if "max_margin_utilisation" in v:
+        rules.append(MaxMarginUtilisation(v["max_margin_utilisation"]))
     return tuple(rules)
