@@ -52,9 +52,11 @@ class SystemClient(SystemReads):
         import ray
 
         if not ray.is_initialized():
+            from control.cluster_address import recorded
+
             try:
-                ray.init(address=address or "auto", namespace=namespace, logging_level=logging.ERROR,
-                         log_to_driver=False)
+                ray.init(address=address or recorded(namespace) or "auto", namespace=namespace,
+                         logging_level=logging.ERROR, log_to_driver=False)
             except (ConnectionError, RuntimeError) as exc:
                 raise Unavailable(f"no running MMATS cluster found ({exc}); start one with `mmats up`") from None
         client = cls(supervisor, namespace, LogBuffer(echo=False))
@@ -300,7 +302,7 @@ class SystemClient(SystemReads):
         import numpy as np
 
         from mmats.engine.bar_aggregation import BarAggregator
-        from mmats.indicators import compute_batch, parse_spec
+        from mmats.indicators import align_benchmark, compute_batch, parse_spec
         from mmats.model import Timeframe
 
         on_price = {"SMA", "EMA", "WMA", "BBANDS", "DONCHIAN"}
@@ -333,7 +335,18 @@ class SystemClient(SystemReads):
                 src, known = [x for x, _ in done], [k for _, k in done]
             if not src:
                 continue
-            values = compute_batch(specs, *(np.asarray([b[i] for b in src], dtype=np.float64) for i in range(2, 7)))
+            # benchmarks (RS_20@SPY): their bars from the same feed, aligned as the host does
+            aligned: dict[str, Any] = {}
+            for bench in sorted({x.benchmark for x in specs if x.benchmark is not None}):
+                b_rows = await self.call(feed.get_history.remote([bench], need))
+                b_src, b_known = b_rows, [b[1] for b in b_rows]
+                if row["timeframe"]:
+                    b_agg = BarAggregator(row["timeframe"])
+                    b_done = [bin_ for b in b_rows for bin_ in b_agg.update(tuple(b))]  # type: ignore[arg-type]
+                    b_src, b_known = [x for x, _ in b_done], [k for _, k in b_done]
+                aligned[bench] = align_benchmark(known, b_known, [b[5] for b in b_src])
+            values = compute_batch(specs, *(np.asarray([b[i] for b in src], dtype=np.float64) for i in range(2, 7)),
+                                   benchmarks=aligned)
             for spec in specs:
                 for name in spec.outputs:
                     if name == spec.text and len(spec.outputs) > 1 and spec.kind in ("BBANDS", "DONCHIAN"):

@@ -305,6 +305,34 @@ def test_cli_status_without_venues_prints_no_table(cli: System, capsys: pytest.C
     assert "venues" not in capsys.readouterr().out
 
 
+ALLOCATION = {"method": "inverse_vol", "weights": {"s1": 0.25, "s2": 0.75}, "allocation": {"s1": 0.5, "s2": 0.75},
+              "total": 1.0, "rebalance_every": "1d", "lookback": "30d", "next_due": "2024-01-03T00:00:00Z",
+              "last_rebalance": "2024-01-02T00:00:00Z", "rebalances": 2, "changes": 1,
+              "history": [{"time": "2024-01-02T00:00:00Z", "method": "inverse_vol", "reason": "scheduled every 1d",
+                           "previous": {"s1": 0.5, "s2": 0.5}, "weights": {"s1": 0.25, "s2": 0.75},
+                           "detail": {"s1": {"samples": 24, "volatility": 0.02}}}]}
+
+
+def test_allocation_over_http_and_in_cli_status(cli: System, http: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from mmats_cli.main import main
+
+    cli.gatekeeper.methods["allocation_status"] = lambda: ALLOCATION
+    body = http.get("/api/v1/allocation").json()
+    assert body["method"] == "inverse_vol" and body["weights"] == {"s1": 0.25, "s2": 0.75}
+    assert body["history"][0]["previous"] == {"s1": 0.5, "s2": 0.5} and body["next_due"] == "2024-01-03T00:00:00Z"
+    status = cli.supervisor.methods["status"]
+    cli.supervisor.methods["status"] = lambda: {**status(), "allocation": ALLOCATION}
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "allocation: inverse_vol, every 1d over 30d, next 2024-01-03T00:00:00Z, 1 change(s) in 2 rebalance(s)" in out
+    rows = out[out.index("allocation:"):].splitlines()
+    assert re.split(r"\s{2,}", rows[2].strip()) == ["s1", "0.2500", "0.5000"]
+    assert "last change 2024-01-02T00:00:00Z: scheduled every 1d" in out
+    cli.supervisor.methods["status"] = lambda: {**status(), "allocation": {"method": None, "weights": {}}}
+    assert main(["status"]) == 0
+    assert "allocation" not in capsys.readouterr().out
+
+
 def test_up_dry_run_is_a_config_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--dry-run passes dry_run: true to the config, which the kernel accepts only for LIVE."""
     from mmats_cli.main import build_parser, main
