@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from mmats.errors import ConfigError
+from mmats.registry import BUILTIN
 
 
 def kv(text: str) -> tuple[str, str]:
@@ -21,8 +22,8 @@ def kv(text: str) -> tuple[str, str]:
 
 def add_backtest_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to run")
-    g.add_argument("--strategy", help="built-in name (sma_cross, rsi_reversion, donchian_breakout) "
-                   "or path/to/file.py:ClassName")
+    g.add_argument("--strategy", help=f"built-in name ({', '.join(sorted(BUILTIN))}) "
+                   "or path/to/file.py:ClassName (mmats strategies lists them with their parameters)")
     g.add_argument("--param", action="append", type=kv, default=[], metavar="NAME=VALUE",
                    help="strategy parameter, repeatable: --param fast=10 --param slow=30")
     g.add_argument("--config", metavar="FILE", help="YAML/JSON run config; flags given here override it")
@@ -36,8 +37,12 @@ def add_backtest_args(p: argparse.ArgumentParser) -> None:
                    help="resample to this timeframe before running (default: the data's own)")
     d.add_argument("--start", help="first bar to use, inclusive (e.g. 2022-01-05)")
     d.add_argument("--end", help="last bar to use, exclusive")
+    d.add_argument("--benchmark-data", metavar="PATH",
+                   help="bar file of the benchmark symbol RS_n@SYMBOL indicators compare with (symbol from the "
+                        "file name, e.g. stock_SPY_1d -> SPY)")
     c = p.add_argument_group("account and costs")
-    c.add_argument("--cash", type=float, help="initial cash in quote currency (default 10000)")
+    c.add_argument("--cash", type=float, help="initial cash in the base currency (default 10000)")
+    c.add_argument("--base-currency", help="the currency results are in (default USD; docs/configuration.md)")
     c.add_argument("--allocation", type=float, help="share of equity a position_size of 1.0 means (default 1.0)")
     c.add_argument("--fees", help="taker fee, e.g. 10bps or 0.1%% (percent commission model)")
     c.add_argument("--maker-fees", help="maker fee for limit fills (default: same as --fees)")
@@ -91,7 +96,8 @@ def build_run_config(args: argparse.Namespace) -> dict[str, Any]:
     raw["params"] = params
     for flag, key in (("data", "data"), ("symbol", "symbol"), ("market", "market"), ("timeframe", "timeframe"),
                       ("start", "start"), ("end", "end"), ("cash", "initial_cash"), ("allocation", "allocation"),
-                      ("max_volume_share", "max_volume_share")):
+                      ("max_volume_share", "max_volume_share"), ("base_currency", "base_currency"),
+                      ("benchmark_data", "benchmark_data")):
         val = getattr(args, flag)
         if val is not None:
             raw[key] = val

@@ -26,6 +26,9 @@ examples:
   mmats backtest --strategy rsi_reversion --data stock_SPY_1d.parquet --commission per_share
   mmats backtest --strategy my_strats.py:MyStrategy --timeframe 1h --start 2022-01-05 --end 2022-01-20
   mmats backtest --strategy sma_cross            # no --data: deterministic generated bars
+  mmats backtest --config system.yaml --json out/pf.json --report out/pf.html
+                                                 # the file `mmats up` takes: every feed, strategy and the
+                                                 # gatekeeper over history in one account (--start/--end/--cash)
 
 costs: --fees and --slippage take '10bps', '0.1%' or a plain number of bps.
 fills: market orders fill at the NEXT bar's open; limit/stop orders when touched (at the open if the
@@ -47,9 +50,14 @@ def _progress(total: int, quiet: bool, desc: str) -> tuple[Any, Any]:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from mmats.registry import load_strategy_class
     from mmats.research.runconfig import load_run_data, parse_config, run_backtest
+    from mmats_cli.portfolio_cli import cmd_portfolio_backtest, is_system_config_file
 
+    if is_system_config_file(args.config):  # the file `mmats up` takes: every feed and strategy at once
+        return cmd_portfolio_backtest(args)
     cfg = parse_config(build_run_config(args))
+    load_strategy_class(cfg.strategy)  # a strategy file that does not load fails before any work starts
     loaded = load_run_data(cfg)
     journal = None
     if args.audit:

@@ -38,6 +38,10 @@ grid syntax: NAME=START:STOP[:STEP] (inclusive; floats allowed: 0.1:0.5:0.1) or 
   plain names are strategy parameters (fast, slow); dotted names and allocation, initial_cash,
   max_volume_share address the backtest config (commission.taker_bps, slippage.bps,
   risk.max_position_pct ...). Fixed strategy parameters: --param NAME=VALUE.
+system config (--config system.yaml, the file `mmats up` takes): the whole portfolio runs per point;
+  STRATEGY_ID.NAME sets one strategy's parameter (trend.fast=5,10), STRATEGY_ID.allocation its share,
+  and costs.*, risk.*, allocation.*, initial_cash the config's sections:
+  mmats sweep --config system.yaml --grid trend.fast=5,10 --grid revert.allocation=0.2,0.4
 metrics: total_return cagr sharpe sortino max_drawdown avg_drawdown win_rate profit_factor num_trades
   avg_trade_duration_s best_trade worst_trade; higher ranks first (drawdowns are negative, so the
   shallowest ranks first); prefix with '-' to rank lowest first.
@@ -172,6 +176,10 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], Any, list[Any]]:
         raise ConfigError(f"--batch must be >= 1, got {args.batch}")
     if args.num_cpus is not None and args.num_cpus < 1:
         raise ConfigError(f"--num-cpus must be >= 1, got {args.num_cpus}")
+    from mmats_cli.portfolio_cli import is_system_config_file
+
+    if is_system_config_file(args.config):  # the file `mmats up` takes: a sweep of the whole portfolio
+        return _prepare_portfolio(args)
     axes = parse_grid(args.grid)
     if not axes:
         raise ConfigError("give at least one --grid NAME=SPEC (e.g. --grid fast=5:50:5 --grid slow=20:200:20)")
@@ -186,6 +194,33 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], Any, list[Any]]:
     return base, loaded, [axes, param_sets]
 
 
+def _prepare_portfolio(args: argparse.Namespace) -> tuple[dict[str, Any], Any, list[Any]]:
+    """A system config's sweep: grid keys name a strategy (``trend.fast``) or a config section."""
+    from mmats.research.experiments import expand_grid, parse_grid, sample_random
+    from mmats.research.portfolio_runs import strategy_ids
+    from mmats_cli import portfolio_cli
+
+    portfolio_cli.refuse_run_flags(args, f"mmats {args.command}")
+    if not args.quiet:
+        print(f"loading the feeds' bars ({args.config}) ...", file=sys.stderr)
+    cfg, data = portfolio_cli.load(args)
+    base = cfg.model_dump(mode="json")
+    axes = parse_grid(args.grid, strategy_ids(base))
+    if not axes:
+        ids = strategy_ids(base)
+        raise ConfigError(f"give at least one --grid NAME=SPEC naming a strategy's parameter (e.g. --grid "
+                          f"{ids[0]}.fast=5,10) or a config section (costs.commission.taker_bps=5,10)")
+    param_sets = sample_random(axes, args.random, args.seed) if args.random is not None else expand_grid(axes)
+    return base, data, [axes, param_sets]
+
+
+def _title(base: Mapping[str, Any]) -> str:
+    """What a research document ran: the strategy, or the portfolio's strategies."""
+    if base.get("strategy"):
+        return str(base["strategy"])
+    return "portfolio: " + ", ".join(str(s.get("id")) for s in base.get("strategies") or [])
+
+
 def _results_path(args: argparse.Namespace) -> str | None:
     if args.results:
         return str(args.results)
@@ -197,8 +232,13 @@ def _results_path(args: argparse.Namespace) -> str | None:
 
 
 def _data_facts(loaded: Any) -> dict[str, Any]:
+    from mmats.engine.portfolio_backtest import PortfolioData
     from mmats.model import iso
 
+    if isinstance(loaded, PortfolioData):
+        tl = loaded.timeline
+        return {**loaded.resolved, "bars": sum(len(a) for a in loaded.series.values()), "timestamps": len(tl),
+                "first_bar": iso(int(tl[0])), "last_bar": iso(int(tl[-1]))}
     arrays, _, _, resolved = loaded
     return {**resolved, "bars": len(arrays), "first_bar": iso(int(arrays.ts_ns[0])),
             "last_bar": iso(int(arrays.ts_ns[-1]))}
@@ -233,8 +273,7 @@ def _fmt(metric: str, v: Any) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from actors.research import run_sweep
-    from mmats.research.experiments import parse_metric, plan_runs, rank_records
-    from mmats.research.runconfig import run_backtest
+    from mmats.research.experiments import parse_metric, plan_runs, rank_records, run_spec
 
     base, loaded, (axes, param_sets) = _prepare(args)
     metric, _ = parse_metric(args.metric)
@@ -255,7 +294,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if ranked:
         spec = plan_runs(base, [ranked[0]["params"]], outcome.data_id)[0]
         if spec.config is not None:
-            result = run_backtest(spec.config, bars=loaded)
+            result = run_spec(spec, loaded)
             every = max(args.equity_every, len(loaded.bars) // 20_000)
             full = result.to_dict(every)
             best = {"key": spec.key, "params": ranked[0]["params"], "metrics": full["metrics"],
@@ -264,7 +303,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     doc = {
         "kind": "sweep",
         "mmats_sweep_version": 1,
-        "strategy": base["strategy"],
+        "strategy": _title(base),
         "base_config": base,
         "data": {**_data_facts(loaded), "fingerprint": outcome.data_id},
         "search": {"method": "random" if args.random is not None else "grid", "seed": args.seed
@@ -330,7 +369,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     doc = {
         "kind": "walkforward",
         "mmats_walkforward_version": 1,
-        "strategy": base["strategy"],
+        "strategy": _title(base),
         "base_config": base,
         "data": _data_facts(loaded),
         "train_fraction": args.train,

@@ -91,10 +91,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     ray.init(address=args.address, namespace="mmats", include_dashboard=False, logging_level=logging.ERROR,
              num_cpus=args.num_cpus if args.address is None else None)
     client = SystemClient()
+    from control.cluster_address import forget, record
+
+    gcs = ray.get_runtime_context().gcs_address
+    record(client.namespace, gcs)  # later commands join this cluster, not whichever started last
     try:
         topo = client.run(client.launch(cfg.model_dump(mode="json")))
         print(f"MMATS up: {cfg.environment.value}, mode {cfg.mode}, feeds {topo['feeds']}, "
               f"strategies {topo['strategies']}, symbols {topo['symbols']}")
+        fx = cfg.fx_plan()
+        print(f"account in {fx.base}: " + ", ".join(f"{c} from {src}" for c, src in fx.sources().items()
+                                                   if c != fx.base) if len(fx.currencies) > 1
+              else f"account in {fx.base}")
+        for note in fx.notes():
+            print(f"note: {note}", flush=True)
         if cfg.dry_run:
             print("dry run: LIVE config through everything except the final send; `mmats status` shows "
                   "what would have been sent", flush=True)
@@ -121,6 +131,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if client.started:
             _print_summary(client.run(client.down()))
     finally:
+        forget(client.namespace, gcs)
         ray.shutdown()
     return 0
 
@@ -183,6 +194,23 @@ def venue_lines(venues: list[dict[str, Any]]) -> list[str]:
     return ["venues:", *_table(rows, ["venue", "breaker", "last reconcile", "unknown orders", "last error"])]
 
 
+def allocation_lines(a: dict[str, Any]) -> list[str]:
+    """Capital between strategies (nothing without an ``allocation:`` block): weights, sizing shares, the
+    next rebalance and the latest change."""
+    if not a.get("method"):
+        return []
+    head = f"allocation: {a['method']}"
+    if a.get("rebalance_every"):
+        head += (f", every {a['rebalance_every']} over {a['lookback']}, next {fmt.when(a.get('next_due'))}, "
+                 f"{a.get('changes', 0)} change(s) in {a.get('rebalances', 0)} rebalance(s)")
+    rows = [[sid, f"{w:.4f}", f"{a.get('allocation', {}).get(sid, w):.4f}"] for sid, w in a["weights"].items()]
+    out = [head, *_table(rows, ["strategy", "weight", "sizing share"])]
+    last = (a.get("history") or [None])[-1]
+    if last:
+        out.append(f"  last change {fmt.when(last.get('time'))}: {last.get('reason', '')}")
+    return out
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     client = connect(args.address)
     st = client.run(client.summary())
@@ -200,10 +228,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"equity {fmt.money(pf['equity'], cur)}  cash {fmt.money(pf['cash'], cur)}  total P&L "
           f"{fmt.money(pf['total_pnl'], cur, signed=True)}  daily P&L {fmt.money(pf['daily_pnl'], cur, signed=True)}  "
           f"fees {fmt.money(pf['fees'], cur)}")
+    held = pf.get("cash_by_currency") or {}
+    if len(held) > 1 or (held and cur not in held):  # an account across currencies: cash as held, and the rates
+        rates = {c: r.get("rate") for c, r in (pf.get("fx_rates") or {}).items()}
+        print("cash held: " + ", ".join(f"{fmt.money(v, c)}" + (f" (1 {c} = {rates[c]} {cur})" if c in rates else "")
+                                        for c, v in held.items()))
+    for note in pf.get("fx_notes") or []:
+        print(f"note: {note}")
     if pf["positions"]:
         print("positions:")
         print("\n".join(fmt.table([[p["symbol"], fmt.number(p["quantity"], 8), fmt.number(p["avg_price"], 8),
-                                     fmt.money(p["unrealized_pnl"], cur, signed=True)] for p in pf["positions"]],
+                                     fmt.money(p["unrealized_pnl"], p.get("quote_currency") or cur, signed=True)]
+                                    for p in pf["positions"]],
                                    ["symbol", "quantity", "avg price", "unrealized P&L"], right=(1, 2, 3))))
     if st["strategies"]:
         print("strategies:")
@@ -211,6 +247,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                                      f"{s.get('bars_seen', 0):,}", f"{s.get('signals', 0):,}",
                                      f"{s.get('errors_total', 0):,}"] for s in st["strategies"]],
                                    ["strategy", "state", "bars", "signals", "errors"], right=(2, 3, 4))))
+    for line in allocation_lines(st.get("allocation") or {}):
+        print(line)
     for name, f in st["feeds"].items():
         lag = max((x["lag_bars"] for x in f["subscribers"].values()), default=0)
         print(f"  feed {name}: {f['published']:,} bars, max lag {lag:,}, stale {f['stale']}")
@@ -287,6 +325,25 @@ def cmd_strategy(args: argparse.Namespace) -> int:
             print(fmt.as_json(res))
         else:
             print(f"strategy {res['id']} submitted")
+            print("\n".join(strategy_lines([res])))
+        return 0
+    if args.action == "replace":
+        authorize(client, "strategy replace")
+        if args.ref is None and not args.param:
+            raise ConfigError("strategy replace: give --ref and/or --param (what the new version changes)")
+        params = {k: parse_value(v) for k, v in args.param}
+        if args.ref is not None:  # the new file is checked here first, as a submit's is
+            from mmats.system_config import absolute_ref
+
+            check_strategy_locally(args.ref, params)
+            res = client.run(client.replace_strategy(args.strategy_id, {"ref": absolute_ref(args.ref),
+                                                                        "params": params}))
+        else:  # parameters merged onto the running ones, as PUT /strategies/{id}/params does
+            res = client.run(client.set_params(args.strategy_id, params))
+        if args.json:
+            print(fmt.as_json(res))
+        else:
+            print(f"strategy {res['id']} replaced: version {res['version']}")
             print("\n".join(strategy_lines([res])))
         return 0
     enabled = args.action == "enable"
@@ -409,7 +466,8 @@ def register(sub: Any) -> None:
     up.set_defaults(func=cmd_up)
 
     def add_address(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--address", default="auto", help="Ray address (default auto)")
+        p.add_argument("--address", default=None,
+                       help="Ray address (default: the cluster `mmats up` started on this machine, else auto)")
 
     st = sub.add_parser("status", help="mode, kill switch, equity, positions, per-strategy health")
     add_address(st)
@@ -422,7 +480,7 @@ def register(sub: Any) -> None:
     risk.add_argument("--json", action="store_true", help="as JSON")
     risk.set_defaults(func=cmd_risk)
 
-    strat = sub.add_parser("strategy", help="submit, list, enable or disable strategies",
+    strat = sub.add_parser("strategy", help="submit, list, replace, enable or disable strategies",
                            formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="example:\n  mmats strategy submit strategies/sma_cross.py:SmaCross "
                                   "--symbol BTCPERP --market crypto --param fast=10 --param slow=30")
@@ -442,6 +500,22 @@ def register(sub: Any) -> None:
     sm.add_argument("--param", action="append", type=kv, default=[], metavar="NAME=VALUE")
     sm.add_argument("--json", action="store_true", help="the new strategy as JSON")
     add_address(sm)
+    sr = ssub.add_parser("replace", help="hot-replace: a new version takes over between two bars",
+                         description="A new version of a running strategy (a new file or class, or new "
+                                     "parameters) warms up beside the old one, then takes over between two "
+                                     "bars under the same id: no bar is processed twice or missed, positions "
+                                     "and P&L stay. A version that fails to load or warm up is refused and the "
+                                     "old one keeps running.",
+                         epilog="examples:\n  mmats strategy replace sma_fast --param fast=12\n"
+                                "  mmats strategy replace mine --ref my_breakout.py:MyBreakout --param period=100",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    sr.add_argument("strategy_id")
+    sr.add_argument("--ref", help="new code: built-in name, path/to/file.py:Class or module:Class (its "
+                                  "parameters start from the class defaults plus --param)")
+    sr.add_argument("--param", action="append", type=kv, default=[], metavar="NAME=VALUE",
+                    help="without --ref: merged onto the running parameters")
+    sr.add_argument("--json", action="store_true", help="the new version as JSON")
+    add_address(sr)
     for action in ("enable", "disable"):
         p = ssub.add_parser(action, help=f"{action} a strategy")
         p.add_argument("strategy_id")

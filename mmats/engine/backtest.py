@@ -23,6 +23,7 @@ import numpy as np
 
 from mmats.audit import Journal
 from mmats.data import BarArrays, column_list
+from mmats.engine.risk_feed import SeriesRiskFeed
 from mmats.engine.trader import bracket_children, entry_order, flatten_order, intent_for, size_signal
 from mmats.errors import StrategyError, StrategyRaised, ValidationError
 from mmats.execution.simulated import (
@@ -33,12 +34,15 @@ from mmats.execution.simulated import (
     SimulatedBroker,
     SlippageModel,
 )
-from mmats.indicators import compute_batch
+from mmats.fx import FxRates
+from mmats.indicators import align_benchmark, benchmark_symbols, compute_batch
+from mmats.margin import NO_FUNDING, FundingSource, Liquidation, MarginBook, MarginEvent
 from mmats.model import (
     AccountState,
     Environment,
     Fill,
     Instrument,
+    InstrumentKind,
     Order,
     OrderStatus,
     SignalAction,
@@ -230,6 +234,7 @@ def _trade_dict(t: TradeRecord, inst: Instrument) -> dict[str, Any]:
         "exit_price": float(inst.round_price(t.exit_price)),
         "pnl": float(inst.round_money(t.pnl)),
         "fees": float(inst.round_money(t.fees)),
+        **({"reason": t.reason} if t.reason else {}),
     }
 
 
@@ -248,6 +253,13 @@ class EngineSetup:
     benchmark_fee_rate: float = 0.0
     kill_switch: Any = None
     environment: Environment = Environment.BACKTEST
+    funding: FundingSource | None = None  # perpetuals: funding times and rates (mmats.margin)
+    # The account's currency rates (mmats.fx): the base currency results are in. None: the account is in
+    # the instrument's quote currency.
+    fx: FxRates | None = None
+    # Benchmark symbol -> its bars, for indicators that compare with one (``RS_20@SPY``), in the run's
+    # timeframe; each bar reads the benchmark bar stamped at or before it (mmats.indicators.align_benchmark).
+    benchmarks: dict[str, BarArrays] = field(default_factory=dict)
 
 
 class BacktestEngine:
@@ -270,8 +282,18 @@ class BacktestEngine:
             setup.commission or NoCommission(),
             setup.execution,
         )
-        self.portfolio = Portfolio(Decimal(repr(setup.initial_cash)), setup.instrument.quote_currency)
+        fx = setup.fx if setup.fx is not None else FxRates(setup.instrument.quote_currency)
+        self.portfolio = Portfolio(Decimal(repr(setup.initial_cash)), fx=fx)
         self.portfolio.register(setup.instrument)
+        # The quote currency's rate is constant x close ** exponent (exponent != 0: the run's own pair gives
+        # it, as USD/JPY gives JPY). "Simple" accounts (rate 1) keep one float cash mirror, as before.
+        quote = setup.instrument.quote_currency.upper()
+        const, self._fx_exp = fx.dependence(quote, self.symbol)
+        self._fx_const = float(const)
+        self._fx_simple = self._fx_exp == 0 and const == 1
+        self._quote = quote
+        self._cb = 0.0  # base-currency cash when the account is not simple (its quote cash is _cash_f)
+        self._ev_cb: list[float] = []
         self.gate: RiskGate = setup.gate if setup.gate is not None else MinimalRiskGate()
         self.journal = setup.journal
         self.orders: dict[str, Order] = {}
@@ -279,12 +301,25 @@ class BacktestEngine:
         self.decisions: list[RiskDecision] = []
         self.kill_events: list[KillSwitchEvent] = []
         self.warnings: list[str] = []
-        self._cash_f = setup.initial_cash
+        self._cash_f = setup.initial_cash if self._fx_simple else 0.0
+        if not self._fx_simple:
+            self._cb = setup.initial_cash
         self._qty_f = 0.0
         self._ev_i: list[int] = []
         self._ev_cash: list[float] = []
         self._ev_qty: list[float] = []
         self._halted = False
+        # Funding, liquidation and margin closeout (mmats.margin), only for what can have them.
+        self.margin: MarginBook | None = None
+        self.margin_events: list[MarginEvent] = []
+        funding = {self.symbol: setup.funding} if setup.funding is not None else {}
+        book = MarginBook(self.portfolio, funding, setup.commission or NoCommission())
+        if book.watches(self.symbol):
+            self.margin = book
+            if setup.instrument.kind is InstrumentKind.PERPETUAL and setup.funding is None:
+                self.warnings.append(f"{self.symbol}: funding {NO_FUNDING}")
+        # Bars, fills and aggregation for the gatekeeper settings that read them (docs/risk.md).
+        self._risk_feed = SeriesRiskFeed.of(self.gate, self.symbol, bars)
 
     # ------------------------------------------------------------------------------------------ run
 
@@ -293,7 +328,14 @@ class BacktestEngine:
         bars = self.bars
         n = len(bars)
         specs = strategy.get_required_indicators()
-        cols_np = compute_batch(specs, bars.open, bars.high, bars.low, bars.close, bars.volume)
+        missing = [s for s in benchmark_symbols(specs) if s not in self.setup.benchmarks]
+        if missing:
+            raise ValidationError(f"strategy {strategy.strategy_id} compares with benchmark {', '.join(missing)} "
+                                  f"(indicators {', '.join(specs)}), but the run has no bars for it: set "
+                                  "benchmark_data (--benchmark-data)")
+        aligned = {sym: align_benchmark(bars.ts_ns, b.ts_ns, b.close) for sym, b in self.setup.benchmarks.items()}
+        cols_np = compute_batch(specs, bars.open, bars.high, bars.low, bars.close, bars.volume,
+                                benchmarks=aligned)
         cols = {k: v.tolist() for k, v in cols_np.items()}
         first = _first_valid(cols_np, n)
         if first >= n:
@@ -310,17 +352,34 @@ class BacktestEngine:
         hold = SignalAction.HOLD
         kill = self.setup.kill_switch
         on_equity = kill.on_equity if kill is not None else None
+        simple = self._fx_simple
+        margin_bar = self.margin.on_bar if self.margin is not None else None
+        liq_low, liq_high, next_funding, armed = -math.inf, math.inf, math.inf, False
+        if margin_bar is not None:
+            mo, mh, ml, _, _, _ = cur.columns()
+            liq_low, liq_high, next_funding, armed = self._margin_triggers(ts[first])
+        symbol, sid = self.symbol, strategy.strategy_id
 
         for start in range(first, n, _CHUNK):
             stop = min(n, start + _CHUNK)
             for i in range(start, stop):
                 if broker.open_orders:
                     o, h, lo, _, v, _ = cur.columns()
-                    fills = broker.process_bar(i, ts[i], o[i], h[i], lo[i], c[i], v[i], self._qty_f, self._cash_f)
+                    fills = broker.process_bar(i, ts[i], o[i], h[i], lo[i], c[i], v[i], self._qty_f,
+                                               self._cash_f if simple else self._cash_quote(c[i]))
                     if fills:
                         self._on_fills(i, fills)
+                        if margin_bar is not None:
+                            liq_low, liq_high, next_funding, armed = self._margin_triggers(ts[i])
+                # The margin book only when a bar crosses a liquidation trigger or reaches a funding time.
+                if armed and (ml[i] <= liq_low or mh[i] >= liq_high or ts[i] >= next_funding):
+                    events = margin_bar(symbol, ts[i], mo[i], mh[i], ml[i], c[i], sid)  # type: ignore[misc]
+                    if events:
+                        self._on_margin(i, events)
+                    liq_low, liq_high, next_funding, armed = self._margin_triggers(ts[i] + 1)
                 if on_equity is not None:
-                    transition_ = on_equity(ts[i], self._cash_f + self._qty_f * c[i])
+                    transition_ = on_equity(ts[i], self._cash_f + self._qty_f * c[i] if simple
+                                            else self._equity_base(c[i]))
                     if transition_ is not None:
                         self._on_kill_switch(i, transition_)
                 if self._halted:
@@ -330,8 +389,11 @@ class BacktestEngine:
                     sig = on_bar(ctx)
                 except Exception as exc:  # free in 3.11 until raised: name the strategy, bar and time
                     raise _strategy_failed(strategy.strategy_id, i, ts[i], exc) from exc
-                if sig is not None and sig.action is not hold:
-                    self._on_signal(i, sig)
+                if sig is not None:
+                    if sig.action is not hold:
+                        self._on_signal(i, sig)
+                    elif self.journal is not None:  # a HOLD is a recorded decision: journaled, nothing else
+                        self._journal_signal(ts[i], sig.signal_id or str(ts[i]), sig)
             if progress is not None:
                 progress(stop)
         return self._result()
@@ -344,6 +406,17 @@ class BacktestEngine:
         self.portfolio.mark(self.symbol, price)
         return self.portfolio.snapshot(self._ctx_cursor._ts[i])
 
+    def _journal_signal(self, ts_ns: int, signal_id: str, sig: TradeSignal) -> None:
+        """The signal's audit record; its ``metadata`` (e.g. an LLM decision's provenance) when it has any."""
+        assert self.journal is not None
+        payload: dict[str, Any] = {"strategy_id": self.strategy.strategy_id, "signal_id": signal_id,
+                                   "symbol": sig.symbol, "action": sig.action.value,
+                                   "position_size": sig.position_size, "confidence": sig.confidence,
+                                   "reasoning": sig.reasoning}
+        if sig.metadata:
+            payload["metadata"] = sig.metadata
+        self.journal.append("signal", payload, ts_ns)
+
     def _on_signal(self, i: int, sig: TradeSignal) -> None:
         ts_ns = self._ctx_cursor._ts[i]
         price = self._ctx_cursor._c[i]
@@ -353,15 +426,23 @@ class BacktestEngine:
         signal_id = sig.signal_id or str(ts_ns)
         journal = self.journal
         if journal is not None:
-            journal.append("signal", {"strategy_id": strategy_id, "signal_id": signal_id, "symbol": sig.symbol,
-                                      "action": sig.action.value, "position_size": sig.position_size,
-                                      "confidence": sig.confidence, "reasoning": sig.reasoning}, ts_ns)
+            self._journal_signal(ts_ns, signal_id, sig)
+        feed = self._risk_feed
+        if feed is not None:
+            feed.advance(i)
+            if feed.aggregating:
+                combined = feed.combine(sig, strategy_id, signal_id)
+                if combined is None:
+                    return
+                sig = combined.signal  # the combined signal owns its orders, as in a multi-strategy run
+                strategy_id, signal_id = sig.strategy_id, sig.signal_id
         # A new target supersedes whatever this strategy still had working.
         if self.broker.open_orders:
             for order in self.broker.cancel_all(ts_ns, lambda od: od.strategy_id == strategy_id):
                 self._journal_order(order, ts_ns)
 
-        sized = size_signal(sig, price, self._cash_f, self._qty_f, self.setup.allocation, self.instrument)
+        cash = self._cash_f if self._fx_simple else self._cash_quote(price)
+        sized = size_signal(sig, price, cash, self._qty_f, self.setup.allocation, self.instrument)
         if sized is None:
             return
         account = self._account_now()
@@ -392,16 +473,62 @@ class BacktestEngine:
             if self.journal is not None:
                 self.journal.append("fill", fill.to_dict(), fill.ts_ns)
             pf.apply_fill(fill)
+            if self._risk_feed is not None:
+                self._risk_feed.on_fill(fill)
             self.fills.append(fill)
             order = self.orders.get(fill.client_order_id)
             if order is not None and order.status is OrderStatus.FILLED:
                 self._journal_order(order, fill.ts_ns)
                 self.strategy.on_order_filled(order)
-        self._cash_f = float(pf.cash)
+        self._sync_cash(i)
+
+    def _on_margin(self, i: int, events: list[MarginEvent]) -> None:
+        """Funding and liquidations the margin book has booked: journal, result and the float mirrors."""
+        for event in events:
+            self.margin_events.append(event)
+            self._journal(event.to_dict()["type"], event.to_dict(), event.ts_ns)
+            if isinstance(event, Liquidation):
+                for order in self.broker.cancel_all(event.ts_ns):  # its brackets must not reopen it
+                    self._journal_order(order, event.ts_ns)
+                self.orders[event.order.client_order_id] = event.order
+                self.fills.append(event.fill)
+                self._journal("fill", event.fill.to_dict(), event.ts_ns)
+                self._journal_order(event.order, event.ts_ns)
+                self.strategy.on_order_filled(event.order)
+        self._sync_cash(i)
+
+    def _sync_cash(self, i: int) -> None:
+        """The float mirrors of the ledger after it changed at bar ``i`` (the equity curve's steps)."""
+        pf = self.portfolio
+        if self._fx_simple:
+            self._cash_f = float(pf.cash)
+        else:  # base cash and quote cash apart: their sum moves with the rate
+            self._cash_f = float(pf.balances.get(self._quote, 0))
+            self._cb = float(pf.balances.get(pf.currency, 0))
         self._qty_f = float(pf.positions[self.symbol].quantity)
         self._ev_i.append(i)
         self._ev_cash.append(self._cash_f)
+        self._ev_cb.append(self._cb)
         self._ev_qty.append(self._qty_f)
+
+    def _margin_triggers(self, ts_ns: int) -> tuple[float, float, float, bool]:
+        """What the hot loop compares each bar with (mmats.margin.MarginBook.triggers), and whether
+        there is anything to compare at all (flat or unleveraged, and no funding: nothing)."""
+        assert self.margin is not None
+        low, high = self.margin.triggers(self.symbol)
+        funding = self.margin.next_funding_ns(self.symbol, ts_ns)
+        return low, high, funding, low > -math.inf or high < math.inf or funding < math.inf
+
+    def _rate_f(self, close: float) -> float:
+        """The quote currency's rate in base at ``close`` of the run's own instrument (float mirror)."""
+        return float(self._fx_const * close ** self._fx_exp)
+
+    def _cash_quote(self, close: float) -> float:
+        """All cash expressed in the quote currency: what the broker's cash-only rule and sizing spend."""
+        return self._cash_f + self._cb / self._rate_f(close)
+
+    def _equity_base(self, close: float) -> float:
+        return self._cb + (self._cash_f + self._qty_f * close) * self._rate_f(close)
 
     def _on_kill_switch(self, i: int, change: Any) -> None:
         ts_ns = self._ctx_cursor._ts[i]
@@ -441,9 +568,14 @@ class BacktestEngine:
             last_ev = np.searchsorted(ev_i, np.arange(n), side="right") - 1
             has = last_ev >= 0
             safe = np.where(has, last_ev, 0)
-            cash = np.where(has, np.asarray(self._ev_cash)[safe], init)
             qty = np.where(has, np.asarray(self._ev_qty)[safe], 0.0)
-            equity = cash + qty * close
+            if self._fx_simple:
+                cash = np.where(has, np.asarray(self._ev_cash)[safe], init)
+                equity = cash + qty * close
+            else:
+                cash = np.where(has, np.asarray(self._ev_cash)[safe], 0.0)
+                base_cash = np.where(has, np.asarray(self._ev_cb)[safe], init)
+                equity = base_cash + (cash + qty * close) * (self._fx_const * close ** self._fx_exp)
         else:
             equity = np.full(n, init, dtype=np.float64)
         ppy = periods_per_year(_spacing_s(bars.ts_ns), self.instrument.market)
@@ -458,7 +590,7 @@ class BacktestEngine:
         ledger_equity = pf.equity
         inst = self.instrument
         pos = pf.positions[self.symbol]
-        summary = {
+        summary: dict[str, Any] = {
             "bars": n,
             "first_bar": iso(int(bars.ts_ns[0])),
             "last_bar": iso(int(bars.ts_ns[-1])),
@@ -475,7 +607,17 @@ class BacktestEngine:
             # Reconciliation: the float curve must end where the Decimal ledger does.
             "equity_curve_final": round(float(equity[-1]), inst.money_precision),
             "reconciled": abs(float(ledger_equity) - float(equity[-1])) <= max(1e-6, 1e-9 * abs(float(equity[-1]))),
+            # Money above is in the base currency; where each rate came from and what it assumed.
+            "currency": pf.currency,
+            "fx": {"quote": self._quote, "rates": pf.fx.sources(),
+                   "cash_by_currency": {c: str(v) for c, v in pf.cash_by_currency().items()},
+                   "fx_pnl": float(inst.round_money(pf.fx_pnl)), "notes": pf.fx.notes()},
         }
+        self.warnings.extend(n for n in pf.fx.notes() if n not in self.warnings)
+        if self.margin is not None:
+            summary["margin"] = self.margin.summary(self.symbol)
+            summary["margin"]["liquidation_events"] = [e.to_dict() for e in self.margin_events
+                                                       if isinstance(e, Liquidation)]
         if not summary["reconciled"]:
             self.warnings.append(
                 f"equity curve ends at {equity[-1]!r} but the ledger at {ledger_equity}: report this as a bug"

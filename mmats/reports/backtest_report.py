@@ -1055,6 +1055,12 @@ def _describe(result: Mapping[str, Any]) -> tuple[str, str, list[str]]:
     trades = [t for t in result.get("trades") or [] if isinstance(t, Mapping)]
     symbol = cfg.get("symbol") or resolved.get("symbol") or (trades[0].get("symbol") if trades else "") or ""
     facts = []
+    if resolved.get("kind") == "portfolio":  # a system config's portfolio backtest: every strategy and symbol
+        strategy = "portfolio: " + ", ".join(str(s) for s in resolved.get("strategies") or [])
+        symbols = list(_mapping(resolved.get("symbols")))
+        symbol = ", ".join(symbols[:6]) + (f" (+{len(symbols) - 6})" if len(symbols) > 6 else "")
+        markets = {str(_mapping(v).get("market")) for v in _mapping(resolved.get("symbols")).values()}
+        facts.append(" + ".join(sorted(markets)))
     for value in (resolved.get("market") or cfg.get("market"), resolved.get("timeframe") or cfg.get("timeframe")):
         if value:
             facts.append(str(value))
@@ -1087,6 +1093,24 @@ def _summary_table(summary: Mapping[str, Any], risk: Mapping[str, Any] | None) -
         ok = bool(summary["reconciled"])
         rows.append(["Equity reconciles with ledger", ("yes" if ok else "NO", "" if ok else "neg")])
     return html_table([], rows, numeric=(1,), css_class="metrics")
+
+
+def attribution_tables(attribution: Mapping[str, Any]) -> str:
+    """A portfolio backtest's P&L per strategy, per market and per symbol: realized, fees, trades, win rate."""
+    out = []
+    for key, label in (("by_strategy", "Strategy"), ("by_market", "Market"), ("by_symbol", "Symbol")):
+        rows: list[list[Cell]] = []
+        for name, r in _mapping(attribution.get(key)).items():
+            r = _mapping(r)
+            rows.append([str(name), (format_money(r.get("realized_pnl")), _tone(r.get("realized_pnl"))),
+                         format_money(r.get("fees")), (format_money(r.get("net_pnl")), _tone(r.get("net_pnl"))),
+                         str(r.get("trades", "–")), format_pct(r.get("win_rate"), 1)])
+        if rows:
+            out.append(html_table([label, "Realized P&L", "Fees", "Net", "Trades", "Win rate"], rows,
+                                  numeric=(1, 2, 3, 4, 5), css_class="metrics"))
+    out.append('<p class="note">Realized P&L and fees add up to the account\'s; a strategy\'s trades are the '
+               "fills that closed part of its own position, a market's and a symbol's the account's round trips.</p>")
+    return "".join(out)
 
 
 def render_html(result: Mapping[str, Any]) -> str:
@@ -1136,6 +1160,9 @@ def render_html(result: Mapping[str, Any]) -> str:
         body.append(section("Account", _summary_table(summary, _mapping(result.get("risk")))))
     if events:
         body.append(section("Kill switch", kill_switch_table(events)))
+    attribution = _mapping(result.get("attribution"))
+    if any(isinstance(v, Mapping) and "trades" in v for v in _mapping(attribution.get("by_strategy")).values()):
+        body.append(section("Attribution", attribution_tables(attribution)))
     trades = [t for t in result.get("trades") or [] if isinstance(t, Mapping)]
     body.append(section(f"Trades ({len(trades):,})", trades_table(trades)))
     config = result.get("config")

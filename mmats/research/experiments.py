@@ -39,9 +39,17 @@ import numpy.typing as npt
 
 from mmats.data import BarArrays
 from mmats.engine.backtest import BacktestResult
+from mmats.engine.portfolio_backtest import PortfolioBars, PortfolioData, PortfolioResult, run_portfolio_backtest
 from mmats.errors import ConfigError, MmatsError, StrategyRaised, ValidationError
 from mmats.research.metrics import METRIC_KEYS, json_safe
+from mmats.research.portfolio_runs import (
+    apply_portfolio_params,
+    build_portfolio_config,
+    check_portfolio_param,
+    is_portfolio_base,
+)
 from mmats.research.runconfig import BacktestConfig, LoadedRun, parse_config, run_backtest
+from mmats.system_config import SystemConfig
 
 GridValue = int | float | str | bool
 Params = dict[str, GridValue]
@@ -142,15 +150,21 @@ def parse_axis(spec: str) -> ParamAxis:
     return ParamAxis(name, values)
 
 
-def parse_grid(specs: Sequence[str]) -> list[ParamAxis]:
-    """All ``--grid`` flags; a name given twice is an error rather than a silent override."""
+def parse_grid(specs: Sequence[str], strategies: Sequence[str] | None = None) -> list[ParamAxis]:
+    """All ``--grid`` flags; a name given twice is an error rather than a silent override.
+
+    ``strategies``: the strategy ids of a system config, whose grid names a strategy (``trend.fast``)
+    or a section of the config (mmats.research.portfolio_runs)."""
     axes = [parse_axis(s) for s in specs]
     names = [a.name for a in axes]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"--grid: parameter {dup[0]!r} is given more than once")
     for a in axes:
-        check_param_name(a.name)
+        if strategies is not None:
+            check_portfolio_param(a.name, strategies)
+        else:
+            check_param_name(a.name)
     return axes
 
 
@@ -230,6 +244,8 @@ def apply_params(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
     ``fixed``), because sweeping ``commission.taker_bps`` under the no-commission model would silently
     sweep nothing.
     """
+    if is_portfolio_base(base):  # a system config: keys name a strategy or a section (portfolio_runs)
+        return apply_portfolio_params(base, params)
     raw = copy.deepcopy(dict(base))
     for key, value in params.items():
         check_param_name(key)
@@ -255,7 +271,10 @@ def apply_params(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
     return raw
 
 
-def build_config(base: Mapping[str, Any], params: Mapping[str, Any]) -> BacktestConfig:
+def build_config(base: Mapping[str, Any], params: Mapping[str, Any]) -> BacktestConfig | SystemConfig:
+    """The validated config of one run: a one-strategy run config, or a system config (a portfolio)."""
+    if is_portfolio_base(base):
+        return build_portfolio_config(base, params)
     return parse_config(apply_params(base, params))
 
 
@@ -264,14 +283,16 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=str)
 
 
-def config_key(cfg: BacktestConfig | Mapping[str, Any], data_id: str = "") -> str:
+def config_key(cfg: BacktestConfig | SystemConfig | Mapping[str, Any], data_id: str = "") -> str:
     """sha256 (hex) of the canonical JSON of the validated config plus the data fingerprint."""
-    body = cfg.model_dump(mode="json") if isinstance(cfg, BacktestConfig) else dict(cfg)
+    body = cfg.model_dump(mode="json") if isinstance(cfg, BacktestConfig | SystemConfig) else dict(cfg)
     return hashlib.sha256(canonical_json({"config": body, "data": data_id}).encode()).hexdigest()
 
 
-def data_fingerprint(arrays: BarArrays) -> str:
+def data_fingerprint(arrays: BarArrays | PortfolioBars) -> str:
     """Hash of every column: the results of one sweep are only reused for exactly the same bars."""
+    if isinstance(arrays, PortfolioBars):
+        return arrays.data.fingerprint()
     h = hashlib.sha256(f"bars:{len(arrays)}".encode())
     for col in (arrays.ts_ns, arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume):
         h.update(np.ascontiguousarray(col).tobytes())
@@ -284,7 +305,7 @@ class RunSpec:
 
     key: str
     params: Params
-    config: BacktestConfig | None
+    config: BacktestConfig | SystemConfig | None
     error: str | None = None
 
 
@@ -315,7 +336,7 @@ def error_record(spec: RunSpec, message: str, status: str = "error", **extra: An
             "error": message, "elapsed_s": 0.0, **extra}
 
 
-def evaluate(spec: RunSpec, loaded: Loaded, **extra: Any) -> dict[str, Any]:
+def evaluate(spec: RunSpec, loaded: Loaded | PortfolioData, **extra: Any) -> dict[str, Any]:
     """Run one planned config on pre-loaded bars; never raises for a bad config, returns its error.
 
     The record is what a sweep's results JSONL holds: JSON-safe metrics (inf -> null), the final equity,
@@ -324,14 +345,28 @@ def evaluate(spec: RunSpec, loaded: Loaded, **extra: Any) -> dict[str, Any]:
     return evaluate_full(spec, loaded, **extra)[0]
 
 
-def evaluate_full(spec: RunSpec, loaded: Loaded, **extra: Any) -> tuple[dict[str, Any], BacktestResult | None]:
+def run_spec(spec: RunSpec, loaded: Loaded | PortfolioData) -> BacktestResult | PortfolioResult:
+    """One planned run on pre-loaded bars: a one-strategy backtest, or a portfolio backtest of a system config."""
+    if spec.config is None:
+        raise ConfigError(spec.error or "invalid config")
+    if isinstance(spec.config, SystemConfig):
+        if not isinstance(loaded, PortfolioData):
+            raise ConfigError("a system config runs on its feeds' data (mmats.engine.portfolio_backtest)")
+        return run_portfolio_backtest(spec.config, loaded)
+    if isinstance(loaded, PortfolioData):
+        raise ConfigError("a one-strategy run config needs one series of bars, not a portfolio's")
+    return run_backtest(spec.config, bars=loaded)
+
+
+def evaluate_full(spec: RunSpec, loaded: Loaded | PortfolioData,
+                  **extra: Any) -> tuple[dict[str, Any], BacktestResult | PortfolioResult | None]:
     """``evaluate`` plus the full result, for callers that need the equity curve (walk-forward tests)."""
     if spec.config is None:
         return error_record(spec, spec.error or "invalid config", **extra), None
     t0 = time.perf_counter()
     result = None
     try:
-        result = run_backtest(spec.config, bars=loaded)
+        result = run_spec(spec, loaded)
     except StrategyRaised as exc:  # a strategy bug: report it with the config that triggers it
         rec = error_record(spec, str(exc), status="failed", **extra)
     except MmatsError as exc:
@@ -345,7 +380,7 @@ def evaluate_full(spec: RunSpec, loaded: Loaded, **extra: Any) -> tuple[dict[str
     return rec, result
 
 
-def evaluate_many(specs: Iterable[RunSpec], loaded: Loaded,
+def evaluate_many(specs: Iterable[RunSpec], loaded: Loaded | PortfolioData,
                   on_record: Callable[[dict[str, Any]], None] | None = None, **extra: Any) -> list[dict[str, Any]]:
     """The sequential reference: a Ray sweep must give exactly these records (timings aside)."""
     out = []
@@ -455,7 +490,10 @@ def slice_arrays(arrays: BarArrays, start: int, end: int) -> BarArrays:
                      arrays.low[start:end], arrays.close[start:end], arrays.volume[start:end])
 
 
-def slice_loaded(loaded: Loaded, start: int, end: int) -> Loaded:
+def slice_loaded(loaded: Loaded | PortfolioData, start: int, end: int) -> Any:
+    """Bars ``[start, end)``: of the one series, or of the merged timeline of a portfolio's symbols."""
+    if isinstance(loaded, PortfolioData):
+        return loaded.window(start, end)
     return LoadedRun(slice_arrays(loaded.bars, start, end), loaded.instrument, loaded.warnings,
                      {**loaded.resolved, "bars": [start, end]})
 

@@ -80,6 +80,7 @@ class TradeRecord:
     exit_price: float
     pnl: float
     fees: float
+    reason: str = ""  # why the position closed when not by an order: "liquidation", "margin_closeout"
 
     @property
     def return_fraction(self) -> float:

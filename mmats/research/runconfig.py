@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -18,7 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 from mmats.audit import Journal
 from mmats.data import BarArrays, generate_bars, infer_timeframe, load_bars, resample, slice_dates, to_arrays
 from mmats.engine.backtest import BacktestEngine, BacktestResult, EngineSetup
-from mmats.errors import ConfigError, DataError
+from mmats.errors import ConfigError, DataError, ValidationError
 from mmats.execution.simulated import (
     CommissionModel,
     ExecutionConfig,
@@ -32,7 +33,10 @@ from mmats.execution.simulated import (
     VolatilitySlippage,
     VolumeSlippage,
 )
-from mmats.model import Instrument, Liquidity, MarketType, Timeframe, default_instrument
+from mmats.fx import FxError, FxRates, plan_fx
+from mmats.indicators import benchmark_symbols
+from mmats.margin import FundingSettings
+from mmats.model import Instrument, InstrumentKind, Liquidity, MarketType, Timeframe, default_instrument
 from mmats.registry import create_strategy
 from mmats.risk.decision import RiskGate
 from mmats.risk.gatekeeper import build_backtest_gatekeeper, with_flat_limits
@@ -84,6 +88,20 @@ class InstrumentSpec(_Strict):
     lot_size: str | None = None
     min_notional: str | None = None
     quote_currency: str | None = None
+    kind: InstrumentKind | None = None
+    leverage: float | None = Field(None, ge=1, le=1000)
+    initial_margin: float | None = Field(None, gt=0, le=1)
+    maintenance_margin: float | None = Field(None, gt=0, le=1)
+    margin_closeout: float | None = Field(None, gt=0, le=1)
+    shortable: bool | None = None
+
+    def margin_terms(self) -> dict[str, Any]:
+        """The margin keys that were given, as ``Instrument`` fields (mmats.model, mmats.margin)."""
+        keys = ("kind", "leverage", "initial_margin", "maintenance_margin", "margin_closeout", "shortable")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+FundingSpec = FundingSettings  # ``funding:`` of a run: the same keys as a system config's instrument
 
 
 class RiskSpec(_Strict):
@@ -111,7 +129,10 @@ class BacktestConfig(_Strict):
     timeframe: Timeframe | None = None
     start: str | None = None
     end: str | None = None
-    initial_cash: float = Field(10_000.0, gt=0)
+    initial_cash: float = Field(10_000.0, gt=0, description="in base_currency")
+    base_currency: str = Field("USD", description="the currency results are in (mmats.fx)")
+    fx_rates: dict[str, float] = Field(default_factory=dict, description="constant rates for pairs the run's own "
+                                       "symbol does not give, e.g. {\"EUR/USD\": 1.08}")
     allocation: float = Field(1.0, gt=0, le=10)
     commission: CommissionSpec = Field(default_factory=CommissionSpec)
     slippage: SlippageSpec = Field(default_factory=SlippageSpec)
@@ -119,7 +140,10 @@ class BacktestConfig(_Strict):
     volume_in_quote: bool = False
     cash_only: bool = True
     instrument: InstrumentSpec = Field(default_factory=InstrumentSpec)
+    funding: FundingSpec | None = None
     risk: RiskSpec = Field(default_factory=RiskSpec)
+    benchmark_data: str | None = Field(None, description="bar file of the benchmark symbol that RS_n@SYMBOL "
+                                       "indicators compare with; its symbol comes from the file name")
 
     @model_validator(mode="after")
     def _one_source(self) -> BacktestConfig:
@@ -186,17 +210,82 @@ def load_run_data(cfg: BacktestConfig) -> LoadedRun:
     inst = default_instrument(symbol, market)
     spec = cfg.instrument
     if any(v is not None for v in spec.model_dump().values()):
-        inst = Instrument(
-            symbol, market, spec.quote_currency or inst.quote_currency,
-            inst.price_precision if spec.price_precision is None else spec.price_precision,
-            inst.quantity_precision if spec.quantity_precision is None else spec.quantity_precision,
-            inst.lot_size if spec.lot_size is None else Decimal(spec.lot_size),
-            inst.min_notional if spec.min_notional is None else Decimal(spec.min_notional),
-            inst.pip_size,
-        )
+        try:
+            inst = Instrument(
+                symbol, market, spec.quote_currency or inst.quote_currency,
+                inst.price_precision if spec.price_precision is None else spec.price_precision,
+                inst.quantity_precision if spec.quantity_precision is None else spec.quantity_precision,
+                inst.lot_size if spec.lot_size is None else Decimal(spec.lot_size),
+                inst.min_notional if spec.min_notional is None else Decimal(spec.min_notional),
+                inst.pip_size, **spec.margin_terms(),
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"instrument: {exc}") from None
+    if cfg.funding is not None and inst.kind is not InstrumentKind.PERPETUAL:
+        raise ConfigError(f"funding: only perpetual swaps pay funding; {symbol} is {inst.kind} "
+                          "(set instrument.kind: perpetual)")
     resolved = {"symbol": symbol, "market": market.value, "timeframe": tf.value, "source": source,
                 "quote_currency": inst.quote_currency}
+    run_fx(cfg, inst)  # a currency without a rate is refused now, before any bar runs
+    if cfg.benchmark_data is not None:  # a bad benchmark file is refused now as well
+        bench_sym, _ = load_benchmark(cfg.benchmark_data, tf)
+        resolved["benchmark"] = f"{bench_sym} from {cfg.benchmark_data}"
     return LoadedRun(arrays, inst, warnings, resolved)
+
+
+@lru_cache(maxsize=8)
+def load_benchmark(path: str, timeframe: Timeframe) -> tuple[str, BarArrays]:
+    """The benchmark symbol (from the file name, as for ``data``) and its bars in the run's timeframe.
+
+    A finer file is resampled; a coarser one is refused: its bar is stamped at its open but known only at
+    its close, so aligning it to the run's bars would look ahead. Cached: a sweep's runs share one copy
+    (BarArrays are never mutated)."""
+    try:
+        df = load_bars(path)
+    except (DataError, OSError) as exc:
+        raise ConfigError(f"benchmark_data: {exc}") from None
+    symbol, _ = infer_symbol_market(path)
+    source_tf = infer_timeframe(df)
+    if source_tf.seconds > timeframe.seconds:
+        raise ConfigError(f"benchmark_data {path}: its bars are {source_tf.value}, coarser than the run's "
+                          f"{timeframe.value} (a bar is known only at its close, so it would be used too early); "
+                          f"give {timeframe.value} or finer bars")
+    if source_tf != timeframe:
+        df = resample(df, timeframe)
+    return symbol, to_arrays(df)
+
+
+def run_benchmarks(cfg: BacktestConfig, specs: list[str], timeframe: str | None) -> dict[str, BarArrays]:
+    """The benchmark bars a strategy's indicators compare with; a ``ConfigError`` naming the setting when
+    one is asked for and not configured, or configured for another symbol."""
+    wanted = benchmark_symbols(specs)
+    if not wanted:
+        return {}
+    asking = ", ".join(s for s in specs if "@" in s)
+    if cfg.benchmark_data is None:
+        raise ConfigError(f"strategy {cfg.strategy} asks for {asking}, which compare with {', '.join(wanted)}: "
+                          "set benchmark_data (--benchmark-data) to a bar file of that symbol")
+    tf = Timeframe(timeframe) if timeframe else cfg.timeframe
+    if tf is None:
+        raise ConfigError("benchmark_data: the run's timeframe is unknown; set timeframe")
+    symbol, bars = load_benchmark(cfg.benchmark_data, tf)
+    other = [s for s in wanted if s != symbol]
+    if other:
+        raise ConfigError(f"strategy {cfg.strategy} asks for {asking}, which compare with {', '.join(other)}, but "
+                          f"benchmark_data {cfg.benchmark_data} holds {symbol} (the symbol comes from the file name)")
+    return {symbol: bars}
+
+
+def run_fx(cfg: BacktestConfig, instrument: Instrument) -> FxRates:
+    """The run's currency rates: its own symbol when it is a pair (USD/JPY gives JPY), ``fx_rates``, the
+    stablecoin pegs. A quote currency none of them converts to ``base_currency`` is a ``ConfigError``."""
+    fx = plan_fx(cfg.base_currency, [instrument.quote_currency], [instrument.symbol], cfg.fx_rates,
+                 f"{instrument.symbol} (quoted in {instrument.quote_currency})")
+    try:
+        fx.dependence(instrument.quote_currency.upper(), instrument.symbol)
+    except FxError as exc:
+        raise ConfigError(str(exc)) from None
+    return fx
 
 
 def build_gate(cfg: BacktestConfig, instrument: Instrument, journal: Journal | None) -> tuple[RiskGate, Any]:
@@ -221,6 +310,7 @@ def run_backtest(
     """Pure function of the config (and the bars, when pre-loaded by a sweep): same input, same result."""
     arrays, inst, warnings, resolved = bars if bars is not None else load_run_data(cfg)
     strategy = create_strategy(cfg.strategy, cfg.params)
+    benchmarks = run_benchmarks(cfg, strategy.get_required_indicators(), resolved.get("timeframe"))
     gate, kill = build_gate(cfg, inst, journal)
     commission = cfg.commission.build()
     setup = EngineSetup(
@@ -234,6 +324,9 @@ def run_backtest(
         allocation=cfg.allocation,
         benchmark_fee_rate=commission.fee(1.0, 1.0, Liquidity.TAKER),
         kill_switch=kill,
+        funding=cfg.funding.build() if cfg.funding is not None else None,
+        fx=run_fx(cfg, inst),
+        benchmarks=benchmarks,
     )
     config = cfg.model_dump(mode="json")
     config["resolved"] = resolved

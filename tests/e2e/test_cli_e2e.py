@@ -71,3 +71,23 @@ def test_put_params_merges_onto_the_running_ones(cli: Api) -> None:
     r = cli.auth.put("/api/v1/strategies/sma_fast/params", json={"params": {"fast": 3}, "reset": True})
     assert r.status_code == 200, r.text
     assert r.json()["params"] == {"fast": 3}  # the others from the strategy's defaults
+
+
+def test_strategy_replace_from_the_cli(cli: Api, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from mmats_cli.main import main
+
+    before = cli.get("/api/v1/strategies/rsi_rev").json()
+    assert main(["strategy", "replace", "rsi_rev", "--param", "period=10"]) == 0
+    out = capsys.readouterr().out
+    assert f"strategy rsi_rev replaced: version {before['version'] + 1}" in out
+    after = cli.get("/api/v1/strategies/rsi_rev").json()
+    assert after["params"]["period"] == 10 and after["version"] == before["version"] + 1
+    # new code that does not load: one line, rc 2, and the running version untouched
+    broken = tmp_path / "broken.py"
+    broken.write_text("from strategies.rsi_reversion import RsiReversion\n\nclass Next(RsiReversion:\n    pass\n")
+    assert main(["strategy", "replace", "rsi_rev", "--ref", f"{broken}:Next"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "broken.py, line 3" in err and "Traceback" not in err
+    assert cli.get("/api/v1/strategies/rsi_rev").json()["version"] == after["version"]
+    assert main(["strategy", "replace", "rsi_rev"]) == 2
+    assert "give --ref and/or --param" in capsys.readouterr().err

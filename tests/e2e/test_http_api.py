@@ -94,6 +94,7 @@ def test_health_ready_status(mmats_api: Api) -> None:
     feed = st["feeds"][0]
     assert feed["venue"] == "replay-crypto" and feed["published"] > 0 and "seconds_since_update" in feed
     assert float(st["equity"]) > 0
+    assert st["currency"] == "USD" and set(st["cash_by_currency"]) <= {"USD", "USDT"}
 
 
 def test_openapi_and_docs(mmats_api: Api) -> None:

@@ -199,17 +199,13 @@ def test_empty_unreadable_unsupported(tmp_path: Path) -> None:
     _expect(tmp_path / "absent.csv", "file not found")
 
 
-def test_validation_is_vectorized_fast(tmp_path: Path) -> None:
-    import time
-
+def test_a_million_rows_load_and_validate(tmp_path: Path) -> None:
+    """Validation is vectorised; its speed is measured in bench/backtest_throughput.py, not timed here."""
     df = generate_bars(1_000_000, seed=5)
     p = tmp_path / "big.parquet"
     df.reset_index().to_parquet(p)
-    t0 = time.perf_counter()
     out = load_bars(p)
-    elapsed = time.perf_counter() - t0
     assert len(out) == 1_000_000
-    assert elapsed < 3.0, f"loading+validating 1M rows took {elapsed:.2f}s"  # ~0.2 s; slack for shared CI
 
 
 # ---------------------------------------------------------------------------------------------- gaps

@@ -12,19 +12,27 @@ from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
 from mmats.errors import ValidationError
 from mmats.indicators import (
     KNOWN_INDICATORS,
+    IndicatorCheckError,
+    Param,
     StreamingIndicators,
+    check_indicator,
     compute_batch,
+    indicator_examples,
+    known_indicators,
     parse_spec,
+    register_indicator,
+    unregister_indicator,
     warmup_bars,
 )
 from tests.conftest import shared_file
 
-ALL_SPECS = [
-    "SMA_20", "EMA_50", "WMA_10", "RSI_14", "ATR_14", "ADX_14", "CCI_20", "MOM_10", "ROC_12", "STDDEV_20",
-    "MACD_12_26_9", "BBANDS_20_2", "BBANDS_10_2.5", "DONCHIAN_20", "STOCH_14_3_3",
-    # edge parameters: shortest allowed periods
-    "SMA_1", "EMA_2", "ATR_1", "ADX_2", "MOM_1", "DONCHIAN_1", "MACD_2_3_1", "STOCH_1_1_1",
-]
+#: every registered kind's examples (built-in TA-Lib kinds, the Python kinds, anything registered at import)
+ALL_SPECS = indicator_examples()
+#: kinds comparing with a benchmark symbol (RS): checked with generated benchmark closes
+BENCH_SPECS = indicator_examples(benchmark=True)
+#: edge parameters (shortest allowed periods) must stay among them
+EDGE_SPECS = ["SMA_1", "EMA_2", "ATR_1", "ADX_2", "MOM_1", "DONCHIAN_1", "MACD_2_3_1", "STOCH_1_1_1",
+              "WT_2_1_1", "RSIMFI_1_1_-1", "RVOL_2_1", "TREND_3"]
 
 
 def batch(specs: list[str], a: BarArrays) -> dict[str, np.ndarray]:
@@ -222,3 +230,312 @@ def test_streaming_sma_is_bit_identical_over_a_long_history() -> None:
     batch = compute_batch(["SMA_7", "SMA_200"], close, close, close, close, np.zeros(len(close)))
     for k in got:
         np.testing.assert_array_equal(got[k], batch[k])
+
+
+# ------------------------------------------------------------------------- every registered kind
+
+
+def test_registry_examples_cover_every_kind_and_edges() -> None:
+    kinds = {parse_spec(s).kind for s in ALL_SPECS + BENCH_SPECS}
+    assert kinds == set(known_indicators()) >= set(KNOWN_INDICATORS)
+    assert set(EDGE_SPECS) <= set(ALL_SPECS)
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS + BENCH_SPECS)
+def test_check_indicator_on_every_registered_kind(spec: str, btc: BarArrays) -> None:
+    """The public check a user runs on their own kind, here on every registered one and real BTC bars."""
+    check_indicator(spec, (btc.open, btc.high, btc.low, btc.close, btc.volume))
+
+
+# --------------------------------------------------------------------------- market metrics
+
+
+def test_realized_vol_against_pandas(btc: BarArrays) -> None:
+    out = batch(["RVOL_30_525600"], btc)["RVOL_30_525600"]
+    logret = np.log(pd.Series(btc.close)).diff()
+    ref = (logret.rolling(30).std(ddof=1) * math.sqrt(525_600)).to_numpy()
+    assert np.isnan(out[:30]).all() and np.isnan(ref[:30]).all()
+    np.testing.assert_allclose(out[30:], ref[30:], rtol=1e-9)
+    assert 0.05 < float(np.median(out[30:])) < 5.0  # annualised BTC vol from 1-minute bars: tens of percent
+
+
+def test_realized_vol_scales_with_sqrt_of_periods_per_year(gen: BarArrays) -> None:
+    b = batch(["RVOL_20_1", "RVOL_20_252"], gen)
+    np.testing.assert_allclose(b["RVOL_20_252"][20:], b["RVOL_20_1"][20:] * math.sqrt(252), rtol=1e-12)
+
+
+def test_trend_strength_against_numpy_polyfit(btc: BarArrays) -> None:
+    n = 25
+    out = batch([f"TREND_{n}"], btc)
+    y = np.log(btc.close)
+    x = np.arange(n, dtype=float)
+    for t in range(n - 1, len(y), 97):
+        w = y[t - n + 1: t + 1]
+        slope, icept = np.polyfit(x, w, 1)
+        resid = w - (slope * x + icept)
+        r2 = 1 - (resid @ resid) / ((w - w.mean()) @ (w - w.mean()))
+        assert out[f"TREND_{n}.slope"][t] == pytest.approx(slope, rel=1e-7, abs=1e-12)
+        assert out[f"TREND_{n}.r2"][t] == pytest.approx(r2, rel=1e-7, abs=1e-9)
+    np.testing.assert_array_equal(out[f"TREND_{n}"], out[f"TREND_{n}.r2"])
+
+
+def test_trend_strength_on_a_clean_trend_and_a_flat_market() -> None:
+    up = 100 * np.exp(0.01 * np.arange(40))
+    out = compute_batch(["TREND_10"], up, up, up, up, up)
+    np.testing.assert_allclose(out["TREND_10.r2"][9:], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(out["TREND_10.slope"][9:], 0.01, rtol=1e-9)
+    flat = np.full(40, 5.0)
+    out = compute_batch(["TREND_10", "RVOL_5_252"], flat, flat, flat, flat, flat)
+    assert (out["TREND_10.r2"][9:] == 0).all() and (out["TREND_10.slope"][9:] == 0).all()
+    assert (out["RVOL_5_252"][5:] == 0).all()
+
+
+# ------------------------------------------------------------------------------ registration
+
+
+class _RangeShare:
+    """Where the close sits in the bar's range, averaged over n bars (a user's kind, streaming only)."""
+
+    def __init__(self, period: int) -> None:
+        self.window: list[float] = []
+        self.period = period
+
+    def update(self, high: float, low: float, close: float) -> float:
+        self.window = [*self.window[-(self.period - 1):], (close - low) / (high - low) if high > low else 0.5]
+        if len(self.window) < self.period:
+            return math.nan
+        total = 0.0
+        for x in self.window:
+            total += x
+        return total / self.period
+
+
+@pytest.fixture
+def rangeshare() -> object:
+    register_indicator("RANGESHARE", params=[Param("period", minimum=1)], inputs=("high", "low", "close"),
+                       lookback=lambda period: period - 1, stream=_RangeShare)
+    yield None
+    unregister_indicator("RANGESHARE")
+
+
+def test_user_kind_is_used_like_a_builtin(rangeshare: object, gen: BarArrays) -> None:
+    assert "RANGESHARE" in known_indicators()
+    out = batch(["rangeshare_5", "SMA_3"], gen)
+    share = np.where(gen.high > gen.low, (gen.close - gen.low) / (gen.high - gen.low), 0.5)
+    ref = pd.Series(share).rolling(5).mean().to_numpy()
+    np.testing.assert_allclose(out["rangeshare_5"], ref, rtol=1e-12)
+    assert warmup_bars(["RANGESHARE_9", "SMA_3"]) == 8
+    check_indicator("RANGESHARE_7")
+    with pytest.raises(ValidationError, match="RANGESHARE_0: period must be >= 1"):
+        parse_spec("RANGESHARE_0")
+
+
+def test_user_kind_with_batch_and_stream_and_several_outputs(gen: BarArrays) -> None:
+    def batch_fn(high: np.ndarray, low: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        up = pd.Series(high).rolling(n).max().to_numpy()
+        lo = pd.Series(low).rolling(n).min().to_numpy()
+        return up, lo
+
+    class Chan:
+        def __init__(self, n: int) -> None:
+            self.h: list[float] = []
+            self.lo: list[float] = []
+            self.n = n
+
+        def update(self, high: float, low: float) -> tuple[float, float]:
+            self.h = [*self.h, high][-self.n:]
+            self.lo = [*self.lo, low][-self.n:]
+            return (max(self.h), min(self.lo)) if len(self.h) == self.n else (math.nan, math.nan)
+
+    register_indicator("CHAN", params=[Param("n", 1)], inputs=("high", "low"), outputs=("top", "bottom"),
+                       primary=1, batch=batch_fn, stream=Chan, lookback=lambda n: n - 1)
+    try:
+        out = batch(["CHAN_4"], gen)
+        assert list(out) == ["CHAN_4", "CHAN_4.top", "CHAN_4.bottom"]
+        np.testing.assert_array_equal(out["CHAN_4"], out["CHAN_4.bottom"])
+        check_indicator("CHAN_4")
+        s = StreamingIndicators(["CHAN_4"])
+        v = s.extend(gen.open, gen.high, gen.low, gen.close, gen.volume)
+        assert v["CHAN_4"] == v["CHAN_4.bottom"] == out["CHAN_4.bottom"][-1]
+    finally:
+        unregister_indicator("CHAN")
+
+
+def test_batch_only_kind_streams_by_recomputing(gen: BarArrays) -> None:
+    register_indicator("HL2", params=[], inputs=("high", "low"), lookback=lambda: 0,
+                       batch=lambda high, low: (high + low) / 2)
+    try:
+        check_indicator("HL2")
+        assert parse_spec("HL2").params == ()
+    finally:
+        unregister_indicator("HL2")
+
+
+def test_defaults_fill_trailing_parameters() -> None:
+    assert parse_spec("WT_10_21").params == (10, 21, 4)
+    assert parse_spec("RSIMFI_60").params == (60, 150.0, 2.5)
+    assert parse_spec("WT_10_21").outputs == ("WT_10_21", "WT_10_21.wt1", "WT_10_21.wt2")
+    with pytest.raises(ValidationError, match=r"WT_10: expected 2 to 3 parameter\(s\) \(WT_channellength"):
+        parse_spec("WT_10")
+    with pytest.raises(ValidationError, match="WT_1_21: channel length must be >= 2"):
+        parse_spec("WT_1_21")
+    with pytest.raises(ValidationError, match="RVOL_20: expected 2 parameter"):
+        parse_spec("RVOL_20")
+    with pytest.raises(ValidationError, match="periods per year must be > 0"):
+        parse_spec("RVOL_20_0")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "SMA"}, "SMA is a built-in indicator"),
+        ({"name": "wt"}, "WT is a built-in indicator"),
+        ({"name": "MY_IND"}, "must be letters and digits"),
+        ({"name": "X", "stream": None}, "give a batch function, a stream factory, or both"),
+        ({"name": "X", "inputs": ("close", "adj")}, "inputs ['close', 'adj'] must be distinct names among open"),
+        ({"name": "X", "inputs": ()}, "must be distinct names among"),
+        ({"name": "X", "outputs": ("a",)}, "either none (one output) or at least two"),
+        ({"name": "X", "outputs": ("a", "a")}, "must be distinct"),
+        ({"name": "X", "outputs": ("a", "b"), "primary": 2}, "primary=2 is not an output index"),
+        ({"name": "X", "stream": lambda: None}, "stream must accept (period) positionally"),
+        ({"name": "X", "lookback": lambda: 0}, "lookback must accept (period) positionally"),
+        ({"name": "X", "batch": lambda close: close}, "batch must accept (close, period) positionally"),
+        ({"name": "X", "params": [("period", 1)]}, "params must be Param(...) objects"),
+        ({"name": "X", "params": [Param("a", default=1), Param("b")]}, "'b' has no default but follows one"),
+        ({"name": "X", "lookback": lambda period: -1}, "returned -1, expected an integer >= 0"),
+        ({"name": "X", "stream": lambda period: object()}, "must return an object with an update(close) method"),
+        ({"name": "X", "stream": lambda period: _RangeShare(period)}, "update must accept (close) positionally"),
+        ({"name": "X", "batch": lambda close, period: (close, close)}, "batch returned 2 output(s), declared 1"),
+        ({"name": "X", "batch": lambda close, period: close[1:]}, "shape (7,), expected (8,)"),
+    ],
+)
+def test_bad_registrations_are_refused_clearly(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"params": [Param("period", 1)], "inputs": ("close",),
+                               "lookback": lambda period: period - 1, "stream": _SmaStream}
+    args.update(kwargs)
+    name = args.pop("name")
+    with pytest.raises(ValidationError) as info:
+        register_indicator(name, **args)  # type: ignore[arg-type]
+    assert message in str(info.value)
+    assert str(name).upper() not in known_indicators() or str(name).upper() in KNOWN_INDICATORS
+
+
+class _SmaStream:
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.window: list[float] = []
+
+    def update(self, close: float) -> float:
+        self.window = [*self.window, close][-self.period:]
+        return sum(self.window) / self.period if len(self.window) == self.period else math.nan
+
+
+def test_duplicate_registration_from_another_origin_is_refused(rangeshare: object) -> None:
+    with pytest.raises(ValidationError,
+                       match="RANGESHARE is already registered by tests.unit.test_indicators:_RangeShare"):
+        register_indicator("RangeShare", params=[Param("period")], inputs=("close",), lookback=lambda period: 0,
+                           stream=_SmaStream)
+    # the same origin again (a strategy file imported a second time) replaces it quietly
+    register_indicator("RANGESHARE", params=[Param("period", minimum=2)], inputs=("high", "low", "close"),
+                       lookback=lambda period: period - 1, stream=_RangeShare)
+    with pytest.raises(ValidationError, match="must be >= 2"):
+        parse_spec("RANGESHARE_1")
+
+
+def test_check_indicator_catches_a_stream_that_differs_from_its_batch() -> None:
+    register_indicator("DRIFT", params=[Param("period", 2)], inputs=("close",), lookback=lambda period: period - 1,
+                       batch=lambda close, period: pd.Series(close).rolling(period).mean().to_numpy() * 1.0000001,
+                       stream=_SmaStream)
+    try:
+        with pytest.raises(IndicatorCheckError, match=r"DRIFT_5 on generated bars \(seed 21\): streaming gives"):
+            check_indicator("DRIFT_5")
+    finally:
+        unregister_indicator("DRIFT")
+
+
+def test_check_indicator_catches_look_ahead_and_a_wrong_lookback() -> None:
+    register_indicator("PEEK", params=[], inputs=("close",), lookback=lambda: 0,
+                       batch=lambda close: np.append(close[1:], close[-1]))
+    register_indicator("LATE", params=[Param("period", 2)], inputs=("close",), lookback=lambda period: 0,
+                       stream=_SmaStream)
+    try:
+        with pytest.raises(IndicatorCheckError, match="changed when only bars after 0 changed"):
+            check_indicator("PEEK")
+        with pytest.raises(IndicatorCheckError, match="declared lookback 0, but values are NaN up to bar 4"):
+            check_indicator("LATE_5")
+    finally:
+        unregister_indicator("PEEK")
+        unregister_indicator("LATE")
+
+
+USER_STRATEGY = '''
+import math
+from mmats.indicators import Param, register_indicator
+from mmats.model import SignalAction, TradeSignal
+from mmats.strategy import IStrategy
+
+
+class Gap:
+    def __init__(self, period):
+        self.prev = math.nan
+        self.n = 0
+        self.period = period
+
+    def update(self, open, close):
+        gap, self.prev = (open - self.prev if self.n else math.nan), close
+        self.n += 1
+        return gap if self.n > self.period else math.nan
+
+
+register_indicator("GAP", params=[Param("period", 1)], inputs=("open", "close"),
+                   lookback=lambda period: period, stream=Gap)
+
+
+class GapFade(IStrategy):
+    name = "gap_fade"
+    default_params = {}
+    seen = []
+
+    def get_required_indicators(self):
+        return ["GAP_1", "SMA_3"]
+
+    def on_bar(self, context):
+        GapFade.seen.append((context.indicators["GAP_1"], context.indicators["SMA_3"]))
+        if context.indicators["GAP_1"] < 0:
+            return TradeSignal(SignalAction.BUY, context.symbol, 1.0)
+        return TradeSignal(SignalAction.CLOSE, context.symbol)
+'''
+
+
+def test_strategy_file_registering_at_import_runs_in_backtest_and_live(tmp_path: object, gen: BarArrays) -> None:
+    """A strategy file registers its kind at import; loading it again (one instance per symbol, a hot
+    replace) is fine, and the live host streams the same values the backtest computed."""
+    from pathlib import Path
+
+    from mmats.engine.strategy_host import StrategyHost
+    from mmats.model import Environment, MarketType
+    from mmats.registry import create_strategy
+
+    path = Path(str(tmp_path)) / "gap_fade.py"
+    path.write_text(USER_STRATEGY)
+    ref = f"{path}:GapFade"
+    try:
+        strat = create_strategy(ref)
+        create_strategy(ref)  # the file is imported again: same origin, no duplicate error
+        assert "GAP" in known_indicators()
+        b = compute_batch(strat.get_required_indicators(), gen.open, gen.high, gen.low, gen.close, gen.volume)
+        ref_gap = np.append(np.nan, gen.open[1:] - gen.close[:-1])
+        np.testing.assert_array_equal(b["GAP_1"], ref_gap)
+        host = StrategyHost("g1", ref, {}, ["X"], MarketType.CRYPTO, Environment.PAPER)
+        live_cls = type(host.strategies["X"])
+        live_cls.seen.clear()  # type: ignore[attr-defined]
+        bars = [("X", int(gen.ts_ns[i]), float(gen.open[i]), float(gen.high[i]), float(gen.low[i]),
+                 float(gen.close[i]), float(gen.volume[i])) for i in range(300)]
+        signals, _ = host.on_bars(bars)
+        seen = live_cls.seen  # type: ignore[attr-defined]
+        assert len(seen) == 300 - 2  # from bar 2 on (SMA_3's warm-up is the longer one)
+        assert [g for g, _ in seen] == b["GAP_1"][2:300].tolist()
+        assert [s for _, s in seen] == b["SMA_3"][2:300].tolist()
+        assert signals and host.errors_total == 0
+    finally:
+        unregister_indicator("GAP")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -290,16 +289,14 @@ def test_max_drawdown_bounded_and_total_return_compounds(rets: list[float]) -> N
     assert dd.min() == pytest.approx(m["max_drawdown"]) and (dd <= 0).all()
 
 
-def test_fast_on_a_million_points() -> None:
+def test_a_million_points() -> None:
     rng = np.random.default_rng(0)
     n = 1_000_000
     eq = 10_000 * np.cumprod(1 + rng.normal(0, 1e-3, n))
     ts = np.arange(n, dtype=np.int64) * 60_000_000_000
     compute_metrics(eq[:1000], ts[:1000], [], 525_600)
-    t0 = time.perf_counter()
-    compute_metrics(eq, ts, [trade(1.0)] * 1000, 525_600)
-    # ~30 ms measured; the generous bound only catches a regression to per-bar Python on a shared box.
-    assert time.perf_counter() - t0 < 1.0
+    m = compute_metrics(eq, ts, [trade(1.0)] * 1000, 525_600)  # its speed: bench/report_time.py
+    assert m["num_trades"] == 1000
 
 
 def test_agrees_with_quantstats() -> None:

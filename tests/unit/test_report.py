@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, ClassVar
@@ -227,13 +226,9 @@ def test_million_point_equity_stays_small_and_fast() -> None:
     res = copy.deepcopy(make_result(kill=False))
     res["equity"] = list(zip(times, values, strict=True))  # tuples: same shape as JSON pairs, cheaper to build
     res["benchmark_equity"] = list(zip(times, [10_000.0] * n, strict=True))
-    t0 = time.perf_counter()
-    text = render_html(res)
-    elapsed = time.perf_counter() - t0
+    text = render_html(res)  # its time on a million points: bench/report_time.py
     assert len(text.encode()) < 2_000_000
     assert 'class="tick">0<' in text  # the 1.0 crash is still drawn: the value axis reaches down to 0
-    # ~0.6 s measured alone; the bound leaves room for a busy shared machine.
-    assert elapsed < 4.0, elapsed
     check_html(text)
 
 

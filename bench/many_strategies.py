@@ -1,0 +1,233 @@
+"""Many strategies through the Ray actors: 20 strategies (every shipped kind, two LLM agents on LangChain's
+fake chat model) on 10 symbols, paper broker, against the first of them alone on the same symbols.
+
+One run, two phases on one local Ray cluster, each a fresh system fed at the same offered rate (a replay
+at N x real time, so the bars arrive at a steady rate whatever the system does):
+- ``1``: one strategy (sma_cross) on the 10 symbols;
+- ``20``: twenty strategies, one actor each, on the same 10 symbols.
+
+Per phase, over the measured window (after a warm-up):
+- bar-processing latency: from the feed publishing a bar to the router accepting the order a strategy
+  decided on it (feed -> strategy -> gatekeeper -> router; ``signal_to_order_s`` of
+  bench/live_pipeline.py), over every order accepted in the window;
+- lag: sampled a few times a second, how far each strategy's newest processed bar (its health's
+  ``last_bar_ns``) is behind the feed's newest published bar, in wall time between the two bars'
+  publication; plus the feed's largest per-subscriber backlog and any bars coalesced away;
+- resident memory: all processes of the cluster (driver, GCS, raylet, workers) and the raylet's workers
+  by kind (``StrategyActor`` etc.), with one actor per strategy.
+Strategy pools (several strategies in one actor process) are not built: ``pool_rss_mb`` is null.
+
+Progress on stderr. Last line of stdout: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import numpy as np  # noqa: E402
+import ray  # noqa: E402  (before live_pipeline: without the bench extra, psutil is the copy Ray ships)
+
+# isort: split
+import live_pipeline as lp  # noqa: E402
+
+SYMBOLS = lp.SYMBOLS
+FAKE = "langchain_core.language_models.fake_chat_models.FakeListChatModel"
+ALLOCATION = 0.045  # twenty strategies on one account: 90 % of equity allocated at most
+# bars/s offered (all symbols together): 20 strategies keep up with it on a shared 2-core machine, where
+# 300 and 500 already drove the order path's latency to seconds (docs/architecture.md "Many strategies").
+DEFAULT_RATE = 200.0
+
+
+def _llm_answer(action: str, size: float) -> str:
+    return json.dumps({"action": action, "size": size, "confidence": 0.5, "rationale": f"bench {action}"})
+
+
+def _llm(every_n_bars: int) -> dict[str, Any]:
+    """An LLM agent on LangChain's fake chat model: the real prompt building, call on a thread with a
+    timeout, schema validation and fallback (one answer in four is not JSON), with no network."""
+    answers = [_llm_answer("BUY", 0.8), _llm_answer("HOLD", 0.0), "no idea", _llm_answer("CLOSE", 0.0)]
+    return {"model_class": FAKE, "max_calls_per_minute": 0, "every_n_bars": every_n_bars,
+            "indicators": ["RSI_14", "SMA_20"], "history_bars": 10, "model_kwargs": {"responses": answers}}
+
+
+# (ref, params): the first one is also the single strategy of phase ``1``.
+MIX: list[tuple[str, dict[str, Any]]] = [
+    ("sma_cross", {"fast": 10, "slow": 30}),
+    ("sma_cross", {"fast": 5, "slow": 20}),
+    ("sma_cross", {"fast": 20, "slow": 60}),
+    ("sma_cross", {"fast": 8, "slow": 50, "allow_short": True}),
+    ("rsi_reversion", {}),
+    ("rsi_reversion", {"period": 7, "oversold": 25.0, "exit": 60.0}),
+    ("donchian_breakout", {}),
+    ("donchian_breakout", {"entry": 55, "exit": 20}),
+    ("macd_trend", {}),
+    ("macd_trend", {"fast": 5, "slow": 35, "signal": 5}),
+    ("macd_trend", {"trend_filter": 200}),
+    ("bollinger_reversion", {}),
+    ("bollinger_reversion", {"period": 30, "k": 2.5, "exit": "opposite"}),
+    ("bollinger_reversion", {"rsi_period": 14}),
+    ("vumanchu_cipher", {}),
+    ("vumanchu_cipher", {"mfi_filter": True, "ribbon_filter": True}),
+    ("active_inference", {}),
+    ("active_inference", {"trend_z": 0.3, "horizon": 3}),
+    ("llm_agent", _llm(5)),
+    ("llm_agent", _llm(20)),
+]
+
+
+def strategy_specs(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"{ref}_{i}", "ref": ref, "symbols": SYMBOLS, "params": params, "allocation": ALLOCATION}
+            for i, (ref, params) in enumerate(MIX[:n])]
+
+
+def progress(msg: str) -> None:
+    print(f"[many_strategies {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
+
+
+def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str) -> dict[str, Any]:
+    """One system of ``n`` strategies at ``rate`` bars/s offered: latency, lag and memory over ``seconds``."""
+    per_ts = len(SYMBOLS)
+    bars = int((warmup + seconds + 30) * rate / per_ts)  # the replay outlasts the window (startup included)
+    cfg = lp.config("speed", rate / per_ts * 60.0, bars, home)  # 1-minute bars: 60 x timestamps per second
+    cfg["strategies"] = strategy_specs(n)
+    progress(f"phase {n}: building {n} strategy actor(s) on {per_ts} symbols, {rate:g} bars/s offered")
+    t_build = time.perf_counter()
+    sup, h = lp.start(cfg)
+    progress(f"phase {n}: started in {time.perf_counter() - t_build:.1f} s; warming up {warmup:g} s")
+    feed = h["feeds"]["replay"]
+    strategies: dict[str, Any] = h["strategies"]
+    try:
+        time.sleep(warmup)
+        s0 = ray.get(feed.stats.remote())
+        t0 = time.time()
+        samples: list[tuple[int, dict[str, int]]] = []  # (feed's newest bar, each strategy's newest bar)
+        max_backlog = 0
+        next_note = t0 + 5
+        while time.time() - t0 < seconds:
+            refs = {sid: a.health.remote() for sid, a in strategies.items()}
+            newest = ray.get(feed.last_ts.remote())
+            healths = {sid: ray.get(r) for sid, r in refs.items()}
+            samples.append((newest, {sid: int(x["last_bar_ns"] or 0) for sid, x in healths.items()}))
+            st = ray.get(feed.stats.remote())
+            max_backlog = max([max_backlog, *(x["lag_bars"] for k, x in st["subscribers"].items() if k in strategies)])
+            if time.time() >= next_note:
+                progress(f"phase {n}: {time.time() - t0:.0f}/{seconds:g} s, {st['published'] - s0['published']} bars "
+                         f"published, backlog now {max(x['lag_bars'] for x in st['subscribers'].values())} bars")
+                next_note += 5
+            time.sleep(0.25)
+        t1 = time.time()
+        s1 = ray.get(feed.stats.remote())
+        rss = lp.ray_rss_mb()
+        workers = lp.ray_worker_rss_mb()
+        healths = {sid: ray.get(a.health.remote()) for sid, a in strategies.items()}
+        published = ray.get(feed.publish_times.remote())
+        accepted = ray.get(h["router"].accept_times.remote())
+        orders = ray.get(h["router"].orders.remote())
+    finally:
+        lp.stop(sup, h)
+    latency: list[float] = []
+    first: list[float] = []  # the strategy that phase 1 runs alone
+    first_id = strategy_specs(1)[0]["id"]
+    for o in orders:
+        if not t0 <= accepted.get(o["client_order_id"], 0.0) <= t1:
+            continue
+        s = lp.signal_to_order_s(o, accepted, published)
+        if s is not None:
+            latency.append(s * 1000)
+            if o["strategy_id"] == first_id:
+                first.append(s * 1000)
+    lag: list[float] = []
+    for newest, seen in samples:
+        for ts in seen.values():
+            if newest in published and ts in published:
+                lag.append(max(0.0, (published[newest] - published[ts]) * 1000))
+    skipped = sum(x["skipped"] - s0["subscribers"].get(k, {}).get("skipped", 0)
+                  for k, x in s1["subscribers"].items())
+    errors = {sid: x["last_error"] for sid, x in healths.items() if x["errors_total"] or not x["enabled"]}
+    done = (s1["published"] - s0["published"]) / max(t1 - t0, 1e-9)
+    progress(f"phase {n}: {len(latency)} orders measured, p99 {pct(latency, 99)} ms, lag p99 {pct(lag, 99)} ms, "
+             f"RSS {rss:.0f} MB, {done:.0f} bars/s published")
+    if errors:
+        progress(f"phase {n}: strategies with errors: {errors}")
+    return {
+        "p50_ms": pct(latency, 50), "p99_ms": pct(latency, 99), "orders_measured": len(latency),
+        "first_strategy_p99_ms": pct(first, 99),
+        "lag_p50_ms": pct(lag, 50), "lag_p99_ms": pct(lag, 99), "lag_max_ms": pct(lag, 100), "lag_samples": len(lag),
+        "max_backlog_bars": max_backlog, "skipped_bars": skipped, "bars_per_sec_published": round(done, 1),
+        "rss_mb": round(rss), "workers": workers, "strategy_errors": errors,
+        "bars_seen": {sid: x["bars_seen"] for sid, x in healths.items()},
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=float, default=DEFAULT_RATE, help="bars/s offered, all symbols together")
+    ap.add_argument("--seconds", type=float, default=30.0, help="measured window of each phase")
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds after start before measuring")
+    ap.add_argument("--strategies", type=int, default=len(MIX), help=f"size of the many phase (1..{len(MIX)})")
+    ap.add_argument("--quick", action="store_true", help="a short smoke run: 6 s windows, 3 s warm-up")
+    ap.add_argument("--no-persist", action="store_true", help="run without storage (default: SQLite in a temp home)")
+    args = ap.parse_args()
+    if not 1 <= args.strategies <= len(MIX):
+        ap.error(f"--strategies must be 1..{len(MIX)}")
+    if args.rate <= 0:
+        ap.error("--rate must be positive")
+    if args.quick:
+        args.seconds, args.warmup = 6.0, 3.0
+    many = args.strategies
+    if args.no_persist:
+        lp.STORAGE["persist"] = False  # read by lp.config
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    home = tempfile.mkdtemp(prefix="mmats-bench-many-")
+    try:
+        one = run_phase(1, args.rate, args.warmup, args.seconds, home + "/one")
+        lots = run_phase(many, args.rate, args.warmup, args.seconds, home + "/many")
+        calib = lp.calibration()
+    finally:
+        ray.shutdown()
+    strategy_actor_mb = lots["workers"].get("StrategyActor", {}).get("rss_mb")
+    out = {
+        "strategies": many, "symbols": len(SYMBOLS), "bars_per_sec_offered": args.rate,
+        "seconds": args.seconds, "persist": not args.no_persist,
+        f"p50_ms_{many}": lots["p50_ms"], f"p99_ms_{many}": lots["p99_ms"],
+        "p50_ms_1": one["p50_ms"], "p99_ms_1": one["p99_ms"],
+        "p99_ratio": ratio(lots["p99_ms"], one["p99_ms"]),
+        # The same strategy (sma_cross 10/30) alone and among the others: its own orders' p99.
+        f"same_strategy_p99_ms_{many}": lots["first_strategy_p99_ms"],
+        f"lag_p50_ms_{many}": lots["lag_p50_ms"], f"lag_p99_ms_{many}": lots["lag_p99_ms"],
+        "lag_p50_ms_1": one["lag_p50_ms"], "lag_p99_ms_1": one["lag_p99_ms"],
+        "lag_p99_ratio": ratio(lots["lag_p99_ms"], one["lag_p99_ms"]),
+        f"rss_mb_{many}": lots["rss_mb"], "rss_mb_1": one["rss_mb"],
+        "strategy_actor_rss_mb_each": round(strategy_actor_mb / many, 1) if strategy_actor_mb else None,
+        "pool_rss_mb": None,
+        "pool_note": "strategy pools (several strategies in one actor process) are not built; one actor per strategy",
+        "phases": {"1": one, str(many): lots},
+        "cpu_calibration": calib,
+        "mix": [f"{s['id']}" for s in strategy_specs(many)],
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
