@@ -31,6 +31,7 @@ class StrategyLedgers:
         self.currency = self.fx.base
         self.books: dict[str, Portfolio] = {}
         self.counts: dict[str, dict[str, int]] = {}
+        self._entry_fee_per_unit: dict[tuple[str, str], Decimal] = {}  # (strategy, symbol): fee paid to open
         self.applied = 0
 
     def apply(self, fill: Fill) -> None:
@@ -40,14 +41,28 @@ class StrategyLedgers:
             for inst in self.instruments:
                 book.register(inst)
             self.counts[fill.strategy_id] = {"fills": 0, "trades": 0, "wins": 0}
+        held = book.positions.get(fill.symbol)
+        before_qty = held.quantity if held is not None else Decimal(0)
         before = book.realized_pnl
         book.apply_fill(fill)
         pnl = book.realized_pnl - before
         c = self.counts[fill.strategy_id]
         c["fills"] += 1
-        if pnl != 0:  # this fill closed (part of) the strategy's own position
+        # A win is a close whose P&L beats the fees of the quantity it closes, entry and exit alike: the
+        # rule of the account's round trips (TradeRecord.pnl is net of both), so a strategy trading a
+        # symbol alone shows the same win rate as that symbol's round trips.
+        signed, key = fill.signed_quantity, (fill.strategy_id, fill.symbol)
+        closing = min(abs(signed), abs(before_qty)) if before_qty and (before_qty > 0) != (signed > 0) else Decimal(0)
+        per_unit = self._entry_fee_per_unit.get(key, Decimal(0))
+        rate = self._rate(book, fill.symbol)
+        if closing:
+            fees = (fill.fee * closing / abs(signed) + per_unit * closing) * rate
             c["trades"] += 1
-            c["wins"] += int(pnl - fill.fee > 0)
+            c["wins"] += int(pnl - fees > 0)
+        opening = abs(signed) - closing
+        if opening:
+            kept = abs(before_qty) - closing
+            self._entry_fee_per_unit[key] = (kept * per_unit + fill.fee * opening / abs(signed)) / (kept + opening)
         self.applied += 1
 
     def _rate(self, book: Portfolio, symbol: str) -> Decimal:

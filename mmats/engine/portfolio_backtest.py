@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from mmats.allocation import account_allocation
+from mmats.attribution import StrategyLedgers
 from mmats.audit import Journal
 from mmats.data import BarArrays, column_list, generate_bars, load_bars, to_arrays
 from mmats.engine.backtest import RESULT_VERSION, KillSwitchEvent, _Cursor, _first_valid, _strategy_failed
@@ -1202,9 +1203,13 @@ class PortfolioBacktest:
     def _attribution(self) -> dict[str, Any]:
         """Per strategy, market and symbol: realized P&L and fees (they sum to the account's), closing
         trades, wins and win rate. A strategy's trades count the fills that closed part of its own
-        position (``mmats.attribution``); a market's and a symbol's the account's round trips."""
+        position (``mmats.attribution``, as the running system's views count them); a market's and a
+        symbol's the account's round trips. A win beats the fees of what it closed in both."""
         pf = self.portfolio
-        own = _own_book_counts(self.fills)
+        ledgers = StrategyLedgers(self.instruments.values(), fx=pf.fx)  # the live views' per-strategy books
+        for f in self.fills:
+            ledgers.apply(f)
+        own = {sid: (c["fills"], c["trades"], c["wins"]) for sid, c in ledgers.counts.items()}
 
         def row(realized: Decimal, fees: Decimal, trades: int, wins: int) -> dict[str, Any]:
             return {"realized_pnl": round(float(realized), 2), "fees": round(float(fees), 2),
@@ -1232,37 +1237,6 @@ class PortfolioBacktest:
                                len(trips), sum(1 for x in trips if x.pnl > 0))
         return {"by_strategy": by_strategy, "by_market": by_market, "by_symbol": by_symbol,
                 "totals": {"realized_pnl": round(float(pf.realized_pnl), 2), "fees": round(float(pf.fees), 2)}}
-
-
-def _own_book_counts(fills: list[Fill]) -> dict[str, tuple[int, int, int]]:
-    """Per strategy: fills, and the fills that closed part of its own position (trades) and did so at
-    a gain net of their fee (wins), each strategy's position kept apart from the others' (as
-    ``mmats.attribution`` keeps them: one strategy's buy may close another's short in the account)."""
-    books: dict[tuple[str, str], list[Decimal]] = {}
-    out: dict[str, list[int]] = {}
-    for f in fills:
-        c = out.setdefault(f.strategy_id, [0, 0, 0])
-        c[0] += 1
-        book = books.setdefault((f.strategy_id, f.symbol), [Decimal(0), Decimal(0)])  # quantity, average price
-        qty, avg = book
-        signed = f.signed_quantity
-        if qty and (qty > 0) != (signed > 0):
-            closing = min(abs(signed), abs(qty))
-            pnl = closing * (f.price - avg) * (1 if qty > 0 else -1)
-            c[1] += 1
-            c[2] += int(pnl - f.fee > 0)
-            rest = abs(signed) - closing
-            qty = qty + (signed if abs(signed) <= abs(qty) else -qty)
-            if rest:
-                qty, avg = (rest if signed > 0 else -rest), f.price
-            elif not qty:
-                avg = Decimal(0)
-        else:
-            new = qty + signed
-            avg = (qty * avg + signed * f.price) / new
-            qty = new
-        book[0], book[1] = qty, avg
-    return {sid: (c[0], c[1], c[2]) for sid, c in out.items()}
 
 
 def _rate_chains(fx: FxRates, symbols: set[str]) -> dict[str, list[tuple[str | None, float, bool]]]:

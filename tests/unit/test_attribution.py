@@ -36,3 +36,19 @@ def test_each_strategy_books_its_own_fills_and_marks_at_the_account_price() -> N
     acct.mark(BTC.symbol, Decimal("130"))
     total = sum(Decimal(s["realized_pnl"]) + Decimal(s["unrealized_pnl"]) - Decimal(s["fees"]) for s in st.values())
     assert total == acct.equity - acct.initial_cash
+
+
+def test_a_win_beats_the_entry_and_exit_fees_of_what_it_closes_as_a_round_trip_does() -> None:
+    # bought 2 at 100 paying 3, sold 1 at 102 paying 0.5: gross +2 on the unit closed, fees 1.5 + 0.5 = 2 -> no win
+    # then sold the other at 104 paying 0.5: gross +4, fees 1.5 + 0.5 -> a win
+    led = StrategyLedgers([BTC], "USDT")
+    for f in (fill(1, "a", Side.BUY, "2", "100", fee="3"), fill(2, "a", Side.SELL, "1", "102", fee="0.5"),
+              fill(3, "a", Side.SELL, "1", "104", fee="0.5")):
+        led.apply(f)
+    assert (led.counts["a"]["trades"], led.counts["a"]["wins"]) == (2, 1)
+    # the account's round trip over the same fills is one trade, net of every fee: 6 - 4 > 0, a win
+    pf = Portfolio(Decimal(10_000), "USDT")
+    pf.register(BTC)
+    trips = [t for f in (fill(1, "a", Side.BUY, "2", "100", fee="3"), fill(2, "a", Side.SELL, "1", "102", fee="0.5"),
+                         fill(3, "a", Side.SELL, "1", "104", fee="0.5")) if (t := pf.apply_fill(f)) is not None]
+    assert len(trips) == 1 and trips[0].pnl == Decimal("2")
