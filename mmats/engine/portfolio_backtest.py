@@ -67,7 +67,7 @@ from mmats.model import (
 )
 from mmats.portfolio import Portfolio
 from mmats.registry import create_strategy, load_object
-from mmats.research.metrics import TradeRecord, compute_metrics, json_safe, periods_per_year
+from mmats.research.metrics import TradeRecord, compute_metrics, json_safe, periods_per_year, sharpe_sortino
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransition
 from mmats.strategy import IStrategy, StrategyContext
@@ -1086,10 +1086,10 @@ class PortfolioBacktest:
         ppy = periods_per_year(max(1, spacing), market)
         pf = self.portfolio
         trades = list(pf.trades)
-        metrics = compute_metrics(equity, times, trades, ppy)
+        metrics = daily_ratios(compute_metrics(equity, times, trades, ppy), equity, times)
         bench_trades = [TradeRecord(s.symbol, "LONG", 0.0, int(s.ts[0]), s.closes[0], int(s.ts[-1]), s.closes[-1],
                                     0.0, 0.0) for s in slots]
-        benchmark = compute_metrics(bench, times, bench_trades, ppy)
+        benchmark = daily_ratios(compute_metrics(bench, times, bench_trades, ppy), bench, times)
         self._mark()  # every slot stands at its last bar: the ledger marked at every symbol's last close
         ledger_equity = pf.equity
         money = 2
@@ -1237,6 +1237,26 @@ class PortfolioBacktest:
                                len(trips), sum(1 for x in trips if x.pnl > 0))
         return {"by_strategy": by_strategy, "by_market": by_market, "by_symbol": by_symbol,
                 "totals": {"realized_pnl": round(float(pf.realized_pnl), 2), "fees": round(float(pf.fees), 2)}}
+
+
+def daily_ratios(metrics: dict[str, Any], equity: np.ndarray | list[float], times: np.ndarray) -> dict[str, Any]:
+    """Sharpe and Sortino from the equity's UTC daily closes, annualised over 365 calendar days.
+
+    A portfolio's timeline mixes markets (daily stock bars for years, then hourly crypto bars): returns
+    between consecutive timestamps have no single period, so annualising them by one bar size would be
+    wrong by the square root of the ratio of the spacings. Calendar days are every market's common unit;
+    a day a market is closed is a day of zero return for it, as for the account."""
+    eq = np.asarray(equity, dtype=np.float64)
+    if len(eq) < 3:
+        return metrics
+    day = np.asarray(times, dtype=np.int64) // 86_400_000_000_000
+    last_of_day = np.flatnonzero(np.diff(day)) if len(day) > 1 else np.array([], dtype=np.int64)
+    closes = np.append(eq[last_of_day], eq[-1])
+    days = np.append(day[last_of_day], day[-1])
+    full = np.arange(days[0], days[-1] + 1)
+    daily = closes[np.searchsorted(days, full, side="right") - 1]  # a day without a bar keeps the last close
+    sharpe, sortino = sharpe_sortino(np.diff(daily) / daily[:-1], 365.0)
+    return {**metrics, "sharpe": sharpe, "sortino": sortino}
 
 
 def _rate_chains(fx: FxRates, symbols: set[str]) -> dict[str, list[tuple[str | None, float, bool]]]:

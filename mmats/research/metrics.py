@@ -147,6 +147,11 @@ def _avg_drawdown(dd: np.ndarray) -> float:
     return float(np.minimum.reduceat(dd, starts).mean())
 
 
+def sharpe_sortino(r: np.ndarray, ppy: float) -> tuple[float, float]:
+    """Sharpe and Sortino of the returns ``r``, annualised with ``ppy`` (the rule of ``compute_metrics``)."""
+    return _ratios(r, ppy)
+
+
 def _ratios(r: np.ndarray, ppy: float) -> tuple[float, float]:
     if r.size < 2:
         return 0.0, 0.0

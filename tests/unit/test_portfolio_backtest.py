@@ -368,3 +368,25 @@ def test_two_symbols_signalling_on_one_bar_both_trade(tmp_path: Path) -> None:
         strict=True))
     live, _ = host.on_bars(sorted(bars, key=lambda b: (b[1], b[0])))
     assert sorted(p.signal.signal_id for p in live) == sorted(o.signal_id for o in result.orders)
+
+
+def test_sharpe_of_a_mixed_timeline_comes_from_daily_closes() -> None:
+    """Daily stock bars for a year, then hourly crypto bars: one bar size cannot annualise both."""
+    import numpy as np
+
+    from mmats.engine.portfolio_backtest import daily_ratios
+
+    day, hour = 86_400_000_000_000, 3_600_000_000_000
+    rng = np.random.default_rng(7)
+    t_daily = np.arange(365) * day
+    t_hourly = t_daily[-1] + day + np.arange(24 * 200) * hour
+    times = np.concatenate([t_daily, t_hourly])
+    equity = 100_000 * np.cumprod(1 + rng.normal(2e-4, 2e-3, len(times)))
+    got = daily_ratios({"sharpe": 99.0, "sortino": 99.0}, equity, times)
+    closes = {}
+    for t, e in zip(times.tolist(), equity.tolist(), strict=True):
+        closes[t // day] = e  # the last value of each UTC day
+    daily = np.array([closes[d] for d in range(min(closes), max(closes) + 1)])
+    r = np.diff(daily) / daily[:-1]
+    assert abs(got["sharpe"] - r.mean() / r.std(ddof=1) * np.sqrt(365)) < 1e-9
+    assert 0 < got["sharpe"] < 10 and got["sortino"] > 0
