@@ -1087,8 +1087,10 @@ class PortfolioBacktest:
         pf = self.portfolio
         trades = list(pf.trades)
         metrics = daily_ratios(compute_metrics(equity, times, trades, ppy), equity, times)
-        bench_trades = [TradeRecord(s.symbol, "LONG", 0.0, int(s.ts[0]), s.closes[0], int(s.ts[-1]), s.closes[-1],
-                                    0.0, 0.0) for s in slots]
+        share = self.cfg.initial_cash / max(1, len(slots))  # each symbol's hold is one trade of its share
+        bench_trades = [TradeRecord(s.symbol, "LONG", share / s.closes[0], int(s.ts[0]), s.closes[0], int(s.ts[-1]),
+                                    s.closes[-1], share / s.closes[0] * (s.closes[-1] - s.closes[0]), 0.0)
+                        for s in slots]
         benchmark = daily_ratios(compute_metrics(bench, times, bench_trades, ppy), bench, times)
         self._mark()  # every slot stands at its last bar: the ledger marked at every symbol's last close
         ledger_equity = pf.equity

@@ -98,6 +98,12 @@ def test_equity_identity_and_attribution_add_up(mixed_run: tuple[PortfolioBackte
         assert 0 <= r["wins"] <= r["trades"] and r["win_rate"] == pytest.approx(r["wins"] / r["trades"])
     assert set(att["by_market"]) == {"forex", "stock"}
     assert sum(r["trades"] for r in att["by_market"].values()) == len(result.trades)
+    # the equal-weight buy and hold: one trade per symbol, each its symbol's return over the run
+    moves = [slot.closes[-1] / slot.closes[0] - 1 for slot in engine.slots.values()]
+    bench = doc["benchmark"]
+    assert bench["num_trades"] == 3 and bench["best_trade"] == pytest.approx(max(moves))
+    assert bench["worst_trade"] == pytest.approx(min(moves))
+    assert bench["win_rate"] == pytest.approx(sum(m > 0 for m in moves) / 3)
 
 
 def test_bars_merge_in_time_order_across_timeframes(mixed_run: tuple[PortfolioBacktest, Any]) -> None:
