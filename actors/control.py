@@ -62,3 +62,18 @@ def when_ready(ref: Any, apply: Callable[[Any], None], what: str) -> None:
             logging.getLogger("mmats.control").error("re-wiring after a restart (%s) failed: %r", what, exc)
 
     ref.future().add_done_callback(done)
+
+
+def ask_supervisor_to_rewire(peers: Any, node: str) -> None:
+    """After a Ray restart, ask the supervisor to re-apply this actor's wiring (``peers``: an
+    ``mmats.engine.actor_settings.Peers``). Sent, never awaited: the supervisor may be the very caller
+    waiting for this actor to come back. Without a supervisor (actors built by hand) nothing happens."""
+    import ray
+
+    if peers.supervisor is None or not ray.get_runtime_context().was_current_actor_reconstructed:
+        return
+    try:
+        ray.get_actor(peers.supervisor, namespace=peers.namespace).rewire.remote(node)
+    except ValueError:
+        logging.getLogger("mmats.control").error("%s restarted, but supervisor %s is gone: wiring as built",
+                                                 node, peers.supervisor)

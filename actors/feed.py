@@ -8,12 +8,13 @@ never stalls the feed for the others. If a subscriber's buffer exceeds ``max_pen
 coalesced to the latest bar per symbol and the dropped bars are counted (``skipped``), which bounds lag
 and memory; ``stats()`` exposes lag and skips per subscriber.
 
-Message rate: a subscriber gets at most one message per ``min_send_interval_ms`` (default 50 ms, 0 in
-lockstep). On a 2-core machine one Ray actor call costs the receiver 0.5-1.5 ms of CPU whatever
-it carries (``bench/live_pipeline.py`` measures it), so ten strategies fed one message per timestamp
-spend the whole machine on message overhead and fall behind without bound; capping the rate makes
-batches grow with load instead, which keeps the lag bounded at the price of at most one interval of
-added latency. The in-flight call is tracked with a completion callback, not by polling ``ray.wait``.
+Message rate: the adaptive policy of ``mmats.engine.batching`` (no timer): an idle subscriber gets a bar
+at once; a busy one gets everything that arrived meanwhile in one message when it answers. On a
+2-core machine one Ray actor call costs the receiver 0.5-1.5 ms of CPU whatever it carries
+(``bench/live_pipeline.py`` measures it), so the number of messages follows each subscriber's speed
+and the batches grow with load instead of the lag. ``min_send_interval_ms`` adds a rate cap (at most
+one message per interval; off by default). The in-flight call is tracked with a completion callback,
+not by polling ``ray.wait``.
 
 Pacing: ``max`` (as fast as the per-subscriber in-flight limit allows), ``speed`` (N x real time),
 ``lockstep`` (the next timestamp goes out only after the order router acknowledged the previous one:
@@ -31,8 +32,13 @@ from typing import Any
 import numpy as np
 import ray
 
+from actors.control import ask_supervisor_to_rewire
 from mmats.data import BarArrays
+from mmats.engine.actor_settings import FeedSettings
+from mmats.engine.batching import AdaptiveBatcher, AnswerRelay
+from mmats.engine.topology import Wiring
 from mmats.feed_health import LiveFeedHealth
+from mmats.messages import FeedStatus
 
 HEARTBEAT_S = 1.0  # how often the gatekeeper hears that this feed is alive (and whether it is stale)
 
@@ -44,9 +50,7 @@ class _Subscriber:
     handle: Any
     symbols: frozenset[str] | None
     method: str
-    pending: list[BarTuple] = field(default_factory=list)
-    busy: bool = False  # a call is in flight (cleared by its completion callback)
-    next_send: float = 0.0  # perf_counter time before which nothing more is sent (rate cap)
+    out: AdaptiveBatcher[BarTuple] = field(default_factory=AdaptiveBatcher)  # pending bars, call in flight
     sent_bars: int = 0
     sent_msgs: int = 0
     skipped: int = 0
@@ -56,13 +60,15 @@ class _Subscriber:
 
 @ray.remote(max_restarts=-1)
 class FeedActor:
-    def __init__(self, venue: str, series: dict[str, BarArrays], pace: str = "max", speed: float = 60.0,
-                 max_pending: int = 50_000, history_len: int = 5_000, stale_after_s: float = 30.0,
-                 lockstep_timeout_s: float = 3.0, persist: dict[str, Any] | None = None,
-                 min_send_interval_ms: float | None = None, live: dict[str, Any] | None = None) -> None:
-        if min_send_interval_ms is None:
-            min_send_interval_ms = 0.0 if pace == "lockstep" else 50.0
-        self.min_send_interval_s = min_send_interval_ms / 1000.0
+    def __init__(self, settings: FeedSettings) -> None:
+        """Its fixed subscribers and who hears its heartbeat come with the supervisor's ``wire`` (again
+        after a restart); strategy hosts attach themselves (``handover``)."""
+        cfg = settings
+        venue, series, pace, speed, max_pending = cfg.venue, cfg.series, cfg.pace, cfg.speed, cfg.max_pending
+        history_len, stale_after_s, lockstep_timeout_s = cfg.history_len, cfg.stale_after_s, cfg.lockstep_timeout_s
+        persist, min_send_interval_ms, live = cfg.persist, cfg.min_send_interval_ms, cfg.live
+        # No rate cap unless configured: the adaptive policy alone sets the message rate.
+        self.min_send_interval_s = (min_send_interval_ms or 0.0) / 1000.0
         self.lockstep_timeout_s = lockstep_timeout_s
         self.lockstep_timeouts = 0
         self.venue = venue
@@ -76,6 +82,7 @@ class FeedActor:
         symbols = list(series) + (list(live["symbols"]) if live else [])
         self.history: dict[str, deque[BarTuple]] = {s: deque(maxlen=history_len) for s in symbols}
         self._lock = threading.RLock()
+        self._relay = AnswerRelay(self._lock, self._flush, f"feed-relay-{self.venue}")
         self._acked = -1
         self._ack_cv = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
@@ -108,7 +115,9 @@ class FeedActor:
             self.resumed_from = self._pos
         self._published_ts = 0
         self.risk_listener: Any = None
+        self._fixed: set[str] = set()  # subscribers the topology wires (not the strategy hosts)
         self._heartbeat_wall = 0.0
+        ask_supervisor_to_rewire(cfg.peers, f"feed:{venue}")
 
     def _build_timeline(self) -> list[tuple[int, list[BarTuple]]]:
         """Bars of every symbol merged by timestamp (symbols in a fixed order within a timestamp)."""
@@ -127,7 +136,8 @@ class FeedActor:
         """Register (or re-register after a restart) a subscriber; returns the bars already published."""
         with self._lock:
             prev = self.subs.get(sub_id)
-            sub = _Subscriber(handle, None if symbols is None else frozenset(symbols), method)
+            sub = _Subscriber(handle, None if symbols is None else frozenset(symbols), method,
+                              AdaptiveBatcher(self.min_send_interval_s))
             if prev is not None:
                 sub.sent_bars, sub.sent_msgs, sub.skipped = prev.sent_bars, prev.sent_msgs, prev.skipped
             self.subs[sub_id] = sub
@@ -149,23 +159,31 @@ class FeedActor:
             delta = sorted((b for sym in wanted for b in self.history.get(sym, ()) if b[1] > after.get(sym, -1)),
                            key=lambda b: (b[1], b[0]))
             waits: list[Any] = []
-            if prev is not None and flush_previous and prev.pending:
-                batch, prev.pending = prev.pending, []
-                prev.last_ref = getattr(prev.handle, prev.method).remote(batch, self._published_ts)
+            if prev is not None and flush_previous:
+                # The previous version's last call: its pending bars, and it answers only once the
+                # gatekeeper has every signal it sent (StrategyActor.on_bars ``last``).
+                batch = prev.out.take(force=True) or []
+                prev.last_ref = getattr(prev.handle, prev.method).remote(batch, self._published_ts, True)
                 prev.sent_bars += len(batch)
                 prev.sent_msgs += 1
             if prev is not None and flush_previous and prev.last_ref is not None:
                 waits.append(prev.last_ref)
-            sub = _Subscriber(handle, frozenset(symbols), "on_bars")
+            sub = _Subscriber(handle, frozenset(symbols), "on_bars", AdaptiveBatcher(self.min_send_interval_s))
             if prev is not None:
                 sub.sent_bars, sub.sent_msgs, sub.skipped = prev.sent_bars, prev.sent_msgs, prev.skipped
             sub.last_sent_ts = self._published_ts
             self.subs[sub_id] = sub
             return delta, waits
 
-    def set_risk_listener(self, handle: Any) -> None:
-        """The gatekeeper: it hears this feed's heartbeat about once a second (staleness is a kill trigger)."""
-        self.risk_listener = handle
+    def wire(self, wiring: Wiring[Any]) -> None:
+        """The topology's fixed subscribers (the router; the gatekeeper when the risk config reads bars)
+        and who hears the heartbeat about once a second (staleness is a kill-switch trigger)."""
+        for sub_id in self._fixed - set(wiring.subscribers):
+            self.unsubscribe(sub_id)
+        for sub_id, sub in wiring.subscribers.items():
+            self.subscribe(sub_id, sub.handle, None if sub.symbols is None else list(sub.symbols), sub.method)
+        self._fixed = set(wiring.subscribers)
+        self.risk_listener = wiring.heartbeat
 
     def _heartbeat(self, force: bool = False) -> None:
         now = time.time()
@@ -173,7 +191,8 @@ class FeedActor:
             return
         self._heartbeat_wall = now
         stale = (now - self.last_update_wall) > self.stale_after_s and not self.done
-        self.risk_listener.on_feed_status.remote(self.venue, int(self.last_update_wall * 1e9), self.done, stale)
+        self.risk_listener.on_feed_status.remote(FeedStatus(self.venue, int(self.last_update_wall * 1e9), self.done,
+                                                            stale))
 
     def unsubscribe(self, sub_id: str) -> None:
         with self._lock:
@@ -254,7 +273,7 @@ class FeedActor:
                 self._wait_for_room()
         # Drain what is still pending, then report completion.
         deadline = time.time() + 30
-        while any(s.pending for s in self.subs.values()) and time.time() < deadline and not self._stop.is_set():
+        while any(s.out.pending for s in self.subs.values()) and time.time() < deadline and not self._stop.is_set():
             self._flush()
             time.sleep(0.002)
         if prev_ts is not None and self._state is not None:
@@ -366,7 +385,7 @@ class FeedActor:
         while not self._stop.is_set():
             self._flush()
             with self._lock:
-                worst = max((len(s.pending) for s in self.subs.values()), default=0)
+                worst = max((len(s.out.pending) for s in self.subs.values()), default=0)
             if worst < 2_000:
                 return
             time.sleep(0.0005)
@@ -384,43 +403,46 @@ class FeedActor:
             self.last_update_wall = time.time()
             for sub in self.subs.values():
                 if sub.symbols is None:
-                    sub.pending.extend(bars)
+                    sub.out.add(bars)
                 else:
-                    sub.pending.extend(b for b in bars if b[0] in sub.symbols)
-                if len(sub.pending) > self.max_pending:
+                    sub.out.add(b for b in bars if b[0] in sub.symbols)
+                sub.out.touch()  # the watermark moved: a subscriber with none of these bars still hears it
+                if len(sub.out.pending) > self.max_pending:
                     self._coalesce(sub)
         self._flush()
 
     @staticmethod
     def _coalesce(sub: _Subscriber) -> None:
         latest: dict[str, BarTuple] = {}
-        for b in sub.pending:
+        for b in sub.out.pending:
             latest[b[0]] = b
-        sub.skipped += len(sub.pending) - len(latest)
-        sub.pending = sorted(latest.values(), key=lambda b: (b[1], b[0]))
+        sub.skipped += len(sub.out.pending) - len(latest)
+        sub.out.pending = sorted(latest.values(), key=lambda b: (b[1], b[0]))
 
     def _flush(self) -> None:
-        now = time.perf_counter()
+        now = time.monotonic()
         with self._lock:
             for sub in self.subs.values():
-                if sub.busy or now < sub.next_send:
-                    continue
-                if not sub.pending and sub.last_sent_ts >= self._published_ts:
-                    continue
-                batch, sub.pending = sub.pending, []
-                sub.busy = True
-                sub.next_send = now + self.min_send_interval_s
-                ref = getattr(sub.handle, sub.method).remote(batch, self._published_ts)
-                sub.last_ref = ref
-                ref.future().add_done_callback(lambda _f, s=sub: self._sent(s))
-                sub.sent_bars += len(batch)
-                sub.sent_msgs += 1
-                sub.last_sent_ts = self._published_ts
+                self._send(sub, now)
+
+    def _send(self, sub: _Subscriber, now: float) -> None:
+        """Under the lock: the subscriber's next message, if the batching policy says it may go now."""
+        batch = sub.out.take(now)
+        if batch is None:
+            return
+        ref = getattr(sub.handle, sub.method).remote(batch, self._published_ts)
+        sub.last_ref = ref
+        ref.future().add_done_callback(lambda _f, s=sub: self._sent(s))
+        sub.sent_bars += len(batch)
+        sub.sent_msgs += 1
+        sub.last_sent_ts = self._published_ts
 
     def _sent(self, sub: _Subscriber) -> None:
         """Completion callback (the Ray thread that delivers results): the subscriber answered, or died;
-        either way it may get more. No lock: that thread must never wait (the flush loop re-checks)."""
-        sub.busy = False
+        either way it may get more, and what accumulated meanwhile goes now. That thread must never wait
+        for the lock: ``AnswerRelay`` sends at once if it is free, else as soon as its holder releases it."""
+        sub.out.answered()
+        self._relay.answered()
 
     # ------------------------------------------------------------------------------------- status
 
@@ -441,7 +463,7 @@ class FeedActor:
                 "stale": (time.time() - self.last_update_wall) > self.stale_after_s and not self.done,
                 "seconds_since_update": round(time.time() - self.last_update_wall, 3),
                 "subscribers": {
-                    k: {"lag_bars": len(s.pending), "sent_bars": s.sent_bars, "messages": s.sent_msgs,
+                    k: {"lag_bars": len(s.out.pending), "sent_bars": s.sent_bars, "messages": s.sent_msgs,
                         "skipped": s.skipped, "bars_per_message": round(s.sent_bars / max(1, s.sent_msgs), 2)}
                     for k, s in self.subs.items()
                 },

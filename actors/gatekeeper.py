@@ -11,34 +11,52 @@ exact replays, and the records of every signal and decision.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import threading
 import time
 from typing import Any
 
 import ray
 
-from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
+from actors.control import CONTROL, GROUPS, ask_supervisor_to_rewire, control_lock, locked
 from actors.stores import open_stores, recent_records, signal_export_rows, signal_view, with_decision
+from mmats.allocation import AccountAllocation, AllocationConfig
+from mmats.engine.actor_settings import GatekeeperSettings
+from mmats.engine.batching import AnswerRelay
+from mmats.engine.operator_switch import ModeChange, OperatorSwitch
 from mmats.engine.signal_path import GatewayOutput, PendingSignal, SignalPath
-from mmats.model import Environment, Instrument, iso
+from mmats.engine.topology import Wiring
+from mmats.engine.triggers import RouterErrorStreak, StaleFeeds
+from mmats.engine.windows import RecordWindow
+from mmats.messages import AccountSnapshot, FeedStatus, OrderCommands, OrderOutcomes, SignalBatch
+from mmats.model import Environment, iso
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransition, KillTrigger
 
 KILL_STATES = tuple(s.value for s in KillSwitchState)
 TOKEN_TTL_S = 60.0
+ALERTS_KEPT = 2_000
+KILL_HISTORY_KEPT = 200
 COUNTERS_EVERY_S = 1.0
 RECENT_KEPT = 20_000  # signals and decisions kept in memory for the live views
+HOP_TIMES_KEPT = 100_000  # recent hop time stamps kept for the latency benchmark
+
+
+def _trim(stamps: dict[Any, float]) -> None:
+    """Keep the newer half of a dict of time stamps (insertion order is time order)."""
+    for key in list(stamps)[: len(stamps) // 2]:
+        del stamps[key]
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
 class RiskGatekeeperActor:
-    def __init__(self, instruments: dict[str, Instrument], router: Any, allocation: float = 1.0,
-                 risk: dict[str, Any] | None = None, mode: str = "advisory", allow_operator: bool = False,
-                 lockstep: bool = False, router_error_limit: int = 5, persist: dict[str, Any] | None = None,
-                 supervisor_name: str | None = None, namespace: str | None = None,
-                 environment: str = "PAPER", initial_equity: float | None = None) -> None:
+    def __init__(self, settings: GatekeeperSettings, wiring: Wiring[Any] | None = None) -> None:
+        """``wiring``: the router and the portfolio as built (handles that survive restarts); the
+        strategies come with the supervisor's ``wire`` (again after a restart of this actor)."""
         self._lock = control_lock()  # the message thread and the control thread (actors.control)
+        cfg = settings
+        instruments, allocation, risk, mode = cfg.instruments, cfg.allocation, cfg.risk, cfg.mode
+        allow_operator, lockstep, persist = cfg.allow_operator, cfg.lockstep, cfg.persist
+        environment, initial_equity, allocation_plan = cfg.environment, cfg.initial_equity, cfg.allocation_plan
         if mode == "operator" and not allow_operator:
             raise ValueError("mode 'operator' needs allow_operator: true in the config")
         self.stores = open_stores(persist) if persist is not None else None
@@ -65,90 +83,124 @@ class RiskGatekeeperActor:
             if counters:  # today's loss reference, the peak, throttle windows: a restart forgets none
                 self.risk.restore_counters(counters)
             threading.Thread(target=self._counters_loop, name="risk-counters", daemon=True).start()
-        if saved_mode in ("advisory", "operator") and (saved_mode == "advisory" or allow_operator):
-            mode = saved_mode  # an automatic downgrade to advisory survives a restart
-        self.signal_path = SignalPath(self.risk, instruments, allocation, advisory=(mode != "operator"),
+        # The two-step switch (mmats.engine.operator_switch): an automatic downgrade survives a restart.
+        self.operator = OperatorSwitch(mode, allow_operator, saved_mode, ttl_s=TOKEN_TTL_S)
+        self.signal_path = SignalPath(self.risk, instruments, allocation, advisory=self.operator.advisory,
                                      allowed=self._kill_veto, claim=claim)
+        # The supervisor subscribes this actor to every feed when the risk config reads bars (ATR,
+        # correlation): signals of bar t then also wait for bar t to have reached the gatekeeper.
+        self.signal_path.await_bars = self.risk.needs.bars
+        # Only an exact replay waits for the account as of each signal's bar; live, a signal is sized at
+        # once on the account last pushed plus the orders on their way (mmats.engine.signal_path).
+        self.signal_path.await_account = lockstep
+        self._init_allocation(allocation, allocation_plan)
         self.allow_operator = allow_operator
-        self.router = router
-        self.portfolio: Any = None
-        self._requested_ns: int | None = None
+        self.router: Any = wiring.router if wiring is not None else None
+        self.portfolio: Any = wiring.portfolio if wiring is not None else None
         self.lockstep = lockstep
         self.strategies: dict[str, Any] = {}
         self.reported: dict[str, int] = {}
-        self.kill_history: list[dict[str, Any]] = []
+        self.kill_history: RecordWindow[dict[str, Any]] = RecordWindow(KILL_HISTORY_KEPT)
         self._effects: list[KillSwitchTransition] = []
         # Wall clock of the last escalation; every command carries the time it was decided, so the router
         # can drop what was decided before a kill but was still queued behind it.
         self._halt_ns = 0
         self._commands: dict[str, Any] = self._empty_commands()
         self._cmd_inflight = False
+        self._cmd_relay = AnswerRelay(self._lock, self._send_commands, "commands-relay")
+        self.signal_wall: dict[tuple[str, int], float] = {}  # hop times (latency benchmark), see hop_times
+        self.decided_wall: dict[str, float] = {}
         switch.add_listener(self._on_transition)
-        self.signals: list[dict[str, Any]] = []
-        self.decisions: list[dict[str, Any]] = []
-        if self.stores is not None:  # the recent window survives a restart
-            self.signals, self.decisions = recent_records(self.stores.storage, RECENT_KEPT)
-        self.alerts: list[dict[str, Any]] = []
-        self.stale_feeds: set[str] = set()
-        self._operator_token: tuple[str, float] | None = None
-        self.router_errors = 0
-        self.router_error_limit = router_error_limit
+        # Bounded windows of the recent records (mmats.engine.windows): the full history is in the tables.
+        recent = recent_records(self.stores.storage, RECENT_KEPT) if self.stores is not None else ([], [])
+        self.signals: RecordWindow[dict[str, Any]] = RecordWindow(RECENT_KEPT, recent[0])
+        self.decisions: RecordWindow[dict[str, Any]] = RecordWindow(RECENT_KEPT, recent[1])
+        self.alerts: RecordWindow[dict[str, Any]] = RecordWindow(ALERTS_KEPT)
+        self.stale = StaleFeeds()
+        self.router_errors = RouterErrorStreak(cfg.router_error_limit)
         self._acked = -1
-        if supervisor_name and ray.get_runtime_context().was_current_actor_reconstructed:
-            sup = ray.get_actor(supervisor_name, namespace=namespace)
-            when_ready(sup.handles.remote(), self._rewire, "gatekeeper <- supervisor")
-
-    def _rewire(self, handles: dict[str, Any]) -> None:
-        for sid, handle in handles["strategies"].items():
-            self.strategies.setdefault(sid, handle)
-            self.reported.setdefault(sid, -1)
-        if self.portfolio is None:
-            self.portfolio = handles.get("portfolio")
+        ask_supervisor_to_rewire(cfg.peers, "gatekeeper")
 
     # --------------------------------------------------------------------------------- wiring
 
     @locked
-    def connect_portfolio(self, handle: Any) -> None:
-        self.portfolio = handle
+    def wire(self, wiring: Wiring[Any]) -> None:
+        """The peers from the topology (mmats.engine.topology): the router, the portfolio and every
+        strategy's host by strategy id. A strategy no longer in it stops counting for the watermarks."""
+        self.router = wiring.router or self.router
+        self.portfolio = wiring.portfolio or self.portfolio
+        self.strategies = dict(wiring.strategies)
+        for sid in list(self.reported):
+            if sid not in self.strategies:
+                del self.reported[sid]
+        for sid in self.strategies:
+            self.reported.setdefault(sid, -1)
+        if self.lockstep:  # a replay evaluates each bar's signals in one order, as the backtest does
+            self.signal_path.strategy_rank = {sid: i for i, sid in enumerate(self.strategies)}
+        self._track_reports()
 
     @locked
-    def register_strategy(self, strategy_id: str, handle: Any) -> None:
-        self.strategies[strategy_id] = handle
-        self.reported.setdefault(strategy_id, -1)
+    def allocate_strategy(self, strategy_id: str, allocation: float) -> None:
+        """A strategy started outside the config's ``allocation:`` plan sizes with its own share."""
+        if self.allocation is None or strategy_id not in self.allocation.base:
+            self.signal_path.allocation[strategy_id] = float(allocation)
+
+    def risk_feeds(self) -> dict[str, bool]:
+        """What the risk config needs from the wiring: ``bars`` (subscribe this actor to every feed) and
+        ``reports`` (every strategy reports every batch, so a bar's signals can be aggregated together)."""
+        return {"bars": self.risk.needs.bars, "reports": self.risk.aggregating}
 
     @locked
-    def unregister_strategy(self, strategy_id: str) -> None:
-        self.strategies.pop(strategy_id, None)
-        self.reported.pop(strategy_id, None)
+    def on_bars(self, batch: list[tuple[str, int, float, float, float, float, float]], upto_ts: int) -> int:
+        """A feed's bars: the ATR and correlation inputs of the risk config (subscribed only when it has them)."""
+        self._dispatch(self.signal_path.on_bars(batch, upto_ts))
+        return len(batch)
+
+    def _track_reports(self) -> None:
+        """With an aggregation mode, or in a lockstep replay, signals of bar t wait until every strategy
+        has reported bar t (a bar's signals are combined, or ordered, together)."""
+        if self.signal_path.aggregate is not None or self.lockstep:
+            self.signal_path.reports_as_of_ns = min(self.reported.values(), default=None)
 
     # ------------------------------------------------------------------------------- message path
 
     @locked
-    def on_signals(self, strategy_id: str, upto_ts: int, items: list[PendingSignal]) -> None:
-        self.reported[strategy_id] = max(self.reported.get(strategy_id, -1), upto_ts)
-        self._dispatch(self.signal_path.on_signals(items))
+    def on_signals(self, msg: SignalBatch) -> None:
+        """A strategy host's signals; every strategy it names has processed the bars up to ``upto_ts``."""
+        now = time.time()
+        for p in msg.signals:  # arrival per (strategy, bar time): the latency benchmark's hop times
+            self.signal_wall[(p.strategy_id, p.ts_ns)] = now
+        for strategy_id in msg.reporters:
+            self.reported[strategy_id] = max(self.reported.get(strategy_id, -1), msg.upto_ts)
+        self._track_reports()
+        self._dispatch(self.signal_path.on_signals(msg.signals))
 
     @locked
-    def on_account(self, account: Any, as_of_ns: int, held: dict[tuple[str, str], float] | None = None,
-                   done: list[str] | None = None, partial: dict[str, float] | None = None) -> None:
+    def on_account(self, msg: AccountSnapshot) -> None:
+        """``closed``: the strategies' round trips the fills in ``account`` closed (strategy, return), for
+        Kelly sizing: recorded before any signal of this bar is sized, as in a backtest."""
+        account, as_of_ns, held, done, partial, closed = msg.account, msg.as_of_ns, msg.held, msg.done, \
+            msg.partial, msg.closed
+        if closed:
+            self.signal_path.on_closed_trades(closed)
         # Drawdown and daily-loss triggers watch every account update, not only those with a signal.
         self.monitor.on_equity(as_of_ns, float(account.equity))
+        if self.allocation is not None:  # a rebalance due at this bar time applies to its signals
+            self._allocate(account, as_of_ns, held)
         self._dispatch(self.signal_path.on_account(account, as_of_ns, held, done, partial))
 
     @locked
-    def on_feed_status(self, venue: str, last_update_ns: int, done: bool, stale: bool) -> None:
+    def on_feed_status(self, msg: FeedStatus) -> None:
         """A feed's heartbeat (wall clock): staleness is a kill-switch trigger (``kill_switch.stale_data_s``)."""
-        if done:
-            self.monitor.forget_feed(venue)
-            self.stale_feeds.discard(venue)
+        now = time.time_ns()
+        alert = self.stale.on_status(msg.venue, msg.last_update_ns, msg.done, msg.stale, now)
+        if msg.done:
+            self.monitor.forget_feed(msg.venue)
             return
-        self.monitor.on_data(venue, last_update_ns)
-        if stale and venue not in self.stale_feeds:
-            self.stale_feeds.add(venue)
-            self._alert("stale_data", f"feed {venue}: no update for {(time.time_ns() - last_update_ns) / 1e9:.0f} s")
-        elif not stale:
-            self.stale_feeds.discard(venue)
-        self.monitor.check_stale(time.time_ns())
+        self.monitor.on_data(msg.venue, msg.last_update_ns)
+        if alert is not None:
+            self._alert("stale_data", alert)
+        self.monitor.check_stale(now)
         self._apply_effects()
 
     @locked
@@ -176,7 +228,7 @@ class RiskGatekeeperActor:
         touched); the answer says what became of it: orders submitted, a rejection with reasons, or nothing.
         """
         p = PendingSignal(strategy_id, max(self.signal_path.as_of_ns, 0), float(price), signal)
-        out = self.signal_path.on_signals([p])
+        out = self.signal_path.on_external([p])
         self._dispatch(out)
         sid = signal.signal_id
 
@@ -191,6 +243,50 @@ class RiskGatekeeperActor:
             "orders": [o.client_order_id for o, _ in out.submits if mine(o.strategy_id, o.signal_id)],
         }
 
+    # ------------------------------------------------------------------------------ allocation
+
+    def _init_allocation(self, allocation: Any, plan: dict[str, Any] | None) -> None:
+        """The ``allocation:`` block: weights of the config's strategies, restored after a restart."""
+        self.allocation: AccountAllocation | None = None
+        self.allocation_history: list[dict[str, Any]] = []
+        if plan is None:
+            return
+        base = dict(allocation) if isinstance(allocation, dict) else {}
+        self.allocation = AccountAllocation(AllocationConfig.model_validate(plan), base)
+        if self.stores is not None:
+            saved = self.stores.state.get("allocation")
+            if saved:  # weights moved by a rebalance stay moved; the return samples start afresh
+                self.allocation.allocator.restore(saved)
+        self.signal_path.allocation.update(self.allocation.allocation)
+
+    def _allocate(self, account: Any, as_of_ns: int, held: dict[tuple[str, str], float] | None) -> None:
+        """Feed the allocator; a rebalance that moves weights is journaled and persisted before it applies."""
+        assert self.allocation is not None
+        change = self.allocation.on_account_state(account, as_of_ns, held, self.signal_path.allocation)
+        if change is None:
+            return
+        record = change.to_dict()
+        if self.stores is not None:  # before the first signal sized on it is evaluated
+            self.stores.journal.append("allocation", record, as_of_ns)
+            self.stores.state.set("allocation", self.allocation.allocator.state())
+        self.allocation_history.append({"time": iso(as_of_ns), **record})
+        del self.allocation_history[:-100]
+        moves = ", ".join(f"{s} {change.previous[s]:.4f} -> {w:.4f}" for s, w in change.weights.items())
+        self._alert("allocation", f"{change.method} rebalance: {moves}")
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def allocation_status(self) -> dict[str, Any]:
+        """Weights, the sizing share each strategy gets (its multiplier times its weight), the schedule
+        and the recent rebalances; without an ``allocation:`` block, each strategy's own share."""
+        shares = {k: v for k, v in self.signal_path.allocation.items() if k != "*"}
+        if self.allocation is None:
+            return {"method": None, "weights": {}, "allocation": shares, "history": []}
+        st = self.allocation.state()
+        for key in ("next_due_ns", "last_rebalance_ns"):
+            st[key.removesuffix("_ns")] = iso(st.pop(key)) if st.get(key) is not None else None
+        return {**st, "allocation": shares, "history": self.allocation_history[-20:]}
+
     def _kill_veto(self, p: PendingSignal) -> str | None:
         """SOFT lets only exits through; HARD and FREEZE let nothing through (the flatten goes via the router)."""
         state = self.switch.state
@@ -199,10 +295,6 @@ class RiskGatekeeperActor:
         if state is KillSwitchState.SOFT:
             return None if p.signal.action.value == "CLOSE" else "KillSwitch: SOFT (no new entries)"
         return f"KillSwitch: {state.value}"
-
-    @locked
-    def strategy_handles(self) -> dict[str, Any]:
-        return dict(self.strategies)
 
     def _dispatch(self, out: GatewayOutput) -> None:
         # Each signal's and decision's payload is built once: for the chain, the tables and the live views.
@@ -218,20 +310,15 @@ class RiskGatekeeperActor:
             self.stores.journal.append_many(items, rows)
         self.signals += [{"time": iso(p.ts_ns), **v} for p, v in views]
         self.decisions += [{"time": iso(d.intent.ts_ns), **dd} for d, dd in decided]
-        if len(self.signals) > RECENT_KEPT * 1.2:  # bounded: the full history is in the tables
-            del self.signals[:-RECENT_KEPT]
-        if len(self.decisions) > RECENT_KEPT * 1.2:
-            del self.decisions[:-RECENT_KEPT]
         by_strategy: dict[str, list[tuple[Any, str]]] = {}
         for strategy_id, order, reason in out.rejected:
             by_strategy.setdefault(strategy_id, []).append((order, reason))
         for strategy_id, rejected in by_strategy.items():  # one message per strategy, not per order
             handle = self.strategies.get(strategy_id)
             if handle is not None:
-                handle.on_orders.remote([], rejected)
+                handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=rejected))
         self._apply_effects()
         self._counters_dirty = True
-        self._request_account()
         ack = self._lockstep_ack()
         if not (out.cancels or out.submits or ack is not None):
             self._send_commands()  # what queued while the router was busy and the lock was held
@@ -241,6 +328,12 @@ class RiskGatekeeperActor:
                 cmd["decided_ns"] = time.time_ns()  # the batch's oldest decision
             cmd["cancels"] += out.cancels
             cmd["submits"] += out.submits
+            now = time.time()
+            for order, _ in out.submits:  # decided (journaled): the latency benchmark's hop times
+                self.decided_wall[order.client_order_id] = now
+            if len(self.decided_wall) > HOP_TIMES_KEPT:
+                _trim(self.decided_wall)
+                _trim(self.signal_wall)
             ts = max((o.created_ns for o, _ in out.submits), default=self.signal_path.as_of_ns)
             cmd["ts"] = max(cmd["ts"], ts)
             if ack is not None:
@@ -278,20 +371,16 @@ class RiskGatekeeperActor:
             return
         self._commands = self._empty_commands()
         self._cmd_inflight = True
-        ref = self.router.apply_commands.remote(cmd["cancels"], cmd["submits"], cmd["ts"], cmd["ack"],
-                                                cmd["decided_ns"])
+        ref = self.router.apply_commands.remote(OrderCommands(cmd["cancels"], cmd["submits"], cmd["ts"], cmd["ack"],
+                                                              cmd["decided_ns"]))
         ref.future().add_done_callback(self._commands_done)
 
     def _commands_done(self, _: Any) -> None:
         """Runs on the Ray thread that delivers results, so it must never wait for the lock: a control
         call holding it while it waits for the router's answer (HARD -> flatten_all) would wait for
-        this very thread. If the lock is busy, its holder sends what is queued when it finishes."""
+        this very thread. ``AnswerRelay`` sends what is queued at once, or when the lock frees."""
         self._cmd_inflight = False
-        if self._lock.acquire(blocking=False):
-            try:
-                self._send_commands()
-            finally:
-                self._lock.release()
+        self._cmd_relay.answered()
 
     @staticmethod
     def _empty_commands() -> dict[str, Any]:
@@ -304,18 +393,10 @@ class RiskGatekeeperActor:
         for order, _ in submits:
             handle = self.strategies.get(order.strategy_id)
             if handle is not None:
-                handle.on_orders.remote([], [(order, f"decided before the kill switch engaged ({state.value})")])
+                handle.on_orders.remote(OrderOutcomes(order.strategy_id, rejected=[
+                    (order, f"decided before the kill switch engaged ({state.value})")]))
         if submits:
             self._alert("kill_switch", f"{len(submits)} queued orders dropped by the {state.value} escalation")
-
-    def _request_account(self) -> None:
-        """Signals wait for the account as of their bar: ask the portfolio for it (once per bar time)."""
-        if self.portfolio is None or self.lockstep:
-            return
-        oldest = self.signal_path.oldest_waiting_ns
-        if oldest is not None and oldest != self._requested_ns:
-            self.portfolio.want_account.remote(oldest)
-        self._requested_ns = oldest
 
     def _lockstep_ack(self) -> int | None:
         """The bar time every strategy has reported and the account has reached: safe to move on."""
@@ -396,56 +477,47 @@ class RiskGatekeeperActor:
     @ray.method(concurrency_group=CONTROL)
     @locked
     def kill_switch(self) -> dict[str, Any]:
-        return {**self._kill_dict(), "history": self.kill_history[-20:]}
+        return {**self._kill_dict(), "history": self.kill_history.last(20)}
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def request_operator(self) -> dict[str, Any]:
-        if not self.allow_operator:
-            raise ValueError("operator mode is not allowed: set allow_operator: true in the config")
-        token = secrets.token_urlsafe(8)
-        self._operator_token = (token, time.time() + TOKEN_TTL_S)
-        return {"token": token, "expires_in_s": TOKEN_TTL_S}
+        return self.operator.request()
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def confirm_operator(self, token: str) -> dict[str, Any]:
-        pending = self._operator_token
-        if pending is None or not secrets.compare_digest(pending[0], token) or time.time() > pending[1]:
-            raise ValueError("operator confirmation token is missing, wrong or expired: request a new one")
-        self._operator_token = None
-        self._set_mode("operator", "confirmed by the two-step switch")
+        self._set_mode(self.operator.confirm(token))
         return self.mode()
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def set_advisory(self, reason: str) -> dict[str, Any]:
-        self._set_mode("advisory", reason)
+        self._set_mode(self.operator.to_advisory(reason))
         return self.mode()
 
-    def _set_mode(self, mode: str, reason: str) -> None:
-        previous = "advisory" if self.signal_path.advisory else "operator"
+    def _set_mode(self, change: ModeChange) -> None:
         if self.stores is not None:  # audited and persisted before it takes effect
-            self.stores.journal.append("mode", {"previous": previous, "mode": mode, "reason": reason},
-                                       time.time_ns())
-            self.stores.state.set("mode", mode)
-        self.signal_path.advisory = mode != "operator"
-        self._alert("mode", f"{previous} -> {mode} ({reason})")
+            self.stores.journal.append("mode", {"previous": change.previous, "mode": change.mode,
+                                                "reason": change.reason}, time.time_ns())
+            self.stores.state.set("mode", change.mode)
+        self.signal_path.advisory = self.operator.advisory
+        self._alert("mode", f"{change.previous} -> {change.mode} ({change.reason})")
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def mode(self) -> dict[str, Any]:
-        return {"mode": "advisory" if self.signal_path.advisory else "operator", "allow_operator": self.allow_operator}
+        return {"mode": self.operator.mode, "allow_operator": self.allow_operator}
 
     @locked
     def on_router_error(self, error: str) -> None:
         """Repeated router errors downgrade operator to advisory automatically; each one counts toward the
         kill switch's ``max_consecutive_errors`` trigger."""
-        self.router_errors += 1
+        downgrade = self.router_errors.on_error()
         self._alert("router_error", error)
         self.monitor.on_error(time.time_ns(), error)
-        if self.router_errors >= self.router_error_limit and not self.signal_path.advisory:
-            self.set_advisory(f"{self.router_errors} router errors")
+        if downgrade and not self.operator.advisory:
+            self.set_advisory(f"{self.router_errors.count} router errors")
         self._apply_effects()
 
     @locked
@@ -456,7 +528,7 @@ class RiskGatekeeperActor:
 
     @locked
     def on_router_ok(self) -> None:
-        self.router_errors = 0
+        self.router_errors.on_ok()
         self.monitor.on_success()
 
     def _alert(self, kind: str, message: str) -> None:
@@ -467,12 +539,12 @@ class RiskGatekeeperActor:
     @ray.method(concurrency_group=CONTROL)
     @locked
     def get_signals(self, limit: int = 0) -> list[dict[str, Any]]:
-        return self.signals[-limit:] if limit else list(self.signals)
+        return self.signals.last(limit)
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def get_decisions(self, limit: int = 0) -> list[dict[str, Any]]:
-        return self.decisions[-limit:] if limit else list(self.decisions)
+        return self.decisions.last(limit)
 
     @ray.method(concurrency_group=CONTROL)
     def signal_records(self, full: bool = False) -> list[dict[str, Any]]:
@@ -494,14 +566,21 @@ class RiskGatekeeperActor:
     @ray.method(concurrency_group=CONTROL)
     @locked
     def get_alerts(self) -> list[dict[str, Any]]:
-        return list(self.alerts)
+        return self.alerts.last()
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def hop_times(self) -> dict[str, Any]:
+        """Wall times (s) of the recent signals' arrival, per (strategy, bar time), and of each order's
+        decision, per client order id: ``bench/live_pipeline.py`` splits tick-to-fill by hop with them."""
+        return {"signal_arrived": dict(self.signal_wall), "decided": dict(self.decided_wall)}
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def stats(self) -> dict[str, Any]:
         return {**self.signal_path.state(), "kill_switch": self.switch.state.value, "signals": len(self.signals),
                 "decisions": len(self.decisions), "strategies": len(self.strategies),
-                "router_errors": self.router_errors, "stale_feeds": sorted(self.stale_feeds)}
+                "router_errors": self.router_errors.count, "stale_feeds": sorted(self.stale.stale)}
 
     @ray.method(concurrency_group=CONTROL)
     @locked
@@ -514,6 +593,12 @@ class RiskGatekeeperActor:
     def risk_status(self) -> dict[str, Any]:
         """The kernel gatekeeper's view: environment, profile, kill switch, equity references."""
         return self.risk.status()
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def risk_inputs(self) -> dict[str, Any]:
+        """What the bars and closed trades fed so far: returns per symbol, ATRs, Kelly records."""
+        return {**self.risk.inputs.status(), "bars_as_of": self.signal_path.bars_as_of_ns}
 
     @ray.method(concurrency_group=CONTROL)
     @locked

@@ -1,8 +1,11 @@
 """PortfolioActor: the authoritative positions, cash, P&L and equity of the running system.
 
 It books the router's fills and pushes the resulting ``AccountState`` to the gatekeeper (with the
-watermark "as of bar time T", which the gatekeeper waits for before sizing signals of bar T) and, when
-something changed, to the strategies: state is pushed on change, never fetched per bar.
+watermark "as of bar time T", which an exact replay waits for before sizing signals of bar T) and, when
+something changed, to the strategies: state is pushed on change, never fetched per bar. The pushes to
+the gatekeeper follow the adaptive batching policy (``mmats.engine.batching``): at once when the
+previous one was answered, otherwise the newest account (with every order done and trade closed
+meanwhile) in one message when it is.
 """
 
 from __future__ import annotations
@@ -13,33 +16,46 @@ from typing import Any
 
 import ray
 
-from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
+from actors.control import CONTROL, GROUPS, ask_supervisor_to_rewire, control_lock, locked
 from actors.stores import open_stores
 from mmats.attribution import StrategyLedgers
+from mmats.engine.actor_settings import PortfolioSettings
+from mmats.engine.batching import AdaptiveBatcher, AnswerRelay
 from mmats.engine.signal_path import INFLIGHT_EXPIRY_S
-from mmats.model import Fill, Instrument, Order, iso
+from mmats.engine.topology import Wiring
+from mmats.fx import FxRates
+from mmats.margin import book_event, journaled_funding
+from mmats.messages import AccountSnapshot, FillBatch, OrderOutcomes
+from mmats.model import Fill, Instrument, Order, dec_str, iso
 from mmats.portfolio import Portfolio
+from mmats.risk.inputs import TradeTracker
 
-ACCOUNT_EVERY_S = 0.25  # the longest the gatekeeper's drawdown and daily-loss triggers go without an update
 STRATEGY_ACCOUNT_EVERY_S = 1.0  # the longest a strategy's view of the account is stale (outside lockstep)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
 class PortfolioActor:
-    def __init__(self, instruments: dict[str, Instrument], initial_cash: str, equity_every_s: int = 60,
-                 persist: dict[str, Any] | None = None, gatekeeper_name: str | None = None,
-                 namespace: str | None = None, push_every_batch: bool = False) -> None:
+    def __init__(self, settings: PortfolioSettings) -> None:
+        """Its peers (the gatekeeper, the strategies' hosts) come with the supervisor's ``wire``, again
+        after a restart of this actor."""
         self._lock = control_lock()  # the message thread and the control thread (actors.control)
-        # Account to the gatekeeper: on change (fills), when it waits for a bar time (``want_account``),
-        # and at least every ACCOUNT_EVERY_S for its equity triggers; every batch in a lockstep replay.
-        # Pushing every batch would make the gatekeeper's mailbox the system's bottleneck.
-        self.push_every_batch = push_every_batch
-        self._wanted_ns: int | None = None
-        self._pushed_wall = 0.0
+        instruments, initial_cash, equity_every_s = settings.instruments, settings.initial_cash, settings.equity_every_s
+        persist, push_every_batch, fx = settings.persist, settings.push_every_batch, settings.fx
+        # Account to the gatekeeper after every router report (new marks or fills), one message in flight:
+        # what changes while the gatekeeper works goes out as one newer account when it answers, so its
+        # drawdown and loss triggers see every state it has time for and its mailbox holds at most one.
+        self.push_every_batch = push_every_batch  # lockstep: the strategies hear every fill batch too
+        self._to_gatekeeper: AdaptiveBatcher[None] = AdaptiveBatcher()
+        self._account_relay = AnswerRelay(self._lock, self._push_account, "account-relay")
         self._strategies_pushed = 0.0
         self.instruments = instruments
-        currency = next(iter(instruments.values())).quote_currency
-        self.portfolio = Portfolio(Decimal(initial_cash), currency)
+        # The account's base currency and rates (mmats.fx, planned from the config at load). Without a plan
+        # the account is in the first instrument's quote currency, and any other currency must convert.
+        if fx is None:
+            fx = FxRates(next(iter(instruments.values())).quote_currency, feed_symbols=instruments)
+            fx.require({i.quote_currency for i in instruments.values()})
+        currency = fx.base
+        self.portfolio = Portfolio(Decimal(initial_cash), fx=fx)
         for inst in instruments.values():
             self.portfolio.register(inst)
         self.gatekeeper: Any = None
@@ -47,7 +63,8 @@ class PortfolioActor:
         self.equity_series: list[tuple[int, float]] = []
         self.equity_every_ns = equity_every_s * 1_000_000_000
         self.fills: list[Fill] = []
-        self._ledgers = StrategyLedgers(instruments.values(), currency)  # per-strategy P&L, fed lazily
+        self._ledgers = StrategyLedgers(instruments.values(), currency, fx)  # per-strategy P&L, fed lazily
+        self._prices: dict[str, Decimal] = {}  # every feed symbol's last price (rates for the ledgers)
         self.as_of = 0
         self.day_start_equity: tuple[int, Decimal] = (0, Decimal(initial_cash))
         self.stores = open_stores(persist) if persist is not None else None
@@ -60,32 +77,42 @@ class PortfolioActor:
         # the way after mmats.engine.signal_path.INFLIGHT_EXPIRY_S anyway).
         self._working: dict[str, tuple[Decimal, float]] = {}
         self.booked_wall: dict[str, float] = {}  # fill id -> wall time booked (latency benchmark)
+        # Each strategy's closed round trips, for the gatekeeper's Kelly sizing (sent with the account).
+        self.trade_tracker = TradeTracker()
+        self._closed: list[tuple[str, float]] = []
         if self.stores is not None:
             # Positions and cash are a pure function of the fills: replay them all (exact Decimals).
             for f in self.stores.storage.list_fills():
                 self._book(f)
                 self._fill_ids.add(f.fill_id)
-        if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
-            self.gatekeeper = ray.get_actor(gatekeeper_name, namespace=namespace)
-            when_ready(self.gatekeeper.strategy_handles.remote(), self.strategies.update, "portfolio <- gatekeeper")
+            for payment in journaled_funding(self.stores.storage.audit_records()):  # perpetuals' funding
+                book_event(self.portfolio, payment)
+            self._closed = []  # trades closed before the restart are in the gatekeeper's saved record
+        ask_supervisor_to_rewire(settings.peers, "portfolio")
 
     @locked
-    def connect(self, gatekeeper: Any) -> None:
-        self.gatekeeper = gatekeeper
+    def wire(self, wiring: Wiring[Any]) -> None:
+        """The peers from the topology (mmats.engine.topology): the gatekeeper and every strategy's host
+        by strategy id."""
+        self.gatekeeper = wiring.gatekeeper or self.gatekeeper
+        self.strategies = dict(wiring.strategies)
 
     @locked
-    def register_strategy(self, strategy_id: str, handle: Any) -> None:
-        self.strategies[strategy_id] = handle
-
-    @locked
-    def on_fills(self, fills: list[Fill], as_of_ns: int, marks: dict[str, float],
-                 done: list[str] | None = None, filled: list[Order] | None = None) -> None:
+    def on_fills(self, msg: FillBatch) -> None:
         """A router report: fills, marks, the orders that reached a final state (forwarded to the
         gatekeeper with the account that includes their fills) and the orders that filled (forwarded
         to their strategies with the same account, in one message)."""
+        fills, as_of_ns, marks, done, filled, funding = msg.fills, msg.as_of_ns, msg.marks, msg.done, msg.filled, \
+            msg.funding
         pf = self.portfolio
         if done:
             self._done += done
+        prices = self._prices
+        for sym, px in marks.items():  # rates first: the fills of this report convert at them
+            inst = self.instruments.get(sym)
+            price = inst.round_price(px) if inst is not None else Decimal(repr(px))
+            prices[sym] = price
+            pf.fx.on_price(sym, price)
         for f in fills:
             if f.fill_id in self._fill_ids:
                 continue  # already booked (replayed from storage after a restart, then re-sent)
@@ -94,12 +121,13 @@ class PortfolioActor:
             self._book(f)
             so_far = self._working.get(f.client_order_id, (Decimal(0), 0.0))[0]
             self._working[f.client_order_id] = (so_far + f.signed_quantity, time.time())
+        for payment in funding or ():  # perpetuals' funding, settled by the paper venue (mmats.margin)
+            book_event(pf, payment)
         for cid in done or ():
             self._working.pop(cid, None)
-        for sym, px in marks.items():
-            inst = self.instruments.get(sym)
-            if inst is not None:
-                pf.mark(sym, inst.round_price(px))
+        for sym in marks:
+            if sym in self.instruments:
+                pf.mark(sym, prices[sym])
         self.as_of = max(self.as_of, as_of_ns)
         snap = pf.snapshot(self.as_of)
         day = self.as_of // 86_400_000_000_000
@@ -109,7 +137,8 @@ class PortfolioActor:
             self.equity_series.append((self.as_of, float(snap.equity)))
         # The account goes out before the snapshot's commit: the gatekeeper's sizing waits for it, and the
         # snapshot is derived data (the fills are already committed by the router).
-        self._maybe_push(snap, bool(fills) or bool(done))
+        self._to_gatekeeper.touch()
+        self._push_account(snap)
         self._push_strategies(snap, fills, filled or [])
         if self.stores is not None and (fills or time.time() - self._last_snapshot_wall > 5.0):
             self.stores.storage.save_equity_snapshot(snap)
@@ -130,7 +159,7 @@ class PortfolioActor:
         touched = {f.strategy_id for f in fills}
         for strategy_id, handle in self.strategies.items():
             if everyone or strategy_id in touched or strategy_id in orders:
-                handle.on_orders.remote(orders.get(strategy_id, []), [], snap)
+                handle.on_orders.remote(OrderOutcomes(strategy_id, orders.get(strategy_id, []), [], snap))
 
     def _book(self, f: Fill) -> None:
         """Apply a fill, and keep what each strategy holds of each symbol (the gatekeeper sizes every
@@ -138,6 +167,7 @@ class PortfolioActor:
         a manual close) leaves every strategy flat in it."""
         self.portfolio.apply_fill(f)
         self.fills.append(f)
+        self._closed += self.trade_tracker.on_fill(f)
         key = (f.strategy_id, f.symbol)
         self.held[key] = self.held.get(key, Decimal(0)) + f.signed_quantity
         pos = self.portfolio.positions.get(f.symbol)
@@ -148,30 +178,26 @@ class PortfolioActor:
     def held_floats(self) -> dict[tuple[str, str], float]:
         return {k: float(v) for k, v in self.held.items() if v}
 
-    def _maybe_push(self, snap: Any, changed: bool) -> None:
-        if self.gatekeeper is None:
+    def _push_account(self, snap: Any = None) -> None:
+        """Under the lock: the account to the gatekeeper if it changed and no push is in flight; the orders
+        done and trades closed since the last push go with it."""
+        if self.gatekeeper is None or self._to_gatekeeper.take() is None:
             return
-        now = time.time()
-        wanted = self._wanted_ns is not None and self.as_of >= self._wanted_ns
-        if changed or wanted or self.push_every_batch or now - self._pushed_wall >= ACCOUNT_EVERY_S:
-            if wanted:
-                self._wanted_ns = None
-            self._pushed_wall = now
-            done, self._done = self._done, []
-            horizon = now - 3 * INFLIGHT_EXPIRY_S
-            for cid in [c for c, (_, t) in self._working.items() if t < horizon]:
-                del self._working[cid]
-            partial = {cid: float(q) for cid, (q, _) in self._working.items()} or None
-            self.gatekeeper.on_account.remote(snap, self.as_of, self.held_floats(), done, partial)
+        snap = snap if snap is not None else self.portfolio.snapshot(self.as_of)
+        done, self._done = self._done, []
+        horizon = time.time() - 3 * INFLIGHT_EXPIRY_S
+        for cid in [c for c, (_, t) in self._working.items() if t < horizon]:
+            del self._working[cid]
+        partial = {cid: float(q) for cid, (q, _) in self._working.items()} or None
+        closed, self._closed = self._closed, []
+        ref = self.gatekeeper.on_account.remote(AccountSnapshot(snap, self.as_of, self.held_floats(), done, partial,
+                                                                closed or None))
+        ref.future().add_done_callback(self._account_answered)
 
-    @locked
-    def want_account(self, ts_ns: int) -> None:
-        """The gatekeeper holds signals of bar ``ts_ns``: send the account as soon as it is as of that bar."""
-        if self.as_of >= ts_ns:
-            self._wanted_ns = None
-            self._maybe_push(self.portfolio.snapshot(self.as_of), True)
-        else:
-            self._wanted_ns = ts_ns if self._wanted_ns is None else min(self._wanted_ns, ts_ns)
+    def _account_answered(self, _: Any) -> None:
+        """The gatekeeper answered: the account that changed meanwhile goes now (``AnswerRelay``)."""
+        self._to_gatekeeper.answered()
+        self._account_relay.answered()
 
     def _inst(self, symbol: str) -> Instrument:
         return self.instruments.get(symbol) or next(iter(self.instruments.values()))
@@ -201,16 +227,29 @@ class PortfolioActor:
             "fees": str(pf.fees),
             "peak_equity": str(snap.peak_equity),
             "drawdown": float(snap.drawdown),
+            "margin": {"used": str(money.round_money(snap.margin_used)),
+                       "available": str(money.round_money(snap.margin_available)),
+                       "utilisation": float(snap.margin_utilisation)},
             "positions": [
                 {"symbol": p.symbol, "market": p.market.value, "quantity": str(p.quantity),
                  "avg_price": str(self._inst(p.symbol).round_price(p.avg_price)), "last_price": str(p.last_price),
                  "unrealized_pnl": str(self._inst(p.symbol).round_money(p.unrealized_pnl)),
-                 "realized_pnl": str(self._inst(p.symbol).round_money(p.realized_pnl))}
+                 "realized_pnl": str(self._inst(p.symbol).round_money(p.realized_pnl)),
+                 "quote_currency": p.quote_currency, "value": str(money.round_money(p.value_base)),
+                 "unrealized_pnl_base": str(money.round_money(p.unrealized_pnl * p.fx_rate))}
                 for p in snap.positions
             ],
             "attribution": pf.attribution(),
             "trades": len(pf.trades),
             "fills": len(self.fills),
+            # Every figure above is in the base currency ("currency"); cash as held, and each rate's source.
+            "cash_by_currency": {c: dec_str(v) for c, v in snap.cash_by_currency.items()},
+            "fx_rates": {c: {"rate": dec_str(r), "source": pf.fx.sources().get(c, "")}
+                         for c, r in sorted(snap.fx_rates.items())},
+            "fx_pnl": str(money.round_money(snap.fx_pnl)),
+            "fx_notes": pf.fx.notes(),
+            "gross_exposure": str(money.round_money(snap.gross_exposure)),
+            "net_exposure": str(money.round_money(snap.net_exposure)),
         }
 
     @ray.method(concurrency_group=CONTROL)
@@ -225,6 +264,7 @@ class PortfolioActor:
         """Per strategy, from its own book of its own fills (``mmats.attribution``): fills, closing trades,
         wins, realized and unrealized P&L (marked at the account's last prices), fees, net P&L."""
         ledgers = self._ledgers
+        ledgers.fx.seed(self._prices)
         for f in self.fills[ledgers.applied:]:
             ledgers.apply(f)
         marks = {sym: pos.last_price for sym, pos in self.portfolio.positions.items() if pos.last_price}

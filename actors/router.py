@@ -18,14 +18,20 @@ from typing import Any
 
 import ray
 
-from actors.control import CONTROL, GROUPS, control_lock, locked, when_ready
+from actors.control import CONTROL, GROUPS, ask_supervisor_to_rewire, control_lock, locked
 from actors.stores import open_stores
 from adapters.sql_store import TradeState
+from mmats.engine.actor_settings import RouterSettings
+from mmats.engine.batching import AdaptiveBatcher, AnswerRelay
+from mmats.engine.topology import Wiring
 from mmats.execution.live import LiveExecution, LiveSettings
 from mmats.execution.paper import BarUpdate, PaperExecution
 from mmats.execution.routing import OrderSubmitter, RetryPolicy, SubmitOutcome, SubmitResult
 from mmats.execution.simulated import ExecutionConfig
 from mmats.execution.venue_guard import GuardSettings
+from mmats.fx import FxRates
+from mmats.margin import FundingPayment, FundingSettings, journaled_funding
+from mmats.messages import FillBatch, OrderCommands, OrderOutcomes
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
 from mmats.orders import can_transition, transition
 
@@ -34,7 +40,8 @@ RECONCILE_EVERY_S = 0.5
 BarTuple = tuple[str, int, float, float, float, float, float]
 
 
-def open_live_execution(live: dict[str, Any], instruments: dict[str, Instrument], cash: Decimal) -> LiveExecution:
+def open_live_execution(live: dict[str, Any], instruments: dict[str, Instrument], cash: Decimal,
+                        fx: FxRates | None = None) -> LiveExecution:
     """The LIVE venues from their specs (``actors.supervisor.live_venue_specs``), opened in this process
     with keys from the LIVE secret store."""
     from adapters.venues import open_venue
@@ -45,24 +52,26 @@ def open_live_execution(live: dict[str, Any], instruments: dict[str, Instrument]
     settings = LiveSettings(unknown_grace_s=live["unknown_grace_s"], reconcile_every_s=live["reconcile_every_s"],
                             dry_run=bool(live.get("dry_run")),
                             outside_hours={v["name"]: v["outside_hours"] for v in live["venues"]})
-    return LiveExecution(venues, instruments, cash, settings, guards)
+    return LiveExecution(venues, instruments, cash, settings, guards, fx=fx)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
 class OrderRouterActor:
-    def __init__(self, instruments: dict[str, Instrument], initial_cash: str, costs: dict[str, Any],
-                 portfolio: Any, feed: Any, persist: dict[str, Any] | None = None,
-                 gatekeeper_name: str | None = None, namespace: str | None = None,
-                 paper_venue: str | None = None, retry: dict[str, Any] | None = None,
-                 live: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: RouterSettings, wiring: Wiring[Any] | None = None) -> None:
+        """``wiring``: the portfolio and the feed as built (handles that survive restarts); the rest comes
+        with the supervisor's ``wire`` (again after a restart of this actor)."""
         self._lock = control_lock()  # the message thread and the control thread (actors.control)
+        instruments, initial_cash, costs, persist = settings.instruments, settings.initial_cash, settings.costs, \
+            settings.persist
+        paper_venue, retry, live, fx, funding = settings.paper_venue, settings.retry, settings.live, settings.fx, \
+            settings.funding
         from mmats.registry import load_object
         from mmats.research.runconfig import CommissionSpec, SlippageSpec
 
         self.live: LiveExecution | None = None
         self.execution: Any
         if live is not None:
-            self.live = self.execution = open_live_execution(live, instruments, Decimal(initial_cash))
+            self.live = self.execution = open_live_execution(live, instruments, Decimal(initial_cash), fx)
         else:
             venue_cls = PaperExecution if paper_venue is None else load_object(paper_venue, PaperExecution)
             self.execution = venue_cls(
@@ -71,9 +80,12 @@ class OrderRouterActor:
                 CommissionSpec(**costs.get("commission", {})).build(),
                 ExecutionConfig(costs.get("max_volume_share"), bool(costs.get("volume_in_quote", False)),
                                 bool(costs.get("cash_only", True))),
+                fx=fx,
+                # funding of perpetuals (symbol -> mmats.margin.FundingSettings keys), read here, in the router
+                **({"funding": {s: FundingSettings(**f).build() for s, f in funding.items()}} if funding else {}),
             )
-        self.portfolio = portfolio
-        self.feed = feed
+        self.portfolio: Any = wiring.portfolio if wiring is not None else None
+        self.feed: Any = wiring.feed if wiring is not None else None  # lockstep acknowledgements
         self.strategies: dict[str, Any] = {}
         self.last_prices: dict[str, float] = {}
         self.last_ts = 0
@@ -82,16 +94,18 @@ class OrderRouterActor:
         self.submitter = OrderSubmitter(RetryPolicy(**(retry or {})))
         self._reconciled_wall = 0.0
         self.gatekeeper: Any = None
-        self._pf_inflight: Any = None
-        self._pf_fills: list[Fill] = []
+        # Fills to the portfolio: the adaptive batching policy (mmats.engine.batching), one report in flight.
+        self._to_portfolio: AdaptiveBatcher[Fill] = AdaptiveBatcher()
+        self._pf_relay = AnswerRelay(self._lock, self._send_report, "portfolio-relay")
+        self._pf_funding: list[FundingPayment] = []
         self._pf_orders: dict[str, Order] = {}
         self._pf_ts = 0
-        self._pf_dirty = False
         self.submitted = 0
         self.duplicates = 0
         self.stores = open_stores(persist) if persist is not None else None
         self.restored_working = 0
         self.accept_wall: dict[str, float] = {}  # client order id -> wall time accepted (latency benchmark)
+        self.bar_wall: dict[int, float] = {}  # bar time -> wall time this actor first had it (same)
         # Gatekeeper clock (ns) of the last kill-switch escalation: submits decided before it are stale.
         self.halt_ns = 0
         self.stale_dropped = 0
@@ -101,7 +115,10 @@ class OrderRouterActor:
             self.halt_ns = int(self.stores.state.get("router:halt_ns") or 0)
             # Whether first start or restart: the system of record says what exists.
             storage = self.stores.storage
-            self.restored_working = self.execution.restore(storage.list_orders(), storage.list_fills())
+            # The paper venue's mirror also gets back the funding it settled (journaled, mmats.margin).
+            funding = journaled_funding(storage.audit_records())
+            self.restored_working = self.execution.restore(storage.list_orders(), storage.list_fills(),
+                                                           *([funding] if funding else []))
             for o in self.execution.orders.values():
                 if not o.status.is_terminal and o.order_type is OrderType.MARKET and not o.parent_id:
                     self._watch.add(o.client_order_id)  # a restarted gatekeeper-side waiter hears of it
@@ -110,29 +127,34 @@ class OrderRouterActor:
         # Reconciliation must not depend on bars arriving: a lost answer after the last bar (or on a
         # quiet market) is resolved by this timer as well.
         threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
-        if gatekeeper_name and ray.get_runtime_context().was_current_actor_reconstructed:
-            # Re-wire what registrations gave the previous process.
-            gk = ray.get_actor(gatekeeper_name, namespace=namespace)
-            self.gatekeeper = gk
-            when_ready(gk.strategy_handles.remote(), self.strategies.update, "router <- gatekeeper")
+        ask_supervisor_to_rewire(settings.peers, "router")
 
     @locked
-    def register_strategy(self, strategy_id: str, handle: Any) -> None:
-        self.strategies[strategy_id] = handle
-
-    @locked
-    def connect_gatekeeper(self, handle: Any) -> None:
-        self.gatekeeper = handle
+    def wire(self, wiring: Wiring[Any]) -> None:
+        """The peers from the topology (mmats.engine.topology): the gatekeeper, the portfolio, the feed
+        that paces a lockstep replay, and every strategy's host by strategy id (venue rejections)."""
+        self.gatekeeper = wiring.gatekeeper or self.gatekeeper
+        self.portfolio = wiring.portfolio or self.portfolio
+        self.feed = wiring.feed or self.feed
+        self.strategies = dict(wiring.strategies)
 
     @locked
     def on_bars(self, batch: list[BarTuple], upto_ts: int) -> int:
+        if batch:  # when each bar reached the venue side (the latency benchmark's fill half)
+            now = time.time()
+            for b in batch:
+                self.bar_wall.setdefault(b[1], now)
+            if len(self.bar_wall) > 200_000:
+                for key in list(self.bar_wall)[:100_000]:
+                    del self.bar_wall[key]
         fills: list[Fill] = []
         for b in batch:
             self.last_prices[b[0]] = b[5]
             new = self.execution.on_bar(BarUpdate(*b))
             if new:
                 fills += new
-        self._commit([], fills, 0)
+        canceled = self._drain_margin() if self.live is None else []
+        self._commit(canceled, fills, 0)
         self.last_ts = max(self.last_ts, upto_ts)
         self._report(fills, upto_ts)
         if self.live is not None:
@@ -140,6 +162,16 @@ class OrderRouterActor:
         elif self.submitter.unknown and time.time() - self._reconciled_wall >= RECONCILE_EVERY_S:
             self.reconcile()
         return len(fills)
+
+    def _drain_margin(self) -> list[Order]:
+        """Funding the venue settled (paper) or reported (live swaps): journaled, then on its way to the
+        portfolio with the next report. Returns the orders a paper liquidation canceled, to be stored."""
+        funding, canceled = self.execution.drain_margin()
+        if funding:
+            self._pf_funding += funding
+            if self.stores is not None:
+                self.stores.journal.append_many([("funding", e.to_dict(), e.ts_ns) for e in funding])
+        return list(canceled)
 
     def _reconcile_loop(self) -> None:
         while True:
@@ -171,7 +203,8 @@ class OrderRouterActor:
             if order.status is OrderStatus.REJECTED:
                 self._tell_rejected(order)
         self._commit(changed, fills, time.time_ns())
-        if fills or changed:
+        self._drain_margin()  # swaps' funding the reconciliation read (a live venue cancels nothing for it)
+        if fills or changed or self._pf_funding:
             self._report(fills, self.last_ts)
         self._raise_alerts()
 
@@ -208,7 +241,7 @@ class OrderRouterActor:
     def _tell_rejected(self, order: Order) -> None:
         handle = self.strategies.get(order.strategy_id)
         if handle is not None:
-            handle.on_orders.remote([], [(order, order.reject_reason)])
+            handle.on_orders.remote(OrderOutcomes(order.strategy_id, rejected=[(order, order.reject_reason)]))
 
     def _save_order(self, order: Order, ts_ns: int) -> None:
         self._commit([order], [], ts_ns)
@@ -244,43 +277,38 @@ class OrderRouterActor:
         soon as it answers, so its mailbox never builds a backlog (which would delay a HARD flatten).
         Every batch is reported, even without fills: the portfolio's answer moves the gatekeeper's
         watermark. ``force`` sends now (the flatten's fills)."""
-        self._pf_fills += fills
+        self._to_portfolio.add(fills)
+        self._to_portfolio.touch()
         for f in fills:  # the strategies hear of their filled orders from the portfolio, with the account
             order = self.execution.orders.get(f.client_order_id)
             if order is not None and order.status is OrderStatus.FILLED:
                 self._pf_orders[order.client_order_id] = order
         self._pf_ts = max(self._pf_ts, upto_ts)
-        self._pf_dirty = True
-        if self._pf_inflight is None or force:
-            self._send_report()
+        self._send_report(force)
 
-    def _send_report(self) -> None:
+    def _send_report(self, force: bool = False) -> None:
+        """Under the lock: the report, if the policy lets it go now (or ``force``)."""
+        fills = self._to_portfolio.take(force=force)
+        if fills is None:
+            return
         orders = self.execution.orders
         done = [cid for cid in self._watch if cid in orders and orders[cid].status.is_terminal]
         self._watch.difference_update(done)
-        ref = self.portfolio.on_fills.remote(self._pf_fills, self._pf_ts, dict(self.last_prices), done,
-                                             list(self._pf_orders.values()))
-        self._pf_fills, self._pf_dirty, self._pf_inflight, self._pf_orders = [], False, ref, {}
+        ref = self.portfolio.on_fills.remote(FillBatch(fills, self._pf_ts, dict(self.last_prices), done,
+                                                       list(self._pf_orders.values()), self._pf_funding))
+        self._pf_orders = {}
+        self._pf_funding = []
         ref.future().add_done_callback(self._report_done)
 
     def _report_done(self, _: Any) -> None:
-        """Runs on the Ray thread that delivers results when the portfolio answered: send what
-        accumulated meanwhile. It never waits for the lock (that thread must stay free to deliver the
-        results a lock holder may be waiting for); if the lock is busy, the next batch's report sends."""
-        if not self._lock.acquire(blocking=False):
-            self._pf_inflight = None
-            return
-        try:
-            if self._pf_dirty:
-                self._send_report()
-            else:
-                self._pf_inflight = None
-        finally:
-            self._lock.release()
+        """The portfolio answered: what accumulated meanwhile goes now (``AnswerRelay``: the Ray thread
+        that delivers results never waits for the lock)."""
+        self._to_portfolio.answered()
+        self._pf_relay.answered()
 
     @locked
-    def apply_commands(self, cancels: list[tuple[str, str]], submits: list[tuple[Order, list[Order]]],
-                       ts_ns: int, ack_ts: int | None = None, decided_ns: int | None = None) -> int:
+    def apply_commands(self, cmd: OrderCommands) -> int:
+        cancels, submits, ts_ns, ack_ts, decided_ns = cmd.cancels, cmd.submits, cmd.ts_ns, cmd.ack_ts, cmd.decided_ns
         for strategy_id, symbol in cancels:
             self._save_orders(self.execution.cancel_strategy(strategy_id, symbol, ts_ns, keep_market=True), ts_ns)
         accepted = 0
@@ -315,7 +343,7 @@ class OrderRouterActor:
         if self.stores is not None and fresh:
             self.stores.storage.save_orders([o for order, children in fresh for o in (order, *children)])
         self.submitted += accepted
-        if ack_ts is not None:
+        if ack_ts is not None and self.feed is not None:
             self.feed.ack.remote(ack_ts)
         return accepted
 
@@ -425,6 +453,11 @@ class OrderRouterActor:
     @locked
     def accept_times(self) -> dict[str, float]:
         return dict(self.accept_wall)
+
+    @ray.method(concurrency_group=CONTROL)
+    @locked
+    def bar_times(self) -> dict[int, float]:
+        return dict(self.bar_wall)
 
     @ray.method(concurrency_group=CONTROL)
     @locked

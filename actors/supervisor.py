@@ -18,11 +18,25 @@ from actors.gatekeeper import RiskGatekeeperActor
 from actors.portfolio import PortfolioActor
 from actors.router import OrderRouterActor
 from actors.strategy import StrategyActor
+from actors.strategy_pool import StrategyPoolActor
 from adapters.sql_store import SqlStorage, make_storage
 from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
+from mmats.engine.actor_settings import (
+    FeedSettings,
+    GatekeeperSettings,
+    HostSettings,
+    Peers,
+    PortfolioSettings,
+    RouterSettings,
+    StrategySettings,
+)
+from mmats.engine.strategy_host import feed_for_strategy, strategy_benchmarks
+from mmats.engine.topology import GATEKEEPER, PORTFOLIO, ROUTER, Topology, Wiring, assign_hosts, feed_node, host_node
 from mmats.errors import ConfigError, StrategyError
 from mmats.execution.paper import PaperExecution
 from mmats.execution.routing import refuse_live_venue
+from mmats.fx import FxError, FxRates
+from mmats.messages import OrderOutcomes
 from mmats.model import Environment, Instrument, MarketType, SignalAction, Timeframe, TradeSignal, default_instrument
 from mmats.ports import StorageConflict, StrategyRecord
 from mmats.registry import load_object
@@ -70,7 +84,10 @@ def live_venue_specs(cfg: SystemConfig) -> dict[str, Any] | None:
     venues = [{"name": v.name, "kind": v.kind, "exchange": v.exchange, "account_id": v.account_id,
                "symbols": list(v.symbols), "api_base": v.api_base, "timeout_s": v.timeout_s,
                "rate_per_s": v.default_rate(), "breaker": v.breaker.model_dump(), "outside_hours": v.outside_hours,
-               "home": cfg.home, "environment": cfg.environment.value} for v in cfg.venues]
+               "home": cfg.home, "environment": cfg.environment.value,
+               # perpetual swaps: the leverage the adapter sets before each symbol's first order
+               "leverage": {s: int(cfg.instruments[s].leverage or 1) if s in cfg.instruments else 1
+                            for s in v.symbols if ":" in s}} for v in cfg.venues]
     return {"venues": venues, "unknown_grace_s": cfg.live.unknown_grace_s,
             "reconcile_every_s": cfg.live.reconcile_every_s, "dry_run": cfg.dry_run}
 
@@ -113,6 +130,13 @@ class SupervisorActor:
         self.storage: SqlStorage | None = None
         self._origin: dict[str, str] = {}  # strategy id -> "config" | "runtime" (the registry's spec.origin)
         self.restore_errors: dict[str, str] = {}
+        self.risk_feeds = {"bars": False, "reports": False}  # what the gatekeeper's risk config reads
+        # Who sends what to whom (mmats.engine.topology): every actor's peers come from it, through
+        # its ``wire(...)``, at build time, after a strategy is added or replaced, and after a restart.
+        self.plan = Topology([])
+        self.hosts: dict[str, Any] = {}  # host node -> the strategy actor or pool running there
+        self.peers = Peers()
+        self._built = False
 
     # ------------------------------------------------------------------------------------- build
 
@@ -138,50 +162,165 @@ class SupervisorActor:
         live = live_venue_specs(cfg)
         if live is not None:
             self.instruments.update(check_live_venues(live))
+        for sym, settings in cfg.instruments.items():  # how each is held: kind, leverage, margins, shortable
+            if sym in self.instruments:
+                self.instruments[sym] = settings.apply(self.instruments[sym])
+        funding = {sym: st.funding.model_dump() for sym, st in cfg.instruments.items() if st.funding is not None}
         cash = repr(cfg.initial_cash)
         first_market = cfg.feeds[0].market
+        fx = self.account_rates()
         persist = self.persist_settings()
         if persist is not None:
             self.storage = make_storage(Environment(persist["environment"]), persist.get("database_url"),
                                         home=persist.get("home"))
             self._check_saved_state(self.storage)
-        ns = ray.get_runtime_context().namespace
+        ctx = ray.get_runtime_context()
+        self.peers = peers = Peers(ctx.get_actor_name() or f"{cfg.system_name}_supervisor", ctx.namespace)
         gk_name = f"{cfg.system_name}_gatekeeper"
         lockstep = any(f.pace == "lockstep" for f in cfg.feeds)
-        self.portfolio = PortfolioActor.options(**placement(first_market)).remote(
-            self.instruments, cash, persist=persist, gatekeeper_name=gk_name, namespace=ns,
-            push_every_batch=lockstep)
+        self.portfolio = PortfolioActor.options(**placement(first_market)).remote(PortfolioSettings(
+            self.instruments, cash, persist=persist, push_every_batch=lockstep, fx=fx, peers=peers))
         for feed, data in self.series:
-            self.feeds[feed.venue] = FeedActor.options(**placement(feed.market)).remote(
+            self.feeds[feed.venue] = FeedActor.options(**placement(feed.market)).remote(FeedSettings(
                 feed.venue, data, feed.pace, feed.speed, feed.max_pending, stale_after_s=feed.stale_after_s,
                 persist=persist, min_send_interval_ms=feed.min_send_interval_ms,
-                live=live_spec(feed, cfg.home, cfg.environment.value))
-        feed0 = next(iter(self.feeds.values()))
-        self.router = OrderRouterActor.options(**placement(first_market)).remote(
-            self.instruments, cash, cfg.costs.model_dump(), self.portfolio, feed0, persist, gk_name, ns,
-            paper_venue=cfg.paper_venue, retry=cfg.router_retry.model_dump(), live=live)
+                live=live_spec(feed, cfg.home, cfg.environment.value), peers=peers))
+        self.plan = Topology(list(self.feeds), lockstep=lockstep)
+        self.router = OrderRouterActor.options(**placement(first_market)).remote(RouterSettings(
+            self.instruments, cash, cfg.costs.model_dump(), persist, paper_venue=cfg.paper_venue,
+            retry=cfg.router_retry.model_dump(), live=live, fx=fx, funding=funding, peers=peers),
+            self.wiring(ROUTER))
         allocation = {s.id: s.allocation for s in cfg.strategies}
-        self.gatekeeper = RiskGatekeeperActor.options(name=gk_name).remote(
-            self.instruments, self.router, allocation, cfg.risk, cfg.mode, cfg.allow_operator, lockstep,
-            router_error_limit=cfg.router_error_limit, persist=persist,
-            supervisor_name=f"{cfg.system_name}_supervisor", namespace=ns,
-            environment=cfg.environment.value, initial_equity=cfg.initial_cash)
-        ray.get([self.portfolio.connect.remote(self.gatekeeper),
-                 self.gatekeeper.connect_portfolio.remote(self.portfolio)])
-        ray.get(self.router.connect_gatekeeper.remote(self.gatekeeper))
-        for feed_handle in self.feeds.values():
-            ray.get(feed_handle.subscribe.remote("router", self.router, None))
-            ray.get(feed_handle.set_risk_listener.remote(self.gatekeeper))
+        self.gatekeeper = RiskGatekeeperActor.options(name=gk_name).remote(GatekeeperSettings(
+            self.instruments, allocation, cfg.risk, cfg.mode, cfg.allow_operator, lockstep,
+            router_error_limit=cfg.router_error_limit, persist=persist, environment=cfg.environment.value,
+            initial_equity=cfg.initial_cash,
+            allocation_plan=cfg.allocation.model_dump() if cfg.allocation is not None else None, peers=peers),
+            self.wiring(GATEKEEPER))
+        self.risk_feeds = ray.get(self.gatekeeper.risk_feeds.remote())
+        self.plan.risk_reads_bars = self.risk_feeds["bars"]  # ATR and correlation from every bar (docs/risk.md)
+        self._wire(PORTFOLIO, ROUTER, GATEKEEPER, *(feed_node(v) for v in self.feeds))
+        self._start_pools()
         for s in self._strategies_to_start():
             try:
-                self._start_strategy(s)
+                if s.id not in self.strategies:  # not started in a pool
+                    self._start_strategy(s)
             except Exception as exc:
                 if self._origin.get(s.id) != "runtime":
                     raise  # the config file is wrong: say so at start
                 self.restore_errors[s.id] = f"{type(exc).__name__}: {exc}"
                 continue
             self._register(s)
+        self._wire(GATEKEEPER, ROUTER, PORTFOLIO)
+        self._built = True
         return self.topology()
+
+    # ---------------------------------------------------------------------------------- topology
+
+    def _handle(self, node: str) -> Any:
+        if node == GATEKEEPER:
+            return self.gatekeeper
+        if node == ROUTER:
+            return self.router
+        if node == PORTFOLIO:
+            return self.portfolio
+        if node.startswith("feed:"):
+            return self.feeds.get(node[5:])
+        return self.hosts.get(node)
+
+    def wiring(self, node: str) -> Wiring[Any]:
+        """``node``'s peers as actor handles (None for a peer not built yet)."""
+        return self.plan.wiring(node).resolve(self._handle)
+
+    def _wire(self, *nodes: str) -> None:
+        """Apply the topology to ``nodes`` (each actor's single ``wire``) and wait until they have it."""
+        refs = [self._handle(n).wire.remote(self.wiring(n)) for n in nodes if self._handle(n) is not None]
+        ray.get(refs)
+
+    def rewire(self, node: str) -> None:
+        """A restarted actor asks for its wiring: sent, not awaited (the actor may be busy warming up).
+        A strategy host also gets its members as they run now (a member replaced since the host was
+        built, an operator's disable), before it takes its place on the feed again, and then the account
+        (its strategies' positions) without waiting for the portfolio's next push."""
+        handle = self._handle(node)
+        if handle is None:
+            return
+        if node in self.hosts:
+            members = self.plan.hosts().get(node, [])
+            handle.wire.remote(self.wiring(node), [self._member(sid) for sid in members])
+            account = ray.get(self.portfolio.account.remote()) if self.portfolio is not None else None
+            for sid in members if account is not None else ():
+                handle.on_orders.remote(OrderOutcomes(sid, account=account))
+        else:
+            handle.wire.remote(self.wiring(node))
+        if node.startswith("feed:"):  # its subscriptions were lost with the process: hosts attach again
+            for host in self.plan.hosts():
+                if self.plan.wiring(host).feed == node:
+                    self.hosts[host].attach.remote(False)
+
+    def _member(self, strategy_id: str) -> StrategySettings:
+        entry = self.strategies[strategy_id]
+        return self._strategy_settings(entry["config"])
+
+    def _strategy_settings(self, s: StrategyConfig) -> StrategySettings:
+        market = s.market or self.instruments[s.symbols[0]].market
+        return StrategySettings(s.id, s.ref, dict(s.params), list(s.symbols), market.value,
+                                self.config.environment.value, self.config.max_strategy_errors,
+                                timeframe=s.timeframe.value if s.timeframe else None, enabled=s.enabled)
+
+    def _report_empty(self) -> bool:
+        return any(f.pace == "lockstep" for f in self.config.feeds) or self.risk_feeds["reports"]
+
+    def _start_pools(self) -> None:
+        """``strategies_per_actor`` > 1: the strategies to start share pools, by feed, in config order.
+        A pool that cannot start fails the build like a strategy from the config would."""
+        per_actor = self.config.strategies_per_actor
+        if per_actor == 1:
+            return
+        todo = self._strategies_to_start()
+        venues = {feed.venue: feed.all_symbols for feed, _ in self.series}
+        venue_of = {s.id: feed_for_strategy(venues, s.id, s.symbols, strategy_benchmarks(s.ref, s.params))
+                    for s in todo}
+        names = assign_hosts([(s.id, venue_of[s.id]) for s in todo], per_actor)
+        by_host: dict[str, list[StrategyConfig]] = {}
+        for s in todo:
+            by_host.setdefault(names[s.id], []).append(s)
+        for name, members in by_host.items():
+            node = host_node(name)
+            venue = venue_of[members[0].id]
+            for s in members:
+                self.plan.place(s.id, name, venue, s.symbols)
+            settings = HostSettings(node, [self._strategy_settings(s) for s in members],
+                                    report_empty=self._report_empty(), peers=self.peers)
+            w = self.wiring(node)
+            handle = StrategyPoolActor.options(**placement(members[0].market or self.config.feeds[0].market)).remote(
+                settings, w)
+            ray.get(handle.ping.remote())
+            self.hosts[node] = handle
+            for s in members:
+                self.strategies[s.id] = {"config": s, "handle": handle, "feed": self.feeds[venue], "host": node}
+                ray.get(self.gatekeeper.allocate_strategy.remote(s.id, s.allocation))
+                health = ray.get(handle.health.remote(s.id))
+                if s.enabled and not health["enabled"] and health["errors_total"] > 0:
+                    ray.get(self.gatekeeper.on_strategy_disabled.remote(
+                        s.id, f"failed during warm-up ({health['errors_total']} errors): "
+                        f"{health['last_error'].split(' | ')[0]}"))
+                self._register(s)
+
+    def account_rates(self) -> FxRates:
+        """The account's currency rates (mmats.fx): planned from the config, checked against the quote
+        currencies the venues report, and seeded with each replayed pair's first open so that a position
+        booked before that pair's first bar is valued (a live pair's rate comes with its first bar)."""
+        fx = self.config.fx_plan()
+        try:
+            fx.require({i.quote_currency for i in self.instruments.values()}, "the venues' instruments")
+        except FxError as exc:
+            raise ConfigError(str(exc)) from None
+        for _, data in self.series:
+            for sym, arrays in data.items():
+                if fx.is_source(sym) and len(arrays):
+                    fx.on_price(sym, self.instruments[sym].round_price(float(arrays.open[0])))
+        return fx
 
     def _check_saved_state(self, storage: SqlStorage) -> None:
         """Saved fills the config cannot book (a symbol it no longer trades) refuse the start in one line.
@@ -266,32 +405,52 @@ class SupervisorActor:
                 return self.feeds[feed.venue]
         raise ConfigError(f"no single feed provides all of {symbols}")
 
-    def _start_strategy(self, s: StrategyConfig, refuse_failing: bool = False) -> None:
+    def _feed_for_strategy(self, s: StrategyConfig) -> Any:
+        """The feed of the strategy's symbols, which must also provide the benchmarks its indicators name."""
+        venues = {feed.venue: feed.all_symbols for feed, _ in self.series}
+        return self.feeds[feed_for_strategy(venues, s.id, s.symbols, strategy_benchmarks(s.ref, s.params))]
+
+    def _start_strategy(self, s: StrategyConfig, refuse_failing: bool = False, attach: bool = True) -> None:
         """Start one strategy actor. One that disabled itself during warm-up (it raised on every history
         bar) is refused when ``refuse_failing`` (a runtime submit or replace answers with the reason);
         from the config it stays, disabled, and the gatekeeper raises a ``strategy_disabled`` alert."""
-        feed = self._feed_for(s.symbols)
+        feed = self._feed_for_strategy(s)
         market = s.market or self.instruments[s.symbols[0]].market
-        handle = StrategyActor.options(**placement(market)).remote(
-            s.id, s.ref, s.params, s.symbols, market.value, feed, self.gatekeeper,
-            self.config.environment.value, self.config.max_strategy_errors,
-            report_empty=any(f.pace == "lockstep" for f in self.config.feeds),
-            timeframe=s.timeframe.value if s.timeframe else None)
-        ray.get(handle.ping.remote())  # surfaces a bad strategy reference or parameter now, not later
+        s.market = market
+        venue = next(v for v, h in self.feeds.items() if h == feed)
+        node = host_node(s.id)
+        previous = self.plan.placements.get(s.id)
+        self.plan.place(s.id, s.id, venue, s.symbols)
+        settings = HostSettings(node, [self._strategy_settings(s)], report_empty=self._report_empty(),
+                                attach=attach, peers=self.peers)
+        handle = StrategyActor.options(**placement(market)).remote(settings, self.wiring(node))
+        try:
+            ray.get(handle.ping.remote())  # surfaces a bad strategy reference or parameter now, not later
+        except Exception:
+            self._unplace(s.id, previous)
+            raise
         health = ray.get(handle.health.remote())
         failed = f"failed during warm-up ({health['errors_total']} errors): {health['last_error'].split(' | ')[0]}"
         warmup_failed = not health["enabled"] and health["errors_total"] > 0
         if warmup_failed and refuse_failing:
             ray.kill(handle)
+            self._unplace(s.id, previous)
             raise StrategyError(f"strategy {s.id} {failed}; not started")
-        ray.get([self.gatekeeper.register_strategy.remote(s.id, handle),
-                 self.router.register_strategy.remote(s.id, handle),
-                 self.portfolio.register_strategy.remote(s.id, handle)])
-        self.strategies[s.id] = {"config": s, "handle": handle, "feed": feed}
+        self.hosts[node] = handle
+        ray.get(self.gatekeeper.allocate_strategy.remote(s.id, s.allocation))
+        if self._built or not attach:  # at build time the topology is applied once, after every start
+            self._wire(GATEKEEPER, ROUTER, PORTFOLIO)
+        self.strategies[s.id] = {"config": s, "handle": handle, "feed": feed, "host": node}
         if not s.enabled:
             ray.get(handle.set_enabled.remote(False))
         elif warmup_failed:
             ray.get(self.gatekeeper.on_strategy_disabled.remote(s.id, failed))
+
+    def _unplace(self, strategy_id: str, previous: Any) -> None:
+        if previous is None:
+            self.plan.remove(strategy_id)
+        else:
+            self.plan.placements[strategy_id] = previous
 
     def start(self) -> None:
         for feed in self.feeds.values():
@@ -323,7 +482,7 @@ class SupervisorActor:
         entry = self.strategies.get(strategy_id)
         if entry is None:
             raise ConfigError(f"unknown strategy {strategy_id!r}")
-        ray.get(entry["handle"].set_enabled.remote(enabled))
+        ray.get(entry["handle"].set_enabled.remote(enabled, strategy_id))
         entry["config"].enabled = enabled
         self._register(entry["config"])
         ray.get(self.gatekeeper.on_strategy_toggled.remote(strategy_id, enabled, reason))
@@ -348,7 +507,7 @@ class SupervisorActor:
         out = []
         for sid, entry in self.strategies.items():
             try:
-                health = ray.get(entry["handle"].health.remote(), timeout=5)
+                health = ray.get(entry["handle"].health.remote(sid), timeout=5)
             except Exception as exc:  # a restarting actor is reported, not fatal
                 health = {"error": f"{type(exc).__name__}"}
             out.append({"id": sid, "ref": entry["config"].ref, "params": entry["config"].params, **health})
@@ -376,6 +535,7 @@ class SupervisorActor:
             "restore_errors": dict(self.restore_errors),
             "venues": vs["venues"],
             "dry_run_orders": vs["dry_run"],
+            "allocation": ray.get(self.gatekeeper.allocation_status.remote()),
         }
 
     def handles(self) -> dict[str, Any]:
@@ -408,8 +568,11 @@ class SupervisorActor:
     def replace_strategy(self, strategy_id: str, spec: dict[str, Any]) -> dict[str, Any]:
         """Hot-replace: a new version of the strategy (new ref/params) takes over from the old actor.
 
-        The old actor stops receiving bars and is killed; the new one warms up from the feed's history
-        and resumes live under the same id, so orders and P&L stay attributed to it.
+        The new version warms up from the feed's history while the old one keeps trading; then the feed
+        swaps them between two bars (``FeedActor.handover``): every bar is processed live exactly once,
+        up to the swap by the old version and after it by the new one. The new version gets the account
+        (its positions) before its first live bar; orders and P&L stay attributed to the same id. A new
+        version that fails to load or to warm up is refused and the old one never stopped.
         """
         entry = self.strategies.get(strategy_id)
         if entry is None:
@@ -419,17 +582,23 @@ class SupervisorActor:
         if unknown:
             raise ConfigError(f"strategy {s.id}: symbols {unknown} are not on any feed ({sorted(self.instruments)})")
         old, version = entry["handle"], entry.get("version", 1)
-        ray.get(old.set_enabled.remote(False))
-        ray.get(entry["feed"].unsubscribe.remote(strategy_id))
+        if entry["host"] != host_node(strategy_id):  # a pool member: replaced inside its pool
+            s.market = s.market or entry["config"].market
+            ray.get(old.replace_member.remote(self._strategy_settings(s)))
+            entry["config"], entry["version"] = s, version + 1
+            self._register(s, origin="runtime")
+            return {"id": strategy_id, "version": version + 1, "ref": s.ref, "params": s.params}
         try:
-            self._start_strategy(s, refuse_failing=True)
+            self._start_strategy(s, refuse_failing=True, attach=False)
         except Exception:
-            self.strategies[strategy_id] = entry  # the old version keeps running
-            ray.get(entry["feed"].subscribe.remote(strategy_id, old, entry["config"].symbols))
-            ray.get([old.set_enabled.remote(entry["config"].enabled), self.gatekeeper.register_strategy.remote(
-                strategy_id, old), self.router.register_strategy.remote(strategy_id, old),
-                self.portfolio.register_strategy.remote(strategy_id, old)])
+            self.strategies[strategy_id] = entry  # the old version never stopped
+            self.hosts[entry["host"]] = old
+            self._wire(GATEKEEPER, ROUTER, PORTFOLIO)
             raise
+        new = self.strategies[strategy_id]["handle"]
+        ray.get(new.on_orders.remote(OrderOutcomes(strategy_id, account=ray.get(self.portfolio.account.remote()))))
+        in_flight = ray.get(new.attach.remote(True))
+        ray.wait(in_flight, num_returns=len(in_flight), timeout=30)  # the old version's last bars
         self.strategies[strategy_id]["version"] = version + 1
         self._register(s, origin="runtime")
         ray.kill(old)

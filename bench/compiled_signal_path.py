@@ -206,6 +206,81 @@ def floor(strategy_actors: int, rate: float, executions: int = 1500) -> dict[str
             "idle_cpu_per_actor": round(float(np.mean(idle)), 3), "actors": len(actors)}
 
 
+@ray.remote
+class PlainHop:
+    """One actor of the plain floor: no work, a one-way actor call to the next hop, wall time stamps.
+
+    Strategy: ``on_bars`` forwards the tick to the gatekeeper when it is its turn to signal;
+    gatekeeper: ``on_signals`` forwards to the router; router: ``apply_commands`` stamps the order
+    accepted, ``on_bars`` forwards the fill bar to the portfolio; portfolio: ``on_fills`` stamps it
+    booked. Five hops, as the system's tick-to-fill path: feed -> strategy -> gatekeeper -> router
+    (decide), feed -> router -> portfolio (fill)."""
+
+    def __init__(self) -> None:
+        self.next: Any = None
+        self.stamps: dict[int, float] = {}
+
+    def wire(self, nxt: Any) -> None:
+        self.next = nxt
+
+    def on_bars(self, ts: int, signal: bool) -> None:  # a strategy, or the router's fill bar
+        if signal:
+            self.next.on_signals.remote(ts)
+
+    def on_router_bars(self, ts: int) -> None:
+        self.next.on_fills.remote(ts)
+
+    def on_signals(self, ts: int) -> None:
+        self.next.apply_commands.remote(ts)
+
+    def apply_commands(self, ts: int) -> None:
+        self.stamps[ts] = time.time()
+
+    def on_fills(self, ts: int) -> None:
+        self.stamps[ts] = time.time()
+
+    def results(self) -> dict[int, float]:
+        return self.stamps
+
+
+def plain_floor(rate_bars: float, seconds: float, strategies: int = 10, symbols: int = 10,
+                warmup_s: float = 1.0) -> dict[str, Any]:
+    """The floor of the running system's shape with plain one-way actor calls and no work.
+
+    The driver plays the feed: every timestamp (``symbols`` bars) goes to each strategy actor and to
+    the router, one call each; one strategy per timestamp (in turn) signals. Tick-to-fill is measured
+    as in ``bench/live_pipeline.py``: (order accepted - bar published) + (fill booked - fill bar
+    published), here with the same timestamp as both bars (the market time between them is excluded
+    by that definition anyway)."""
+    strat = [PlainHop.remote() for _ in range(strategies)]  # type: ignore[attr-defined]
+    gk, router, pf = (PlainHop.remote() for _ in range(3))  # type: ignore[attr-defined]
+    ray.get([s.wire.remote(gk) for s in strat] + [gk.wire.remote(router), router.wire.remote(pf)])
+    tick_s = symbols / rate_bars
+    published: dict[int, float] = {}
+    ticks = int((seconds + warmup_s) / tick_s)
+    next_at = time.perf_counter()
+    for ts in range(ticks):
+        now = time.perf_counter()
+        if now < next_at:
+            time.sleep(next_at - now)
+        next_at += tick_s
+        published[ts] = time.time()
+        for i, s in enumerate(strat):
+            s.on_bars.remote(ts, i == ts % strategies)
+        router.on_router_bars.remote(ts)
+    time.sleep(1.0)
+    accepted = ray.get(router.results.remote())
+    booked = ray.get(pf.results.remote())
+    first = int(warmup_s / tick_s)
+    lat = [((accepted[t] - published[t]) + (booked[t] - published[t])) * 1000
+           for t in range(first, ticks) if t in accepted and t in booked]
+    for a in [*strat, gk, router, pf]:
+        ray.kill(a)
+    return {"floor_p50_ms": round(float(np.percentile(lat, 50)), 2) if lat else None,
+            "floor_p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None,
+            "floor_ticks": len(lat), "floor_lost": ticks - first - len(lat)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0, help="measured replay length at --rate")
@@ -214,7 +289,15 @@ def main() -> int:
                     help="actors hosting the 10 strategies (10: one each, as the system runs them)")
     ap.add_argument("--floor", action="store_true",
                     help="measure only the graph's own cost: no-op methods, same shape, plus idle CPU per actor")
+    ap.add_argument("--plain", action="store_true",
+                    help="with --floor: the same shape with plain one-way actor calls instead of a compiled graph")
     args = ap.parse_args()
+    if args.floor and args.plain:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        out = plain_floor(args.rate, args.seconds, max(1, min(10, args.strategy_actors)))
+        ray.shutdown()
+        print(json.dumps({"floor": "plain actor calls (no work), 5 hops", **out, "bars_per_sec": args.rate}))
+        return 0
     if args.floor:
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         out = floor(max(1, min(10, args.strategy_actors)), args.rate / len(SYMBOLS))

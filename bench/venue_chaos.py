@@ -44,6 +44,7 @@ from tqdm import tqdm  # noqa: E402
 from actors.supervisor import SupervisorActor  # noqa: E402
 from adapters.secrets import SecretStore  # noqa: E402
 from adapters.venues import open_venue  # noqa: E402
+from mmats.messages import OrderCommands  # noqa: E402
 from mmats.model import Environment, Order, OrderType, Side  # noqa: E402
 from tests.fixtures.fake_alpaca import FakeAlpaca  # noqa: E402
 from tests.fixtures.fake_binance import FakeBinance  # noqa: E402
@@ -161,7 +162,7 @@ def main() -> None:
                       strategy_id="chaos", signal_id=str(i), created_ns=now, updated_ns=now)
         sent.append(order)
         t0 = time.perf_counter()
-        ray.get(router.apply_commands.remote([], [(order, [])], now), timeout=120)
+        ray.get(router.apply_commands.remote(OrderCommands([], [(order, [])], now)), timeout=120)
         latencies.append((time.perf_counter() - t0) * 1000)
         if kills < len(kill_at) and i == kill_at[kills]:
             ray.kill(router, no_restart=False)  # a new process, rebuilt from the system of record

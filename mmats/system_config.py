@@ -15,8 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from mmats.errors import ConfigError
-from mmats.model import Environment, MarketType, Timeframe
+from mmats.allocation import AllocationConfig
+from mmats.errors import ConfigError, DataError
+from mmats.fx import FxRates, currency_code, plan_fx
+from mmats.margin import InstrumentSettings
+from mmats.model import Environment, MarketType, Timeframe, default_instrument
 from mmats.risk.gatekeeper import system_risk_config
 from mmats.risk.limits import parse_risk_config
 
@@ -54,7 +57,8 @@ class FeedConfig(_Strict):
     stale_after_s: float = Field(30.0, gt=0)
     min_send_interval_ms: float | None = Field(
         None, ge=0, le=1000,
-        description="at most one message per subscriber per interval (default 50 ms; 0 in lockstep)")
+        description="a rate cap: at most one message per subscriber per interval (default none: a subscriber "
+        "with no message in flight gets each bar at once, a busy one gets what arrived meanwhile in one message)")
 
     @model_validator(mode="after")
     def _check_source(self) -> FeedConfig:
@@ -92,7 +96,8 @@ class StrategyConfig(_Strict):
     symbols: list[str] = Field(min_length=1)
     market: MarketType | None = Field(None, description="default: the market of the feed that provides its symbols")
     params: dict[str, Any] = Field(default_factory=dict)
-    allocation: float = Field(1.0, gt=0, le=10)
+    allocation: float = Field(1.0, gt=0, le=10, description="share of its capital a position_size of 1.0 "
+                              "means (its capital: the equity, or its weight of it under allocation:)")
     enabled: bool = True
     timeframe: Timeframe | None = Field(None, description="aggregate the feed's bars to this timeframe "
                                                           "(default: the feed's own bars)")
@@ -142,6 +147,10 @@ class VenueConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> VenueConfig:
+        swaps = [s for s in self.symbols if ":" in s]
+        if swaps and (self.kind != "ccxt" or len(swaps) != len(self.symbols)):
+            raise ValueError(f"symbols {swaps}: perpetual swaps (BASE/QUOTE:SETTLE) are traded on a ccxt venue of "
+                             "their own (a venue's symbols are all spot or all swaps)")
         if (self.kind == "ccxt") != bool(self.exchange):
             raise ValueError("kind ccxt needs exchange" if self.kind == "ccxt" else "exchange: only for kind ccxt")
         if (self.kind == "oanda") != bool(self.account_id):
@@ -164,7 +173,11 @@ class SystemConfig(_Strict):
     environment: Environment = Environment.PAPER
     mode: Literal["advisory", "operator"] = "advisory"
     allow_operator: bool = False
-    initial_cash: float = Field(100_000.0, gt=0)
+    initial_cash: float = Field(100_000.0, gt=0, description="in base_currency")
+    base_currency: str = Field("USD", description="the account's currency: equity, P&L, limits and drawdown are in it "
+                               "(docs/configuration.md, \"Currencies\")")
+    fx_rates: dict[str, float] = Field(default_factory=dict, description="constant rates for pairs no feed "
+                                       "carries, e.g. {\"EUR/USD\": 1.08}")
     home: str = "var"
     system_name: str = Field("mmats", pattern=r"^[A-Za-z0-9_-]+$", description="prefix of the named actors")
     persist: bool = Field(True, description="write orders, fills, audit and state to storage (docs/persistence.md)")
@@ -174,7 +187,15 @@ class SystemConfig(_Strict):
     strategies: list[StrategyConfig] = Field(default_factory=list)
     costs: CostsConfig = Field(default_factory=CostsConfig)
     risk: dict[str, Any] = Field(default_factory=dict)
+    instruments: dict[str, InstrumentSettings] = Field(
+        default_factory=dict, description="symbol -> how it is held: kind, leverage, margins, shortable, funding "
+        "(docs/configuration.md, \"Instruments and margin\")")
+    allocation: AllocationConfig | None = Field(None, description="capital between the strategies: weights and "
+                                                "their rebalancing (docs/configuration.md, \"Allocation\")")
     max_strategy_errors: int = Field(5, ge=1)
+    strategies_per_actor: int = Field(1, ge=1, le=1000, description="strategies hosted per actor process: 1 "
+                                      "isolates each in its own process; N > 1 pools N strategies of one feed in "
+                                      "one process (density against isolation, docs/deployment.md)")
     router_error_limit: int = Field(5, ge=1, description="failed or lost submits in a row that downgrade "
                                     "operator to advisory")
     router_retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -191,12 +212,20 @@ class SystemConfig(_Strict):
         ids = [s.id for s in self.strategies]
         if len(ids) != len(set(ids)):
             raise ValueError(f"strategy ids must be unique, got {ids}")
+        if self.allocation is not None:
+            try:
+                self.allocation.check_strategies(ids)
+            except ValueError as exc:
+                raise ValueError(f"allocation: {exc}") from None
         market_of = {sym: f.market for f in self.feeds for sym in f.all_symbols}
         for s in self.strategies:
             missing = [x for x in s.symbols if x not in market_of]
             if missing:
                 raise ValueError(f"strategy {s.id}: no feed provides {missing} (feeds have {sorted(market_of)})")
             s.market = resolve_market(s, {market_of[x] for x in s.symbols})
+        self.base_currency = currency_code(self.base_currency, "base_currency")
+        self.fx_plan()  # every instrument's quote currency converts to base, every fx_rates entry is used
+        self._check_instruments(market_of)
         if self.environment is Environment.LIVE:
             self._check_live(market_of)
         elif self.venues:
@@ -205,6 +234,40 @@ class SystemConfig(_Strict):
         elif self.dry_run:
             raise ValueError("dry_run: only for environment LIVE (PAPER sends nothing real anyway)")
         return self
+
+    def _check_instruments(self, market_of: dict[str, MarketType]) -> None:
+        """Each ``instruments:`` entry names a fed symbol and applies to it (mmats.margin.InstrumentSettings)."""
+        for sym, settings in self.instruments.items():
+            if sym not in market_of:
+                raise ValueError(f"instruments.{sym}: no feed provides it (feeds have {sorted(market_of)})")
+            if self.environment is Environment.LIVE:
+                # A ccxt perpetual swap (BASE/QUOTE:SETTLE) takes its leverage from here: the venue adapter sets
+                # it before the first order. Everything else about margin is the venue account's own.
+                allowed = {"shortable", "kind", "leverage"} if ":" in sym else {"shortable"}
+                given = sorted(k for k in (*settings.terms(), *(["funding"] if settings.funding else []))
+                               if k not in allowed)
+                if given:
+                    raise ValueError(f"instruments.{sym}: {', '.join(given)}: in LIVE the venue's account sets "
+                                     "margin and funding (only shortable applies, and leverage for a ccxt "
+                                     "perpetual swap BASE/QUOTE:SETTLE)")
+                if settings.leverage is not None and settings.leverage != int(settings.leverage):
+                    raise ValueError(f"instruments.{sym}: leverage {settings.leverage}: a venue takes whole numbers")
+            try:
+                settings.apply(default_instrument(sym, market_of[sym]))
+                if settings.funding is not None and settings.funding.file is not None:
+                    settings.funding.build()  # a missing or malformed file fails here, not in the router
+            except (ConfigError, DataError) as exc:
+                raise ValueError(f"instruments.{sym}: {exc}") from None
+
+    def fx_plan(self) -> FxRates:
+        """The account's currency rates: feeds' pairs, ``fx_rates``, the stablecoin pegs (mmats.fx).
+
+        Quote currencies follow the symbols' conventions (``default_instrument``); a live venue that quotes a
+        symbol in another currency is checked again when its instruments are known (actors.supervisor)."""
+        symbols = [sym for f in self.feeds for sym in f.all_symbols]
+        market_of = {sym: f.market for f in self.feeds for sym in f.all_symbols}
+        quotes = {default_instrument(sym, market_of[sym]).quote_currency for sym in symbols}
+        return plan_fx(self.base_currency, quotes, symbols, self.fx_rates, "the feeds' instruments")
 
     def _check_live(self, market_of: dict[str, MarketType]) -> None:
         if any(f.source == "replay" for f in self.feeds):
@@ -313,6 +376,11 @@ def absolute_paths(cfg: SystemConfig, base: Path | None = None) -> SystemConfig:
         feed.files = {sym: _absolute(p, root) for sym, p in feed.files.items()}
     for s in cfg.strategies:
         s.ref = absolute_ref(s.ref, root)
+    for sym, settings in cfg.instruments.items():
+        f = settings.funding
+        if f is not None and f.file is not None:
+            cfg.instruments[sym] = settings.model_copy(
+                update={"funding": f.model_copy(update={"file": _absolute(f.file, root)})})
     if cfg.paper_venue is not None:
         cfg.paper_venue = absolute_ref(cfg.paper_venue, root)
     return cfg

@@ -486,6 +486,8 @@ class PortfolioBacktest:
         allocation = {s.id: s.allocation for s in strategies}
         self.gateway = SignalPath(self.risk, self.instruments, allocation, advisory=False,
                                   allowed=lambda p: kill_switch_veto(self.switch, p))
+        # a timestamp's signals are evaluated by (symbol, place in the config), as a lockstep replay does
+        self.gateway.strategy_rank = {s.id: i for i, s in enumerate(strategies)}
         # ``allocation:`` weights between the strategies, fed every timestamp as the gatekeeper actor feeds
         # them every account update; a rebalance applies to the signals of its bar time.
         self.allocation = account_allocation(cfg.allocation, allocation)

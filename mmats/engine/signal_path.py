@@ -3,17 +3,24 @@
 It runs inside the ``RiskGatekeeperActor``, in front of the kernel ``RiskGatekeeper``. Two things make
 paper trading reproduce a backtest:
 - sizing and order construction are the backtest's own functions (``mmats.engine.trader``);
-- a signal decided on bar t is evaluated only once the account is known *as of* bar t (its fills at
-  bar t's open booked). Signals that arrive earlier wait in a buffer, in arrival order. In live
-  trading the account is almost always already there; in a fast replay this barrier is what keeps the
-  result deterministic.
+- with ``await_account`` (exact replays: lockstep), a signal decided on bar t is evaluated only once
+  the account is known *as of* bar t (its fills at bar t's open booked). Signals that arrive earlier
+  wait in a buffer, in arrival order: in a fast replay this barrier is what keeps the result
+  deterministic. Without it (the live path) a signal is sized at once on the account last pushed
+  plus the (strategy, symbol)'s market orders still on their way, as an order management system does:
+  asking the portfolio for the account as of each bar cost a round trip through two busy actors per
+  signal.
+Two more barriers exist only when the risk config needs them (docs/risk.md, "Where the inputs come
+from"): with ``await_bars`` a signal of bar t also waits for the gatekeeper to have seen the bars up to
+t (ATR, correlation returns); with an aggregation mode it waits until every strategy has reported bar t
+(``reports_as_of_ns``), so the signals of one bar are combined together, never one by one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -30,9 +37,12 @@ from mmats.model import (
     TradeSignal,
 )
 from mmats.orders import transition
+from mmats.risk.aggregation import AggregatedSignal
 from mmats.risk.decision import RiskDecision, RiskGate
+from mmats.risk.gatekeeper import RiskGatekeeper
 
 INFLIGHT_EXPIRY_S = 10.0  # a market order not reported done by then no longer counts as on its way
+_NO_LIMIT = 2**63 - 1  # a bar time no signal waits for
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +75,56 @@ def remark(account: AccountState, marks: dict[str, Decimal]) -> AccountState:
     """The same account valued at new prices (the backtest marks at the decision bar's close)."""
     positions = tuple(
         PositionSnapshot(p.symbol, p.market, p.quantity, p.avg_price, marks.get(p.symbol, p.last_price),
-                         p.quantity * (marks.get(p.symbol, p.last_price) - p.avg_price), p.realized_pnl)
+                         p.quantity * (marks.get(p.symbol, p.last_price) - p.avg_price), p.realized_pnl,
+                         margin=p.margin, quote_currency=p.quote_currency, fx_rate=p.fx_rate)
         for p in account.positions
     )
-    equity = account.cash + sum((p.quantity * p.last_price for p in positions), Decimal(0))
+    # Base currency (mmats.fx): each position converted at its quote currency's rate.
+    equity = account.cash + sum((p.value_base for p in positions), Decimal(0))
     return AccountState(
         ts_ns=account.ts_ns, currency=account.currency, cash=account.cash, equity=equity, positions=positions,
-        realized_pnl=account.realized_pnl, unrealized_pnl=sum((p.unrealized_pnl for p in positions), Decimal(0)),
+        realized_pnl=account.realized_pnl,
+        unrealized_pnl=sum((p.unrealized_pnl * p.fx_rate for p in positions), Decimal(0)),
         fees=account.fees, peak_equity=max(account.peak_equity, equity),
-        gross_exposure=sum((p.notional for p in positions), Decimal(0)),
+        gross_exposure=sum((p.notional_base for p in positions), Decimal(0)),
+        cash_by_currency=account.cash_by_currency, fx_rates=account.fx_rates, fx_pnl=account.fx_pnl,
+        net_exposure=equity - account.cash,
     )
+
+
+def combine_signals(ready: Sequence[PendingSignal],
+                    aggregate: Callable[[Sequence[TradeSignal]], list[AggregatedSignal]]) -> list[PendingSignal]:
+    """The signals of each bar time combined per symbol by the configured mode, in a fixed order.
+
+    Each signal is stamped with the strategy that sent it (aggregation attributes by strategy); a
+    combined signal becomes a pending signal of its own owner (``agg:consensus``, ``agg:weighted``,
+    or PRIORITY's winner) at its members' bar price. Sorting first makes the result independent of the
+    order in which the strategies' messages arrived.
+    """
+    by_ts: dict[int, list[PendingSignal]] = {}
+    for p in sorted(ready, key=lambda p: (p.ts_ns, p.signal.symbol, p.strategy_id, p.signal.signal_id)):
+        by_ts.setdefault(p.ts_ns, []).append(p)
+    out: list[PendingSignal] = []
+    for ts, group in by_ts.items():
+        price: dict[str, float] = {}
+        stamped: list[TradeSignal] = []
+        for p in group:
+            price.setdefault(p.signal.symbol, p.price)
+            stamped.append(replace(p.signal, strategy_id=p.strategy_id, signal_id=p.signal.signal_id or str(ts)))
+        out += [PendingSignal(a.signal.strategy_id, ts, price[a.symbol], a.signal) for a in aggregate(stamped)]
+    return out
+
+
+def allocation_for(allocation: dict[str, float], p: PendingSignal) -> float:
+    """A strategy's share of equity; a combined signal's is its members' shares weighted by attribution."""
+    own = allocation.get(p.strategy_id)
+    if own is not None:
+        return own
+    default = allocation.get("*", 1.0)
+    shares = p.signal.metadata.get("attribution") if p.strategy_id.startswith("agg:") else None
+    if isinstance(shares, dict) and shares:
+        return sum(float(w) * allocation.get(str(sid), default) for sid, w in shares.items())
+    return default
 
 
 class SignalPath:
@@ -108,8 +158,36 @@ class SignalPath:
         # includes it, so only the rest is still on its way (a volume-capped market order fills in parts).
         self.partial: dict[str, float] = {}
         self.as_of_ns = -1
+        # Set by the owner: True where the result must be exact (lockstep replays), see the module doc.
+        self.await_account = True
         self._buffer: list[PendingSignal] = []
         self._seen_signal_ids: set[tuple[str, str]] = set()
+        gk = gate if isinstance(gate, RiskGatekeeper) else None
+        self._risk = gk
+        self.aggregate = gk.aggregate if gk is not None and gk.aggregating else None
+        # Set by the owner: True when bars reach ``on_bars`` (the gatekeeper actor subscribed to the
+        # feeds); ``reports_as_of_ns`` None means every signal of a bar arrives in one ``on_signals``.
+        self.await_bars = False
+        self.bars_as_of_ns = -1
+        self.reports_as_of_ns: int | None = None
+        # Set by the owner where the result must not depend on arrival order (lockstep replays, backtests):
+        # strategy id -> its place in the config. A bar's released signals are then evaluated by
+        # (bar time, symbol, place), whatever order they came in; with shared cash or a throttle the
+        # order of evaluation decides who gets what.
+        self.strategy_rank: dict[str, int] | None = None
+
+    def on_bars(self, bars: Iterable[tuple[str, int, float, float, float, float, float]],
+                upto_ts: int) -> GatewayOutput:
+        """Bars for the gatekeeper's ATR and correlation inputs; signals waiting for them may go."""
+        if self._risk is not None and self._risk.needs.bars:
+            self._risk.on_bars(bars)
+        self.bars_as_of_ns = max(self.bars_as_of_ns, upto_ts)
+        return self._release()
+
+    def on_closed_trades(self, closed: Iterable[tuple[str, float]]) -> None:
+        """Closed round trips (strategy, return) from the ledger, for Kelly sizing."""
+        if self._risk is not None:
+            self._risk.on_closed_trades(closed)
 
     def on_account(self, account: AccountState, as_of_ns: int, held: dict[tuple[str, str], float] | None = None,
                    done: list[str] | None = None, partial: dict[str, float] | None = None) -> GatewayOutput:
@@ -168,12 +246,34 @@ class SignalPath:
             return out
         if self._inflight:
             self._expire(time.monotonic())
-        ready = [p for p in self._buffer if p.ts_ns <= self.as_of_ns]
+        limit = self.as_of_ns if self.await_account else _NO_LIMIT
+        if self.await_bars:
+            limit = min(limit, self.bars_as_of_ns)
+        if self.reports_as_of_ns is not None:  # every strategy has reported: a bar's signals are all here
+            limit = min(limit, self.reports_as_of_ns)
+        ready = [p for p in self._buffer if p.ts_ns <= limit]
         if not ready:
             return out
-        self._buffer = [p for p in self._buffer if p.ts_ns > self.as_of_ns]
+        self._buffer = [p for p in self._buffer if p.ts_ns > limit]
+        rank = self.strategy_rank
+        if rank is not None:
+            last = len(rank)
+            ready.sort(key=lambda p: (p.ts_ns, p.signal.symbol, rank.get(p.strategy_id, last), p.strategy_id))
+        if self.aggregate is not None:
+            out.signals += ready  # the members are recorded; the combined signals are evaluated
+            ready = combine_signals(ready, self.aggregate)
         for pending in ready:
             out.extend(self._evaluate(pending))
+        return out
+
+    def on_external(self, items: list[PendingSignal]) -> GatewayOutput:
+        """Signals from outside the strategies (a manual order): evaluated on their own, never aggregated,
+        once the account is there."""
+        if self.account is None:
+            return self.on_signals(items)
+        out = GatewayOutput()
+        for p in items:
+            out.extend(self._evaluate(p))
         return out
 
     def _evaluate(self, p: PendingSignal) -> GatewayOutput:
@@ -204,10 +304,15 @@ class SignalPath:
         if self._inflight:
             own += self._on_the_way(key)
         # Equity as the backtest computes it (cash + holdings at the decision price), over every symbol.
-        others = sum(float(x.quantity) * float(x.last_price) for x in self.account.positions if x.symbol != sig.symbol)
-        equity = float(self.account.cash) + others + total * p.price
-        alloc = self.allocation.get(p.strategy_id, self.allocation.get("*", 1.0))
-        sized = size_signal(sig, p.price, float(self.account.cash), own, alloc, inst, equity)
+        # In base currency (mmats.fx), then in the symbol's quote currency, in which its price is.
+        acct = self.account
+        others = sum(float(x.quantity) * float(x.last_price) * (float(x.fx_rate) if x.fx_rate != 1 else 1.0)
+                     for x in acct.positions if x.symbol != sig.symbol)
+        quote = inst.quote_currency
+        rate = float(acct.fx_rate(quote)) if quote != acct.currency and acct.fx_rates else 1.0
+        equity = float(acct.cash) + others + total * p.price * rate
+        alloc = allocation_for(self.allocation, p)
+        sized = size_signal(sig, p.price, float(acct.cash) / rate, own, alloc, inst, equity / rate)
         if sized is None:
             return out
         account = remark(self.account, {sig.symbol: inst.round_price(p.price)})
@@ -232,4 +337,5 @@ class SignalPath:
 
     def state(self) -> dict[str, Any]:
         return {"advisory": self.advisory, "as_of_ns": self.as_of_ns, "waiting": len(self._buffer),
-                "orders_in_flight": len(self._inflight)}
+                "orders_in_flight": len(self._inflight), "bars_as_of_ns": self.bars_as_of_ns,
+                "aggregation": self._risk.effective.levels.aggregation.mode if self._risk is not None else None}

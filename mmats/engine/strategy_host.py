@@ -4,20 +4,31 @@ The StrategyActor is a thin shell around this class, so everything that decides 
 does is testable without Ray. A strategy that raises is caught here: the error is counted and kept
 with its context; after ``max_errors`` consecutive errors the strategy is disabled (the actor reports it
 to the gatekeeper, which journals it). One symbol's error never affects another strategy.
+
+Benchmarks. Indicators that compare with another symbol (``RS_20@SPY``) need that symbol's bars: the
+host asks the feed for ``feed_symbols`` (the traded symbols plus the benchmarks), keeps each benchmark's
+latest close, and calls the strategy only for the symbols it trades. A traded bar reads the benchmark
+bar stamped at or before it that has arrived; within one batch a benchmark's bars of a timestamp are
+taken before the traded symbols' bars of that timestamp, so the arrival order inside a timestamp does
+not matter (the replay feed publishes a timestamp's bars together, the live feed polls them together).
+That is the rule the backtests apply (mmats.indicators.align_benchmark).
 """
 
 from __future__ import annotations
 
 import math
 import traceback
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from mmats.engine.bar_aggregation import BarAggregator
 from mmats.engine.signal_path import PendingSignal
-from mmats.indicators import StreamingIndicators
-from mmats.model import AccountState, Environment, MarketType, Order, SignalAction, ns_to_datetime
+from mmats.errors import ConfigError
+from mmats.indicators import StreamingIndicators, benchmark_symbols
+from mmats.model import AccountState, Environment, MarketType, Order, SignalAction, TradeSignal, ns_to_datetime
 from mmats.registry import create_strategy
 from mmats.strategy import IndicatorDict, IStrategy, StrategyContext
 
@@ -54,6 +65,11 @@ class StrategyHost:
             self.strategies[sym] = strat
             self.specs[sym] = strat.get_required_indicators()
             self.indicators[sym] = StreamingIndicators(self.specs[sym])
+        self.benchmarks: tuple[str, ...] = benchmark_symbols({x for specs in self.specs.values() for x in specs})
+        self._bench_set = frozenset(self.benchmarks)
+        self.benchmark_close: dict[str, float] = {}  # each benchmark's latest close
+        #: what the strategy needs from the feed: its own symbols and the benchmarks its indicators name
+        self.feed_symbols: list[str] = sorted(set(symbols) | self._bench_set)
         self.account: AccountState | None = None
         self.enabled = True
         self.errors_total = 0
@@ -77,6 +93,9 @@ class StrategyHost:
         strategy runs on the feed's own bars: this is the live message path)."""
         out: list[PendingSignal] = []
         agg = self.aggregator
+        if self._bench_set:  # a timestamp's benchmark bars first (stable: the feed's order otherwise)
+            bench = self._bench_set
+            bars = sorted(bars, key=lambda b: (b[1], b[0] not in bench))
         if agg is None:
             for b in bars:
                 p = self._step(b, emit, b[1])
@@ -84,7 +103,7 @@ class StrategyHost:
                     out.append(p)
             return out
         for b in bars:
-            if b[0] not in self.strategies:
+            if b[0] not in self.strategies and b[0] not in self._bench_set:
                 continue
             for binned, known_ns in agg.update(b):
                 p = self._step(binned, emit, known_ns)
@@ -99,12 +118,14 @@ class StrategyHost:
 
     def _step(self, b: BarTuple, emit: bool, known_ns: int) -> PendingSignal | None:
         sym = b[0]
+        if sym in self._bench_set:
+            self.benchmark_close[sym] = b[5]
         strat = self.strategies.get(sym)
         if strat is None:
             return None
         self.bars_seen += 1
         self.last_bar_ns = b[1]
-        values = self.indicators[sym].update(b[2], b[3], b[4], b[5], b[6])
+        values = self.indicators[sym].update(b[2], b[3], b[4], b[5], b[6], self.benchmark_close)
         # Every output of every declared indicator must have a value, as in the backtest's warm-up.
         if any(math.isnan(v) for v in values.values()):
             return None
@@ -128,7 +149,7 @@ class StrategyHost:
         if sig.action is not SignalAction.HOLD:
             self.signals_emitted += 1
         # Stamped with the source bar that completed it: the account and the fill follow from that time.
-        return PendingSignal(self.strategy_id, known_ns, b[5], sig)
+        return PendingSignal(self.strategy_id, known_ns, b[5], with_signal_id(sig, known_ns, len(self.strategies) > 1))
 
     def order_filled(self, order: Order) -> None:
         strat = self.strategies.get(order.symbol)
@@ -158,7 +179,43 @@ class StrategyHost:
             "consecutive_errors": self.consecutive_errors,
             "last_error": self.last_error,
             "last_bar_ns": self.last_bar_ns,
+            "benchmarks": list(self.benchmarks),
             # what the strategy declared, so the control plane can chart it without loading its code
             "indicators": sorted({x for specs in self.specs.values() for x in specs}),
         }
 
+
+def with_signal_id(signal: TradeSignal, known_ns: int, several_symbols: bool) -> TradeSignal:
+    """A signal without an id gets its bar time as one (orders and idempotency keys derive from it); a
+    strategy trading several symbols gets the symbol too, so two of its symbols' signals of one bar do
+    not share an id (the second would be taken for a duplicate of the first and dropped)."""
+    if signal.signal_id or not several_symbols:
+        return signal
+    return replace(signal, signal_id=f"{known_ns}:{signal.symbol}")
+
+
+def strategy_benchmarks(ref: str, params: dict[str, Any]) -> tuple[str, ...]:
+    """The benchmark symbols a strategy's indicators compare with, for checking before its actor starts
+    that its feed provides them. A strategy that fails to load gives () here: the actor's start reports
+    that failure as it does for any strategy."""
+    try:
+        return benchmark_symbols(create_strategy(ref, params).get_required_indicators())
+    except Exception:
+        return ()
+
+
+def feed_for_strategy(feeds: Mapping[str, Collection[str]], strategy_id: str, symbols: Sequence[str],
+                      benchmarks: Sequence[str] = ()) -> str:
+    """The venue whose feed provides a strategy's symbols and its benchmarks (one feed: the host aligns a
+    benchmark by the order the feed delivers bars in). ``feeds``: venue -> its symbols. A ``ConfigError``
+    names what is missing."""
+    for venue, have in feeds.items():
+        if all(x in have for x in (*symbols, *benchmarks)):
+            return venue
+    for venue, have in feeds.items():
+        if all(x in have for x in symbols):
+            missing = [b for b in benchmarks if b not in have]
+            raise ConfigError(f"strategy {strategy_id}: benchmark {', '.join(missing)} (named by its indicators) is "
+                              f"not on feed {venue}, which provides {list(symbols)}; a benchmark must come from the "
+                              "same feed: add it to that feed's symbols or files")
+    raise ConfigError(f"no single feed provides all of {list(symbols)}")

@@ -156,6 +156,7 @@ def test_orders_decided_before_a_kill_but_still_queued_never_trade(tmp_path: Pat
     router would reopen what a HARD flatten just closed: the router drops those decided before the kill."""
     from decimal import Decimal
 
+    from mmats.messages import OrderCommands
     from mmats.model import Order, OrderType, Side
 
     sup, handles = start_system(system_config([], 200, pace="speed", home=str(tmp_path)))
@@ -168,8 +169,10 @@ def test_orders_decided_before_a_kill_but_still_queued_never_trade(tmp_path: Pat
             return Order(f"manual-{name}", SYMBOL, Side.BUY, Decimal("0.01"), OrderType.MARKET,
                          strategy_id="manual", signal_id=name)
 
-        assert ray.get(router.apply_commands.remote([], [(order("stale"), [])], 0, None, halt - 1)) == 0
-        assert ray.get(router.apply_commands.remote([], [(order("fresh"), [])], 0, None, halt + 1)) == 1
+        stale, fresh = OrderCommands([], [(order("stale"), [])], 0, None, halt - 1), \
+            OrderCommands([], [(order("fresh"), [])], 0, None, halt + 1)
+        assert ray.get(router.apply_commands.remote(stale)) == 0
+        assert ray.get(router.apply_commands.remote(fresh)) == 1
         orders = {o["client_order_id"]: o for o in ray.get(router.orders.remote())}
         stats = ray.get(router.stats.remote())
     finally:

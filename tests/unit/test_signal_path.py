@@ -66,3 +66,25 @@ def test_a_partly_filled_market_order_counts_only_its_rest_as_on_the_way() -> No
     gw.on_account(_account("40", 2), 2, held={("a", SYM): 40.0}, partial={buy.client_order_id: 40.0})
     [(close, _)] = gw.on_signals([_signal("a", SignalAction.CLOSE, 2)]).submits
     assert close.side is Side.SELL and close.quantity == Decimal(100)  # 40 held + 60 on the way, not 140
+
+
+def test_the_live_path_sizes_at_once_without_waiting_for_the_account_of_the_bar() -> None:
+    """Exact replays wait for the account as of the signal's bar; the live path sizes on the account it
+    holds plus the orders on their way, so a signal costs no round trip to the portfolio."""
+    exact = _gateway()
+    exact.on_account(_account("0", 1), 1, held={})
+    assert exact.on_signals([_signal("a", SignalAction.BUY, 5)]).submits == []  # waits for the account of bar 5
+    assert exact.waiting == 1
+    [(late, _)] = exact.on_account(_account("0", 5), 5, held={}).submits
+    assert late.quantity == Decimal(100)
+
+    live = _gateway()
+    live.await_account = False
+    assert live.on_signals([_signal("a", SignalAction.BUY, 5)]).submits == []  # no account at all yet: waits
+    [(buy, _)] = live.on_account(_account("0", 1), 1, held={}).submits  # the first account releases it
+    assert buy.side is Side.BUY and buy.quantity == Decimal(100)
+    # bar 6's CLOSE arrives while the account is still as of bar 1 and the BUY not filled: it goes at
+    # once, and closes what the BUY on its way will hold
+    [(close, _)] = live.on_signals([_signal("a", SignalAction.CLOSE, 6)]).submits
+    assert live.waiting == 0
+    assert close.side is Side.SELL and close.quantity == Decimal(100)

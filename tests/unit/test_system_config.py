@@ -69,6 +69,8 @@ def test_strategy_market_comes_from_its_feed_and_a_mismatch_is_refused() -> None
     ({"mode": "operator"}, "operator needs allow_operator"),
     ({"strategies": [_strategy(symbols=["NOPE"])]}, "no feed provides"),
     ({"initial_cash": -5}, "initial_cash"),
+    ({"strategies_per_actor": 0}, "strategies_per_actor"),
+    ({"strategies_per_actor": "many"}, "strategies_per_actor"),
 ])
 def test_invalid_config_fails_at_load_naming_the_field(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
