@@ -15,7 +15,8 @@ Per phase, over the measured window (after a warm-up):
   publication; plus the feed's largest per-subscriber backlog and any bars coalesced away;
 - resident memory: all processes of the cluster (driver, GCS, raylet, workers) and the raylet's workers
   by kind (``StrategyActor`` etc.), with one actor per strategy.
-Strategy pools (several strategies in one actor process) are not built: ``pool_rss_mb`` is null.
+A third phase runs the same strategies pooled, ``--pool`` (default 5) per actor process
+(``strategies_per_actor``): ``pool_rss_mb``, ``pool_p99_ms_N``, ``pool_lag_p99_ms_N``.
 
 Progress on stderr. Last line of stdout: one JSON object.
 """
@@ -101,13 +102,15 @@ def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 2) if values else None
 
 
-def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str) -> dict[str, Any]:
-    """One system of ``n`` strategies at ``rate`` bars/s offered: latency, lag and memory over ``seconds``."""
+def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str, pool: int = 1) -> dict[str, Any]:
+    """One system of ``n`` strategies at ``rate`` bars/s offered: latency, lag and memory over ``seconds``;
+    ``pool`` strategies share an actor process (``strategies_per_actor``)."""
     per_ts = len(SYMBOLS)
     bars = int((warmup + seconds + 30) * rate / per_ts)  # the replay outlasts the window (startup included)
     cfg = lp.config("speed", rate / per_ts * 60.0, bars, home)  # 1-minute bars: 60 x timestamps per second
     cfg["strategies"] = strategy_specs(n)
-    progress(f"phase {n}: building {n} strategy actor(s) on {per_ts} symbols, {rate:g} bars/s offered")
+    cfg["strategies_per_actor"] = pool
+    progress(f"phase {n}: building {n} strategies ({pool} per actor) on {per_ts} symbols, {rate:g} bars/s offered")
     t_build = time.perf_counter()
     sup, h = lp.start(cfg)
     progress(f"phase {n}: started in {time.perf_counter() - t_build:.1f} s; warming up {warmup:g} s")
@@ -121,7 +124,7 @@ def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str) -> 
         max_backlog = 0
         next_note = t0 + 5
         while time.time() - t0 < seconds:
-            refs = {sid: a.health.remote() for sid, a in strategies.items()}
+            refs = {sid: a.health.remote(sid) for sid, a in strategies.items()}
             newest = ray.get(feed.last_ts.remote())
             healths = {sid: ray.get(r) for sid, r in refs.items()}
             samples.append((newest, {sid: int(x["last_bar_ns"] or 0) for sid, x in healths.items()}))
@@ -136,7 +139,7 @@ def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str) -> 
         s1 = ray.get(feed.stats.remote())
         rss = lp.ray_rss_mb()
         workers = lp.ray_worker_rss_mb()
-        healths = {sid: ray.get(a.health.remote()) for sid, a in strategies.items()}
+        healths = {sid: ray.get(a.health.remote(sid)) for sid, a in strategies.items()}
         published = ray.get(feed.publish_times.remote())
         accepted = ray.get(h["router"].accept_times.remote())
         orders = ray.get(h["router"].orders.remote())
@@ -187,6 +190,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds after start before measuring")
     ap.add_argument("--strategies", type=int, default=len(MIX), help=f"size of the many phase (1..{len(MIX)})")
     ap.add_argument("--quick", action="store_true", help="a short smoke run: 6 s windows, 3 s warm-up")
+    ap.add_argument("--pool", type=int, default=5, help="strategies per actor in the pooled phase (default 5)")
     ap.add_argument("--no-persist", action="store_true", help="run without storage (default: SQLite in a temp home)")
     args = ap.parse_args()
     if not 1 <= args.strategies <= len(MIX):
@@ -203,6 +207,7 @@ def main() -> None:
     try:
         one = run_phase(1, args.rate, args.warmup, args.seconds, home + "/one")
         lots = run_phase(many, args.rate, args.warmup, args.seconds, home + "/many")
+        pooled = run_phase(many, args.rate, args.warmup, args.seconds, home + "/pooled", pool=args.pool)
         calib = lp.calibration()
     finally:
         ray.shutdown()
@@ -220,9 +225,11 @@ def main() -> None:
         "lag_p99_ratio": ratio(lots["lag_p99_ms"], one["lag_p99_ms"]),
         f"rss_mb_{many}": lots["rss_mb"], "rss_mb_1": one["rss_mb"],
         "strategy_actor_rss_mb_each": round(strategy_actor_mb / many, 1) if strategy_actor_mb else None,
-        "pool_rss_mb": None,
-        "pool_note": "strategy pools (several strategies in one actor process) are not built; one actor per strategy",
-        "phases": {"1": one, str(many): lots},
+        # the same strategies, ``--pool`` per actor process (strategies_per_actor)
+        "pool_strategies_per_actor": args.pool, "pool_rss_mb": pooled["rss_mb"],
+        f"pool_p99_ms_{many}": pooled["p99_ms"], f"pool_lag_p99_ms_{many}": pooled["lag_p99_ms"],
+        "pool_p99_ratio": ratio(pooled["p99_ms"], one["p99_ms"]),
+        "phases": {"1": one, str(many): lots, f"{many}_pooled": pooled},
         "cpu_calibration": calib,
         "mix": [f"{s['id']}" for s in strategy_specs(many)],
     }
