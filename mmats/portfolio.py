@@ -68,6 +68,7 @@ class Portfolio:
         self.currency = fx.base
         self.initial_cash = initial_cash
         self.balances: dict[str, Decimal] = {self.currency: initial_cash}
+        self._currency_order: tuple[str, ...] = ()
         self.fees = _ZERO
         self.realized_pnl = _ZERO
         self.peak_equity = initial_cash
@@ -234,8 +235,12 @@ class Portfolio:
 
     def cash_by_currency(self) -> dict[str, Decimal]:
         """Cash held per currency, in that currency (the base first, then the others by code)."""
-        others = sorted(c for c in self.balances if c != self.currency)
-        return {c: self.balances[c] for c in [self.currency, *others]}
+        balances = self.balances
+        order = self._currency_order  # recomputed only when a currency is added (this runs on every snapshot)
+        if len(order) != len(balances):
+            others = sorted(c for c in balances if c != self.currency)
+            order = self._currency_order = tuple(c for c in [self.currency, *others] if c in balances)
+        return {c: balances[c] for c in order}
 
     @property
     def unrealized_pnl(self) -> Decimal:
@@ -308,14 +313,17 @@ class Portfolio:
             setcontext(saved)
 
     def _snapshot(self, ts_ns: int) -> AccountState:
-        eq = self._update_peak()
+        # one pass: the rates, the cash and every position's value once (this runs on every signal)
+        base = self.currency
         rates = self.fx.rates()
         positions = []
         gross = net = unrealized = _ZERO
-        for p in self._open():
+        for p in self.positions.values():
+            if not p.quantity:
+                continue
             inst = self.instruments[p.symbol]
             quote = inst.quote_currency.upper()
-            rate = _ONE if quote == self.currency else self.fx.rate(quote)
+            rate = _ONE if quote == base else rates.get(quote) or self.fx.rate(quote)
             pnl = p.unrealized_pnl
             positions.append(PositionSnapshot(p.symbol, p.market, p.quantity, p.avg_price, p.last_price, pnl,
                                               p.realized_pnl, inst.margin(p.quantity, p.last_price), quote, rate))
@@ -323,10 +331,19 @@ class Portfolio:
             net += value
             gross += abs(value)
             unrealized += pnl * rate
+        cash = _ZERO
+        for c, amount in self.balances.items():
+            if c == base:
+                cash += amount
+            elif amount:
+                cash += amount * (rates.get(c) or self.fx.rate(c))
+        eq = cash + net
+        if eq > self.peak_equity:
+            self.peak_equity = eq
         return AccountState(
             ts_ns=ts_ns,
-            currency=self.currency,
-            cash=self._cash(),
+            currency=base,
+            cash=cash,
             equity=eq,
             positions=tuple(positions),
             realized_pnl=self.realized_pnl,
