@@ -186,46 +186,51 @@ class BacktestResult:
 
     def to_dict(self, equity_every: int = 1) -> dict[str, Any]:
         """The documented JSON result schema (docs/result-schema.md)."""
-        money = self.instrument.money_precision
-        step = max(1, int(equity_every))
-        idx = np.arange(0, len(self.ts_ns), step)
-        if len(idx) and idx[-1] != len(self.ts_ns) - 1:
-            idx = np.append(idx, len(self.ts_ns) - 1)
-        times = [t + "Z" for t in np.datetime_as_string(self.ts_ns[idx].astype("datetime64[ns]"), unit="s")]
-        rejected = [d.to_dict() for d in self.decisions if d.status.value == "REJECTED"]
-        resized = [d.to_dict() for d in self.decisions if d.status.value == "RESIZED"]
-        return {
-            "mmats_result_version": RESULT_VERSION,
-            "config": self.config,
-            "metrics": json_safe(self.metrics),
-            "benchmark": json_safe(self.benchmark),
-            "summary": self.summary,
-            "trades": [_trade_dict(t, self.instrument) for t in self.trades],
-            "orders": [o.to_dict() for o in self.orders],
-            "fills": [f.to_dict() for f in self.fills],
-            "risk": {
-                "decisions": len(self.decisions),
-                "approved": sum(1 for d in self.decisions if d.status.value == "APPROVED"),
-                "resized": resized,
-                "rejected": rejected,
-            },
-            "kill_switch": [k.to_dict() for k in self.kill_switch],
-            "attribution": self.attribution,
-            "warnings": self.warnings,
-            "equity": [[t, round(float(v), money)] for t, v in zip(times, self.equity[idx], strict=True)],
-            "benchmark_equity": [
-                [t, round(float(v), money)] for t, v in zip(times, self.benchmark_equity[idx], strict=True)
-            ],
-        }
+        return result_document(self, [trade_dict(t, self.instrument) for t in self.trades],
+                               self.instrument.money_precision, equity_every)
 
     def to_json(self, equity_every: int = 1) -> str:
         """Deterministic: same inputs, byte-identical text (no wall-clock time, fixed key order)."""
         return json.dumps(self.to_dict(equity_every), indent=1, allow_nan=False) + "\n"
 
 
-def _trade_dict(t: TradeRecord, inst: Instrument) -> dict[str, Any]:
+def result_document(r: Any, trades: list[dict[str, Any]], money: int, equity_every: int) -> dict[str, Any]:
+    """The result schema's common body (docs/result-schema.md), of a single-symbol or a portfolio result
+    (``r`` has the fields both share); the equity curves kept every ``equity_every`` points and the last."""
+    step = max(1, int(equity_every))
+    idx = np.arange(0, len(r.ts_ns), step)
+    if len(idx) and idx[-1] != len(r.ts_ns) - 1:
+        idx = np.append(idx, len(r.ts_ns) - 1)
+    times = [t + "Z" for t in np.datetime_as_string(r.ts_ns[idx].astype("datetime64[ns]"), unit="s")]
+    decisions = r.decisions
+    return {
+        "mmats_result_version": RESULT_VERSION,
+        "config": r.config,
+        "metrics": json_safe(r.metrics),
+        "benchmark": json_safe(r.benchmark),
+        "summary": r.summary,
+        "trades": trades,
+        "orders": [o.to_dict() for o in r.orders],
+        "fills": [f.to_dict() for f in r.fills],
+        "risk": {
+            "decisions": len(decisions),
+            "approved": sum(1 for d in decisions if d.status.value == "APPROVED"),
+            "resized": [d.to_dict() for d in decisions if d.status.value == "RESIZED"],
+            "rejected": [d.to_dict() for d in decisions if d.status.value == "REJECTED"],
+        },
+        "kill_switch": [k.to_dict() for k in r.kill_switch],
+        "attribution": r.attribution,
+        "warnings": r.warnings,
+        "equity": [[t, round(float(v), money)] for t, v in zip(times, r.equity[idx], strict=True)],
+        "benchmark_equity": [[t, round(float(v), money)] for t, v in zip(times, r.benchmark_equity[idx], strict=True)],
+    }
+
+
+def trade_dict(t: TradeRecord, inst: Instrument, market: bool = False) -> dict[str, Any]:
+    """One round trip as the result lists it; ``market`` names its market (a portfolio mixes them)."""
     return {
         "symbol": t.symbol,
+        **({"market": inst.market.value} if market else {}),
         "side": t.side,
         "quantity": float(inst.round_quantity(t.quantity)),
         "entry_time": iso(t.entry_ns),

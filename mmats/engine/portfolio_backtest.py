@@ -39,7 +39,14 @@ from mmats.allocation import account_allocation
 from mmats.attribution import StrategyLedgers
 from mmats.audit import Journal
 from mmats.data import BarArrays, column_list, generate_bars, load_bars, to_arrays
-from mmats.engine.backtest import RESULT_VERSION, KillSwitchEvent, _Cursor, _first_valid, _strategy_failed
+from mmats.engine.backtest import (
+    KillSwitchEvent,
+    _Cursor,
+    _first_valid,
+    _strategy_failed,
+    result_document,
+    trade_dict,
+)
 from mmats.engine.bar_aggregation import BarAggregator
 from mmats.engine.risk_feed import SeriesRiskFeed
 from mmats.engine.signal_path import GatewayOutput, PendingSignal, SignalPath
@@ -67,7 +74,7 @@ from mmats.model import (
 )
 from mmats.portfolio import Portfolio
 from mmats.registry import create_strategy, load_object
-from mmats.research.metrics import TradeRecord, compute_metrics, json_safe, periods_per_year, sharpe_sortino
+from mmats.research.metrics import TradeRecord, compute_metrics, periods_per_year, sharpe_sortino
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransition
 from mmats.strategy import IStrategy, StrategyContext
@@ -387,54 +394,11 @@ class PortfolioResult:
     def to_dict(self, equity_every: int = 1) -> dict[str, Any]:
         """The result schema (docs/result-schema.md) with the portfolio's sections (``portfolio``,
         per-strategy, per-market and per-symbol ``attribution``)."""
-        step = max(1, int(equity_every))
-        idx = np.arange(0, len(self.ts_ns), step)
-        if len(idx) and idx[-1] != len(self.ts_ns) - 1:
-            idx = np.append(idx, len(self.ts_ns) - 1)
-        times = [t + "Z" for t in np.datetime_as_string(self.ts_ns[idx].astype("datetime64[ns]"), unit="s")]
-        rejected = [d.to_dict() for d in self.decisions if d.status.value == "REJECTED"]
-        resized = [d.to_dict() for d in self.decisions if d.status.value == "RESIZED"]
-        return {
-            "mmats_result_version": RESULT_VERSION,
-            "config": self.config,
-            "metrics": json_safe(self.metrics),
-            "benchmark": json_safe(self.benchmark),
-            "summary": self.summary,
-            "trades": [_trade_dict(t, self.instruments[t.symbol]) for t in self.trades],
-            "orders": [o.to_dict() for o in self.orders],
-            "fills": [f.to_dict() for f in self.fills],
-            "risk": {
-                "decisions": len(self.decisions),
-                "approved": sum(1 for d in self.decisions if d.status.value == "APPROVED"),
-                "resized": resized,
-                "rejected": rejected,
-            },
-            "kill_switch": [k.to_dict() for k in self.kill_switch],
-            "attribution": self.attribution,
-            "warnings": self.warnings,
-            "equity": [[t, round(float(v), 2)] for t, v in zip(times, self.equity[idx], strict=True)],
-            "benchmark_equity": [
-                [t, round(float(v), 2)] for t, v in zip(times, self.benchmark_equity[idx], strict=True)
-            ],
-        }
+        trades = [trade_dict(t, self.instruments[t.symbol], market=True) for t in self.trades]
+        return result_document(self, trades, 2, equity_every)
 
     def to_json(self, equity_every: int = 1) -> str:
         return json.dumps(self.to_dict(equity_every), indent=1, allow_nan=False) + "\n"
-
-
-def _trade_dict(t: TradeRecord, inst: Instrument) -> dict[str, Any]:
-    return {
-        "symbol": t.symbol,
-        "market": inst.market.value,
-        "side": t.side,
-        "quantity": float(inst.round_quantity(t.quantity)),
-        "entry_time": iso(t.entry_ns),
-        "entry_price": float(inst.round_price(t.entry_price)),
-        "exit_time": iso(t.exit_ns),
-        "exit_price": float(inst.round_price(t.exit_price)),
-        "pnl": float(inst.round_money(t.pnl)),
-        "fees": float(inst.round_money(t.fees)),
-    }
 
 
 # ---------------------------------------------------------------------------------------- engine
