@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mmats.errors import ConfigError
 from mmats_cli import fmt, research, runtime, secrets_cli
 from mmats_cli.args import add_backtest_args, build_run_config
 from mmats_cli.boundary import run_guarded
+from mmats_cli.run_output import run_and_write
 
 EPILOG_BACKTEST = """\
 examples:
@@ -36,19 +36,6 @@ bar gaps through). Result schema: docs/result-schema.md.
 """
 
 
-def _progress(total: int, quiet: bool, desc: str) -> tuple[Any, Any]:
-    if quiet:
-        return None, None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="bar", unit_scale=True, desc=desc, file=sys.stderr, leave=False)
-
-    def update(done: int) -> None:
-        bar.update(done - bar.n)
-
-    return bar, update
-
-
 def cmd_backtest(args: argparse.Namespace) -> int:
     from mmats.registry import load_strategy_class
     from mmats.research.runconfig import load_run_data, parse_config, run_backtest
@@ -59,32 +46,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     cfg = parse_config(build_run_config(args))
     load_strategy_class(cfg.strategy)  # a strategy file that does not load fails before any work starts
     loaded = load_run_data(cfg)
-    journal = None
-    if args.audit:
-        from mmats.audit import FileJournal
-
-        Path(args.audit).parent.mkdir(parents=True, exist_ok=True)
-        if Path(args.audit).exists():
-            Path(args.audit).unlink()  # one journal per run: never chain two runs together
-        journal = FileJournal(args.audit)
-    bar, update = _progress(len(loaded.bars), args.quiet, f"backtest {cfg.strategy}")
-    t0 = time.perf_counter()
-    try:
-        result = run_backtest(cfg, bars=loaded, journal=journal, progress=update)
-    finally:
-        if bar is not None:
-            bar.close()
-        if journal is not None and hasattr(journal, "close"):
-            journal.close()
-    elapsed = time.perf_counter() - t0
-    doc = result.to_dict(args.equity_every)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(result.to_json(args.equity_every))
-    if args.report:
-        from mmats.reports.backtest_report import write_report
-
-        write_report(doc, args.report)
+    doc, elapsed = run_and_write(args, len(loaded.bars), f"backtest {cfg.strategy}",
+                                 lambda journal, update: run_backtest(cfg, bars=loaded, journal=journal,
+                                                                      progress=update))
     if not args.quiet:
         _print_summary(doc, elapsed)
         for path, what in ((args.json, "result"), (args.report, "report")):

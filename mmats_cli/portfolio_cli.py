@@ -8,13 +8,11 @@ describe a single run; with a system config they are refused, because the file a
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 from mmats.errors import ConfigError
 from mmats_cli import fmt
+from mmats_cli.run_output import run_and_write
 
 #: Flags of ``add_backtest_args`` a system config decides itself (dest -> flag as typed).
 _RUN_ONLY = {"strategy": "--strategy", "param": "--param", "data": "--data", "bars": "--bars", "symbol": "--symbol",
@@ -63,42 +61,9 @@ def cmd_portfolio_backtest(args: argparse.Namespace) -> int:
 
     refuse_run_flags(args, "mmats backtest")
     cfg, data = load(args)
-    journal = None
-    if args.audit:
-        from mmats.audit import FileJournal
-
-        Path(args.audit).parent.mkdir(parents=True, exist_ok=True)
-        if Path(args.audit).exists():
-            Path(args.audit).unlink()  # one journal per run: never chain two runs together
-        journal = FileJournal(args.audit)
-    total = sum(len(a) for a in data.series.values())
-    bar = update = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="bar", unit_scale=True, desc="portfolio backtest", file=sys.stderr, leave=False)
-
-        def update(done: int) -> None:
-            assert bar is not None
-            bar.update(done - bar.n)
-
-    t0 = time.perf_counter()
-    try:
-        result = run_portfolio_backtest(cfg, data, journal=journal, progress=update)
-    finally:
-        if bar is not None:
-            bar.close()
-        if journal is not None and hasattr(journal, "close"):
-            journal.close()
-    elapsed = time.perf_counter() - t0
-    doc = result.to_dict(args.equity_every)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(result.to_json(args.equity_every))
-    if args.report:
-        from mmats.reports.backtest_report import write_report
-
-        write_report(doc, args.report)
+    doc, elapsed = run_and_write(args, sum(len(a) for a in data.series.values()), "portfolio backtest",
+                                 lambda journal, update: run_portfolio_backtest(cfg, data, journal=journal,
+                                                                                progress=update))
     if not args.quiet:
         print_summary(doc, elapsed)
         for path, what in ((args.json, "result"), (args.report, "report"), (args.audit, "audit journal")):
