@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -352,14 +353,19 @@ def load_system_config(path: str | None = None, overrides: dict[str, Any] | None
     if "MMATS_ALLOW_OPERATOR" in env:
         raw["allow_operator"] = env["MMATS_ALLOW_OPERATOR"].lower() in ("1", "true", "yes")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validated_system_config(raw)
+
+
+def validated_system_config(raw: Mapping[str, Any]) -> SystemConfig:
+    """A system config from its raw mapping, every error one line with its path. The risk block is the
+    kernel gatekeeper's config (docs/risk.md): invalid keys fail here too (``risk.global.max_position_pct:
+    ...``), not when the gatekeeper actor starts."""
     try:
         cfg = SystemConfig.model_validate(raw)
     except PydanticValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "config"
         raise ConfigError(f"{where}: {err['msg']}") from None
-    # The risk block is the kernel gatekeeper's config (docs/risk.md): invalid keys fail here, at load,
-    # with their path (``risk.global.max_position_pct: ...``), not when the gatekeeper actor starts.
     parse_risk_config(system_risk_config(cfg.risk), "risk")
     return absolute_paths(cfg)
 

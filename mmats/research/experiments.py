@@ -48,7 +48,7 @@ from mmats.research.portfolio_runs import (
     check_portfolio_param,
     is_portfolio_base,
 )
-from mmats.research.runconfig import BacktestConfig, LoadedRun, parse_config, run_backtest
+from mmats.research.runconfig import BacktestConfig, LoadedRun, parse_config, run_backtest, set_dotted
 from mmats.system_config import SystemConfig
 
 GridValue = int | float | str | bool
@@ -257,13 +257,7 @@ def apply_params(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
         if path[0] not in SWEEPABLE_FIELDS:
             raw["params"] = {**(raw.get("params") or {}), key: value}
             continue
-        node = raw
-        for part in path[:-1]:
-            child = node.get(part)
-            child = dict(child) if isinstance(child, Mapping) else {}
-            node[part] = child
-            node = child
-        node[path[-1]] = value
+        node = set_dotted(raw, path, value)
         if path[0] == "commission" and path[-1] in ("taker_bps", "maker_bps") and node.get("model", "none") == "none":
             node["model"] = "percent"
         if path[0] == "slippage" and path[-1] == "bps" and node.get("model", "none") == "none":

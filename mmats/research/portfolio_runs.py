@@ -12,12 +12,9 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError as PydanticValidationError
-
 from mmats.errors import ConfigError
-from mmats.risk.gatekeeper import system_risk_config
-from mmats.risk.limits import parse_risk_config
-from mmats.system_config import SystemConfig, absolute_paths
+from mmats.research.runconfig import set_dotted
+from mmats.system_config import SystemConfig, validated_system_config
 
 #: Sections of a system config a grid may vary; the rest decide which bars are loaded, or the runtime.
 PORTFOLIO_SECTIONS = frozenset({"initial_cash", "costs", "risk", "allocation", "base_currency", "fx_rates"})
@@ -62,27 +59,13 @@ def apply_portfolio_params(base: Mapping[str, Any], params: Mapping[str, Any]) -
                 name = rest[len("params."):] if rest.startswith("params.") else rest
                 strat["params"] = {**(strat.get("params") or {}), name: value}
             continue
-        path = key.split(".")
-        node = raw
-        for part in path[:-1]:
-            child = node.get(part)
-            child = dict(child) if isinstance(child, Mapping) else {}
-            node[part] = child
-            node = child
-        node[path[-1]] = value
+        set_dotted(raw, key.split("."), value)
     return raw
 
 
 def build_portfolio_config(base: Mapping[str, Any], params: Mapping[str, Any]) -> SystemConfig:
-    raw = apply_portfolio_params(base, params)
-    try:
-        cfg = SystemConfig.model_validate(raw)
-    except PydanticValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"]) or "config"
-        raise ConfigError(f"{where}: {err['msg']}") from None
-    parse_risk_config(system_risk_config(cfg.risk), "risk")  # a swept risk limit is checked like a loaded one
-    return absolute_paths(cfg)
+    # a swept value, risk limits included, is checked as a loaded config's is
+    return validated_system_config(apply_portfolio_params(base, params))
 
 
 def is_portfolio_base(base: Mapping[str, Any]) -> bool:

@@ -7,7 +7,7 @@ result stores under ``config``; ``run_backtest`` turns it into an engine and run
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -335,3 +335,16 @@ def run_backtest(
     result = engine.run(progress)
     result.warnings[:0] = warnings
     return result
+
+
+def set_dotted(raw: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    """``raw["a"]["b"]["c"] = value`` for path a.b.c, copying (never mutating) the nested mappings on the
+    way; returns the innermost one."""
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        child = dict(child) if isinstance(child, Mapping) else {}
+        node[part] = child
+        node = child
+    node[path[-1]] = value
+    return node
