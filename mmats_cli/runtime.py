@@ -305,6 +305,10 @@ def check_strategy_locally(ref: str, params: dict[str, Any]) -> None:
     create_strategy(ref, params)
 
 
+def _print_strategy(res: dict[str, Any], as_json: bool, headline: str) -> None:
+    print(fmt.as_json(res) if as_json else "\n".join([headline, *strategy_lines([res])]))
+
+
 def cmd_strategy(args: argparse.Namespace) -> int:
     if args.action == "submit":  # before connecting: the same mistakes as in a backtest, the same line
         from mmats.system_config import absolute_ref
@@ -321,11 +325,7 @@ def cmd_strategy(args: argparse.Namespace) -> int:
         spec = {"id": args.id or args.ref.rsplit(":", 1)[-1].lower(), "ref": absolute_ref(args.ref),
                 "symbols": args.symbol, "market": args.market, "timeframe": args.timeframe, "params": params}
         res = client.run(client.submit_strategy(spec))
-        if args.json:
-            print(fmt.as_json(res))
-        else:
-            print(f"strategy {res['id']} submitted")
-            print("\n".join(strategy_lines([res])))
+        _print_strategy(res, args.json, f"strategy {res['id']} submitted")
         return 0
     if args.action == "replace":
         authorize(client, "strategy replace")
@@ -340,11 +340,7 @@ def cmd_strategy(args: argparse.Namespace) -> int:
                                                                         "params": params}))
         else:  # parameters merged onto the running ones, as PUT /strategies/{id}/params does
             res = client.run(client.set_params(args.strategy_id, params))
-        if args.json:
-            print(fmt.as_json(res))
-        else:
-            print(f"strategy {res['id']} replaced: version {res['version']}")
-            print("\n".join(strategy_lines([res])))
+        _print_strategy(res, args.json, f"strategy {res['id']} replaced: version {res['version']}")
         return 0
     enabled = args.action == "enable"
     authorize(client, f"strategy {args.action}")
