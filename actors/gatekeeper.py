@@ -168,8 +168,12 @@ class RiskGatekeeperActor:
     def on_signals(self, msg: SignalBatch) -> None:
         """A strategy host's signals; every strategy it names has processed the bars up to ``upto_ts``."""
         now = time.time()
-        for p in msg.signals:  # arrival per (strategy, bar time): the latency benchmark's hop times
-            self.signal_wall[(p.strategy_id, p.ts_ns)] = now
+        if msg.signals:  # arrival per (strategy, bar time): the latency benchmark's hop times
+            wall = self.signal_wall
+            for p in msg.signals:
+                wall[(p.strategy_id, p.ts_ns)] = now
+            if len(wall) > HOP_TIMES_KEPT:  # bounded on its own: HOLDs arrive without ever ordering
+                _trim(wall)
         for strategy_id in msg.reporters:
             self.reported[strategy_id] = max(self.reported.get(strategy_id, -1), msg.upto_ts)
         self._track_reports()
@@ -333,7 +337,6 @@ class RiskGatekeeperActor:
                 self.decided_wall[order.client_order_id] = now
             if len(self.decided_wall) > HOP_TIMES_KEPT:
                 _trim(self.decided_wall)
-                _trim(self.signal_wall)
             ts = max((o.created_ns for o, _ in out.submits), default=self.signal_path.as_of_ns)
             cmd["ts"] = max(cmd["ts"], ts)
             if ack is not None:
