@@ -166,8 +166,9 @@ class FundingSettings(_Strict):
         return ConstantFunding(self.rate, self.interval_h)
 
 
-class InstrumentSettings(_Strict):
-    """How one symbol is held (``Instrument`` margin terms); unset keys keep the kind's defaults."""
+class MarginTerms(_Strict):
+    """How one symbol is held (``Instrument`` margin terms), in a system config's ``instruments`` and a
+    run config's ``instrument``; unset keys keep the kind's defaults."""
 
     kind: InstrumentKind | None = None
     leverage: float | None = Field(None, ge=1, le=1000)
@@ -175,11 +176,15 @@ class InstrumentSettings(_Strict):
     maintenance_margin: float | None = Field(None, gt=0, le=1)
     margin_closeout: float | None = Field(None, gt=0, le=1)
     shortable: bool | None = None
-    funding: FundingSettings | None = None
 
     def terms(self) -> dict[str, Any]:
+        """The margin keys that were given, as ``Instrument`` fields."""
         keys = ("kind", "leverage", "initial_margin", "maintenance_margin", "margin_closeout", "shortable")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+class InstrumentSettings(MarginTerms):
+    funding: FundingSettings | None = None
 
     def apply(self, inst: Instrument) -> Instrument:
         """``inst`` with these terms; terms that cannot apply to the kind raise ``ConfigError``."""

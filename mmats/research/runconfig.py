@@ -35,7 +35,7 @@ from mmats.execution.simulated import (
 )
 from mmats.fx import FxError, FxRates, plan_fx
 from mmats.indicators import benchmark_symbols
-from mmats.margin import FundingSettings
+from mmats.margin import FundingSettings, MarginTerms
 from mmats.model import Instrument, InstrumentKind, Liquidity, MarketType, Timeframe, default_instrument
 from mmats.registry import create_strategy
 from mmats.risk.decision import RiskGate
@@ -82,23 +82,12 @@ class SlippageSpec(_Strict):
         return NoSlippage()
 
 
-class InstrumentSpec(_Strict):
+class InstrumentSpec(MarginTerms):
     price_precision: int | None = Field(None, ge=0, le=12)
     quantity_precision: int | None = Field(None, ge=0, le=12)
     lot_size: str | None = None
     min_notional: str | None = None
     quote_currency: str | None = None
-    kind: InstrumentKind | None = None
-    leverage: float | None = Field(None, ge=1, le=1000)
-    initial_margin: float | None = Field(None, gt=0, le=1)
-    maintenance_margin: float | None = Field(None, gt=0, le=1)
-    margin_closeout: float | None = Field(None, gt=0, le=1)
-    shortable: bool | None = None
-
-    def margin_terms(self) -> dict[str, Any]:
-        """The margin keys that were given, as ``Instrument`` fields (mmats.model, mmats.margin)."""
-        keys = ("kind", "leverage", "initial_margin", "maintenance_margin", "margin_closeout", "shortable")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
 FundingSpec = FundingSettings  # ``funding:`` of a run: the same keys as a system config's instrument
@@ -217,7 +206,7 @@ def load_run_data(cfg: BacktestConfig) -> LoadedRun:
                 inst.quantity_precision if spec.quantity_precision is None else spec.quantity_precision,
                 inst.lot_size if spec.lot_size is None else Decimal(spec.lot_size),
                 inst.min_notional if spec.min_notional is None else Decimal(spec.min_notional),
-                inst.pip_size, **spec.margin_terms(),
+                inst.pip_size, **spec.terms(),
             )
         except ValidationError as exc:
             raise ConfigError(f"instrument: {exc}") from None
