@@ -22,7 +22,9 @@ from actors.stores import open_stores, recent_records, signal_export_rows, signa
 from mmats.allocation import AccountAllocation, AllocationConfig
 from mmats.engine.actor_settings import GatekeeperSettings
 from mmats.engine.batching import AnswerRelay
+from mmats.engine.group_commit import GroupCommit
 from mmats.engine.operator_switch import ModeChange, OperatorSwitch
+from mmats.engine.service_times import ServiceTimes
 from mmats.engine.signal_path import GatewayOutput, PendingSignal, SignalPath
 from mmats.engine.topology import Wiring
 from mmats.engine.triggers import RouterErrorStreak, StaleFeeds
@@ -39,12 +41,25 @@ KILL_HISTORY_KEPT = 200
 COUNTERS_EVERY_S = 1.0
 RECENT_KEPT = 20_000  # signals and decisions kept in memory for the live views
 HOP_TIMES_KEPT = 100_000  # recent hop time stamps kept for the latency benchmark
+READ_SETTLE_S = 2.0  # how long a read of the records waits for the journal writer
 
 
 def _trim(stamps: dict[Any, float]) -> None:
     """Keep the newer half of a dict of time stamps (insertion order is time order)."""
     for key in list(stamps)[: len(stamps) // 2]:
         del stamps[key]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Decided:
+    """One message's decisions on their way through the journal writer: the records to commit, what
+    acts once they are on record, and when they were decided (wall clock, against kill escalations)."""
+
+    out: GatewayOutput
+    views: list[tuple[PendingSignal, dict[str, Any]]]
+    decided: list[tuple[Any, dict[str, Any]]]
+    ack: int | None
+    decided_ns: int
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
@@ -71,8 +86,8 @@ class RiskGatekeeperActor:
             if saved:  # durable across restarts: a HARD stop stays HARD until someone resets it
                 switch = KillSwitch.from_dict(saved, journal)
             saved_mode = state.get("mode")
-        # Signals and decisions are journaled here in one batch (``_dispatch``); the kill switch journals
-        # its own transitions before they take effect.
+        # Signals and decisions are journaled by this actor's journal writer (``_dispatch``); the kill
+        # switch journals its own transitions before they take effect.
         self.risk = RiskGatekeeper(system_risk_config(risk), Environment(environment), journal=None,
                                    kill_switch=switch, initial_equity=initial_equity, observe_equity=False)
         self.switch = switch
@@ -110,6 +125,12 @@ class RiskGatekeeperActor:
         self._cmd_relay = AnswerRelay(self._lock, self._send_commands, "commands-relay")
         self.signal_wall: dict[tuple[str, int], float] = {}  # hop times (latency benchmark), see hop_times
         self.decided_wall: dict[str, float] = {}
+        self.busy = ServiceTimes()  # the message thread's time per kind of message (hop_times)
+        # Signals and decisions are committed off the message thread, several messages per commit.
+        self.journal_writer: GroupCommit[_Decided] | None = None
+        if self.stores is not None:
+            self.journal_writer = GroupCommit(self._commit_decided, self._release_committed,
+                                              self._journal_failed, "journal-writer")
         switch.add_listener(self._on_transition)
         # Bounded windows of the recent records (mmats.engine.windows): the full history is in the tables.
         recent = recent_records(self.stores.storage, RECENT_KEPT) if self.stores is not None else ([], [])
@@ -153,7 +174,9 @@ class RiskGatekeeperActor:
     @locked
     def on_bars(self, batch: list[tuple[str, int, float, float, float, float, float]], upto_ts: int) -> int:
         """A feed's bars: the ATR and correlation inputs of the risk config (subscribed only when it has them)."""
+        t0 = time.perf_counter()
         self._dispatch(self.signal_path.on_bars(batch, upto_ts))
+        self.busy.record("bars", time.perf_counter() - t0)
         return len(batch)
 
     def _track_reports(self) -> None:
@@ -167,6 +190,7 @@ class RiskGatekeeperActor:
     @locked
     def on_signals(self, msg: SignalBatch) -> None:
         """A strategy host's signals; every strategy it names has processed the bars up to ``upto_ts``."""
+        t0 = time.perf_counter()
         now = time.time()
         if msg.signals:  # arrival per (strategy, bar time): the latency benchmark's hop times
             wall = self.signal_wall
@@ -178,11 +202,13 @@ class RiskGatekeeperActor:
             self.reported[strategy_id] = max(self.reported.get(strategy_id, -1), msg.upto_ts)
         self._track_reports()
         self._dispatch(self.signal_path.on_signals(msg.signals))
+        self.busy.record("signals", time.perf_counter() - t0)
 
     @locked
     def on_account(self, msg: AccountSnapshot) -> None:
         """``closed``: the strategies' round trips the fills in ``account`` closed (strategy, return), for
         Kelly sizing: recorded before any signal of this bar is sized, as in a backtest."""
+        t0 = time.perf_counter()
         account, as_of_ns, held, done, partial, closed = msg.account, msg.as_of_ns, msg.held, msg.done, \
             msg.partial, msg.closed
         if closed:
@@ -192,6 +218,7 @@ class RiskGatekeeperActor:
         if self.allocation is not None:  # a rebalance due at this bar time applies to its signals
             self._allocate(account, as_of_ns, held)
         self._dispatch(self.signal_path.on_account(account, as_of_ns, held, done, partial))
+        self.busy.record("account", time.perf_counter() - t0)
 
     @locked
     def on_feed_status(self, msg: FeedStatus) -> None:
@@ -301,19 +328,60 @@ class RiskGatekeeperActor:
         return f"KillSwitch: {state.value}"
 
     def _dispatch(self, out: GatewayOutput) -> None:
+        """Under the lock, on the message thread: what the gateway decided. Kill-switch effects act now
+        (the switch journals its own transitions); the signals, decisions and the commands they lead to
+        go to the journal writer (``mmats.engine.group_commit``), which commits them off this thread and
+        only then releases the commands and the rejections, in decision order."""
         # Each signal's and decision's payload is built once: for the chain, the tables and the live views.
         views = [(p, signal_view(p.strategy_id, p.signal, p.price)) for p in out.signals]
         decided = [(d, d.to_dict()) for d in out.decisions]
-        if self.stores is not None and (views or decided):
-            # Journaled before anything reaches the router; chain and tables in one commit for the batch.
-            items: list[tuple[str, dict[str, Any], int]] = [("signal", v, p.ts_ns) for p, v in views]
-            items += [("risk_decision", dd, d.intent.ts_ns) for d, dd in decided]
-            st = self.stores.storage
-            rows = {"signals": [st.signal_row(self._signal_of(p), p.ts_ns) for p, _ in views],
-                    "risk_decisions": [st.decision_row(d, d.intent.ts_ns, dd) for d, dd in decided]}
+        self._apply_effects()
+        self._counters_dirty = True
+        batch = _Decided(out, views, decided, self._lockstep_ack(), time.time_ns())
+        if self.journal_writer is None or (not views and not decided and self.journal_writer.idle()):
+            self._release(batch)  # nothing to write and nothing ahead of it
+        else:
+            self.journal_writer.submit(batch)
+
+    def _commit_decided(self, batches: list[_Decided]) -> None:
+        """The writer thread: the batches' signals and decisions, chain and tables, in one commit."""
+        assert self.stores is not None  # the writer exists only when the system persists
+        items: list[tuple[str, dict[str, Any], int]] = []
+        st = self.stores.storage
+        rows: dict[str, list[Any]] = {"signals": [], "risk_decisions": []}
+        for b in batches:
+            items += [("signal", v, p.ts_ns) for p, v in b.views]
+            items += [("risk_decision", dd, d.intent.ts_ns) for d, dd in b.decided]
+            rows["signals"] += [st.signal_row(self._signal_of(p), p.ts_ns) for p, _ in b.views]
+            rows["risk_decisions"] += [st.decision_row(d, d.intent.ts_ns, dd) for d, dd in b.decided]
+        if items:
+            t0 = time.perf_counter()
             self.stores.journal.append_many(items, rows)
-        self.signals += [{"time": iso(p.ts_ns), **v} for p, v in views]
-        self.decisions += [{"time": iso(d.intent.ts_ns), **dd} for d, dd in decided]
+            self.busy.record("journal", time.perf_counter() - t0)
+
+    def _release_committed(self, batches: list[_Decided]) -> None:
+        with self._lock:
+            for b in batches:
+                self._release(b)
+
+    def _journal_failed(self, batches: list[_Decided], error: Exception) -> None:
+        """Not on record, so nothing of these batches may act: their submits are refused to their
+        strategies; cancels and the lockstep acknowledgement still go (they take no new risk)."""
+        with self._lock:
+            self._alert("journal", f"journal write failed, {sum(len(b.out.submits) for b in batches)} orders "
+                                   f"not sent: {error}")
+            for b in batches:
+                self._reject_submits([o for o, _ in b.out.submits], f"not journaled: {error}")
+                self._release(dataclasses.replace(b, views=[], decided=[],
+                                                  out=dataclasses.replace(b.out, submits=[], rejected=[])))
+
+    def _release(self, b: _Decided) -> None:
+        """Under the lock, once ``b`` is on record: the live views, the rejections to their strategies
+        and the commands to the router. Submits decided before a kill switch escalation that came while
+        they were being written never go."""
+        out = b.out
+        self.signals += [{"time": iso(p.ts_ns), **v} for p, v in b.views]
+        self.decisions += [{"time": iso(d.intent.ts_ns), **dd} for d, dd in b.decided]
         by_strategy: dict[str, list[tuple[Any, str]]] = {}
         for strategy_id, order, reason in out.rejected:
             by_strategy.setdefault(strategy_id, []).append((order, reason))
@@ -321,27 +389,29 @@ class RiskGatekeeperActor:
             handle = self.strategies.get(strategy_id)
             if handle is not None:
                 handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=rejected))
-        self._apply_effects()
-        self._counters_dirty = True
-        ack = self._lockstep_ack()
-        if not (out.cancels or out.submits or ack is not None):
+        submits = out.submits
+        if submits and self._halt_ns > b.decided_ns:
+            self._reject_submits([o for o, _ in submits],
+                                 f"decided before the kill switch engaged ({self.switch.state.value})")
+            submits = []
+        if not (out.cancels or submits or b.ack is not None):
             self._send_commands()  # what queued while the router was busy and the lock was held
-        else:
-            cmd = self._commands
-            if not cmd["cancels"] and not cmd["submits"]:
-                cmd["decided_ns"] = time.time_ns()  # the batch's oldest decision
-            cmd["cancels"] += out.cancels
-            cmd["submits"] += out.submits
-            now = time.time()
-            for order, _ in out.submits:  # decided (journaled): the latency benchmark's hop times
-                self.decided_wall[order.client_order_id] = now
-            if len(self.decided_wall) > HOP_TIMES_KEPT:
-                _trim(self.decided_wall)
-            ts = max((o.created_ns for o, _ in out.submits), default=self.signal_path.as_of_ns)
-            cmd["ts"] = max(cmd["ts"], ts)
-            if ack is not None:
-                cmd["ack"] = ack if cmd["ack"] is None else max(ack, cmd["ack"])
-            self._send_commands()
+            return
+        cmd = self._commands
+        if not cmd["cancels"] and not cmd["submits"]:
+            cmd["decided_ns"] = b.decided_ns  # the batch's oldest decision
+        cmd["cancels"] += out.cancels
+        cmd["submits"] += submits
+        now = time.time()
+        for order, _ in submits:  # decided and journaled: the latency benchmark's hop times
+            self.decided_wall[order.client_order_id] = now
+        if len(self.decided_wall) > HOP_TIMES_KEPT:
+            _trim(self.decided_wall)
+        ts = max((o.created_ns for o, _ in submits), default=self.signal_path.as_of_ns)
+        cmd["ts"] = max(cmd["ts"], ts)
+        if b.ack is not None:
+            cmd["ack"] = b.ack if cmd["ack"] is None else max(b.ack, cmd["ack"])
+        self._send_commands()
 
     @staticmethod
     def _signal_of(p: PendingSignal) -> Any:
@@ -392,14 +462,23 @@ class RiskGatekeeperActor:
     def _drop_queued_submits(self, state: KillSwitchState) -> None:
         """An escalation: submits decided but not yet sent never go (cancels still do)."""
         submits, self._commands["submits"] = self._commands["submits"], []
-        self.signal_path.abandon([order.client_order_id for order, _ in submits])
-        for order, _ in submits:
-            handle = self.strategies.get(order.strategy_id)
+        self._reject_submits([order for order, _ in submits], f"decided before the kill switch engaged "
+                                                              f"({state.value})")
+
+    def _reject_submits(self, orders: list[Any], reason: str) -> None:
+        """Orders decided that will not be sent: the gateway forgets them, each strategy hears why."""
+        if not orders:
+            return
+        self.signal_path.abandon([order.client_order_id for order in orders])
+        by_strategy: dict[str, list[tuple[Any, str]]] = {}
+        for order in orders:
+            by_strategy.setdefault(order.strategy_id, []).append((order, reason))
+        for strategy_id, rejected in by_strategy.items():
+            handle = self.strategies.get(strategy_id)
             if handle is not None:
-                handle.on_orders.remote(OrderOutcomes(order.strategy_id, rejected=[
-                    (order, f"decided before the kill switch engaged ({state.value})")]))
-        if submits:
-            self._alert("kill_switch", f"{len(submits)} queued orders dropped by the {state.value} escalation")
+                handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=rejected))
+        self._alert("kill_switch" if "kill switch" in reason else "orders_dropped",
+                    f"{len(orders)} decided orders not sent: {reason}")
 
     def _lockstep_ack(self) -> int | None:
         """The bar time every strategy has reported and the account has reached: safe to move on."""
@@ -540,14 +619,27 @@ class RiskGatekeeperActor:
     # ------------------------------------------------------------------------------------- reads
 
     @ray.method(concurrency_group=CONTROL)
-    @locked
-    def get_signals(self, limit: int = 0) -> list[dict[str, Any]]:
-        return self.signals.last(limit)
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every decision taken so far is journaled and released (a graceful stop, a read
+        that must see them); False when the journal writer did not finish within ``timeout_s``."""
+        return self.journal_writer is None or self.journal_writer.drain(timeout_s)
+
+    def _settle(self) -> None:
+        """Before a read of the records: what the message thread decided is on record first (bounded)."""
+        if self.journal_writer is not None:
+            self.journal_writer.drain(READ_SETTLE_S)
 
     @ray.method(concurrency_group=CONTROL)
-    @locked
+    def get_signals(self, limit: int = 0) -> list[dict[str, Any]]:
+        self._settle()
+        with self._lock:
+            return self.signals.last(limit)
+
+    @ray.method(concurrency_group=CONTROL)
     def get_decisions(self, limit: int = 0) -> list[dict[str, Any]]:
-        return self.decisions.last(limit)
+        self._settle()
+        with self._lock:
+            return self.decisions.last(limit)
 
     @ray.method(concurrency_group=CONTROL)
     def signal_records(self, full: bool = False) -> list[dict[str, Any]]:
@@ -557,6 +649,7 @@ class RiskGatekeeperActor:
         (they survive restarts of this actor and of the cluster), read without the actor's lock so the
         message path never waits for it. Otherwise the recent window kept in memory (reloaded from the
         tables after a restart), which is what the dashboard polls."""
+        self._settle()
         if full and self.stores is not None:
             return signal_export_rows(self.stores.storage)
         with self._lock:
@@ -575,13 +668,21 @@ class RiskGatekeeperActor:
     @locked
     def hop_times(self) -> dict[str, Any]:
         """Wall times (s) of the recent signals' arrival, per (strategy, bar time), and of each order's
-        decision, per client order id: ``bench/live_pipeline.py`` splits tick-to-fill by hop with them."""
-        return {"signal_arrived": dict(self.signal_wall), "decided": dict(self.decided_wall)}
+        decision, per client order id: ``bench/live_pipeline.py`` splits tick-to-fill by hop with them.
+        ``busy``: the message thread's time per kind of message since the start (its journal commits apart)."""
+        return {"signal_arrived": dict(self.signal_wall), "decided": dict(self.decided_wall),
+                "busy": self.busy.to_dict()}
 
     @ray.method(concurrency_group=CONTROL)
-    @locked
     def stats(self) -> dict[str, Any]:
-        return {**self.signal_path.state(), "kill_switch": self.switch.state.value, "signals": len(self.signals),
+        self._settle()
+        with self._lock:
+            return self._stats()
+
+    def _stats(self) -> dict[str, Any]:
+        writer = self.journal_writer
+        return {"journal_batches_per_commit": round(writer.batches_per_commit, 2) if writer else None,
+                **self.signal_path.state(), "kill_switch": self.switch.state.value, "signals": len(self.signals),
                 "decisions": len(self.decisions), "strategies": len(self.strategies),
                 "router_errors": self.router_errors.count, "stale_feeds": sorted(self.stale.stale)}
 

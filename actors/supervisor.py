@@ -546,9 +546,11 @@ class SupervisorActor:
         return {"feeds": list(self.feeds), "strategies": list(self.strategies), "symbols": sorted(self.instruments)}
 
     def down(self) -> dict[str, Any]:
-        """Graceful stop: feed stops, open orders canceled, final status returned as the summary."""
+        """Graceful stop: feed stops, the gatekeeper's journal written out, open orders canceled, final
+        status returned as the summary."""
         for feed in self.feeds.values():
             ray.get(feed.stop.remote())
+        ray.get(self.gatekeeper.flush.remote())  # the decisions already taken are on record
         canceled = ray.get(self.router.cancel_all.remote())
         self.running = False
         summary = self.status()

@@ -148,6 +148,7 @@ def latency_phase(speed: float, seconds: float, home: str, kill_runs: int, per_a
     # ended would leave the kill loop timing no-op kills on a flat book.
     cfg = config("speed", speed, max(200, int((seconds + 12 * kill_runs + 30) * ticks_per_s)), home, per_actor)
     sup, h = start(cfg)
+    started = time.perf_counter()
     feed = h["feeds"]["replay"]
     time.sleep(seconds)
     rss = ray_rss_mb()
@@ -178,6 +179,7 @@ def latency_phase(speed: float, seconds: float, home: str, kill_runs: int, per_a
     accepted = ray.get(h["router"].accept_times.remote())
     bar_wall = ray.get(h["router"].bar_times.remote())
     hop = ray.get(h["gatekeeper"].hop_times.remote())
+    elapsed = time.perf_counter() - started
     booked = ray.get(h["portfolio"].booked_times.remote())
     orders = {o["client_order_id"]: o for o in ray.get(h["router"].orders.remote())}
     feed_stats = ray.get(feed.stats.remote())
@@ -221,6 +223,10 @@ def latency_phase(speed: float, seconds: float, home: str, kill_runs: int, per_a
         "rss_mb": round(rss),
         "feed_bars_per_message": {k: v["bars_per_message"] for k, v in sorted(subs.items())},
         "skipped_bars": sum(v["skipped"] for v in subs.values()),
+        # The gatekeeper's message thread: time per kind of message, and the share of the run it was busy.
+        "gatekeeper_busy": hop["busy"],
+        "gatekeeper_utilisation": round(sum(v["seconds"] for k, v in hop["busy"].items() if k != "journal")
+                                        / elapsed, 3),
     }
 
 
@@ -310,6 +316,8 @@ def system_figures(seconds: float, home: str, kill_runs: int, per_actor: int, fl
         "skipped_bars": heavy["skipped_bars"] + light["skipped_bars"],
         "throughput_skipped_bars": tp["skipped"], "throughput_max_lag_bars": tp["max_lag_bars"],
         "throughput_bars_per_message": tp["bars_per_message"],
+        "gatekeeper_busy": heavy["gatekeeper_busy"], "gatekeeper_utilisation": heavy["gatekeeper_utilisation"],
+        "light_gatekeeper_utilisation": light["gatekeeper_utilisation"],
     }
 
 
