@@ -77,10 +77,19 @@ def test_a_killed_pool_restarts_with_its_strategies_and_positions(tmp_path: Path
         deadline = time.time() + 90
         while time.time() < deadline and not ray.get(feed.stats.remote())["done"]:
             time.sleep(0.2)
-        time.sleep(2.0)
-        health = {sid: ray.get(pool.health.remote(sid), timeout=30) for sid in ("fast", "slow")}
-        after = ray.get(handles["portfolio"].status.remote())
         last_ts = ray.get(feed.last_ts.remote())
+        # The restarted pool is rewired by the supervisor (members as they run now, then the feed): under
+        # load that lands a while after the replay ended, so wait (bounded) until both members saw the last
+        # bar and the replaced member runs its new version; the assertions below say which did not happen.
+        deadline = time.time() + 60
+        while True:
+            health = {sid: ray.get(pool.health.remote(sid), timeout=30) for sid in ("fast", "slow")}
+            if time.time() > deadline or (all(h["last_bar_ns"] == last_ts for h in health.values())
+                                          and health["slow"]["params"] == {"fast": 5, "slow": 15}):
+                break
+            time.sleep(0.5)
+        time.sleep(1.0)  # the last fills reach the portfolio
+        after = ray.get(handles["portfolio"].status.remote())
         per_strategy = {sid: len(fills_of(handles, sid)) for sid in ("fast", "slow")}
         listed = {s["id"]: s for s in ray.get(sup.list_strategies.remote())}
     finally:
