@@ -44,6 +44,7 @@ from mmats.system_config import FeedConfig, StrategyConfig, SystemConfig, resolv
 
 NAMESPACE = "mmats"
 SUPERVISOR = "mmats_supervisor"  # f"{system_name}_supervisor" with the default system_name
+REWIRE_ATTACH_TIMEOUT_S = 60.0  # a restarted feed waits this long for its hosts to attach before publishing
 
 
 def placement(market: MarketType | str) -> dict[str, Any]:
@@ -239,6 +240,7 @@ class SupervisorActor:
 
     def rewire(self, node: str) -> None:
         """A restarted actor asks for its wiring: sent, not awaited (the actor may be busy warming up).
+        A restarted feed of a running system starts publishing again once its hosts have attached.
         A strategy host also gets its members as they run now (a member replaced since the host was
         built, an operator's disable), before it takes its place on the feed again, and then the account
         (its strategies' positions) without waiting for the portfolio's next push."""
@@ -254,9 +256,11 @@ class SupervisorActor:
         else:
             handle.wire.remote(self.wiring(node))
         if node.startswith("feed:"):  # its subscriptions were lost with the process: hosts attach again
-            for host in self.plan.hosts():
-                if self.plan.wiring(host).feed == node:
-                    self.hosts[host].attach.remote(False)
+            attached = [self.hosts[host].attach.remote(False) for host in self.plan.hosts()
+                        if self.plan.wiring(host).feed == node]
+            if self.running:  # then it publishes again, from the position it saved (a replay resumes)
+                ray.wait(attached, num_returns=len(attached), timeout=REWIRE_ATTACH_TIMEOUT_S)
+                handle.start.remote()
 
     def _member(self, strategy_id: str) -> StrategySettings:
         entry = self.strategies[strategy_id]
