@@ -29,7 +29,7 @@ from mmats.engine.signal_path import GatewayOutput, PendingSignal, SignalPath
 from mmats.engine.topology import Wiring
 from mmats.engine.triggers import RouterErrorStreak, StaleFeeds
 from mmats.engine.windows import RecordWindow
-from mmats.messages import AccountSnapshot, FeedStatus, OrderCommands, OrderOutcomes, SignalBatch
+from mmats.messages import AccountSnapshot, FeedStatus, OrderCommands, SignalBatch
 from mmats.model import Environment, iso
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransition, KillTrigger
@@ -382,13 +382,7 @@ class RiskGatekeeperActor:
         out = b.out
         self.signals += [{"time": iso(p.ts_ns), **v} for p, v in b.views]
         self.decisions += [{"time": iso(d.intent.ts_ns), **dd} for d, dd in b.decided]
-        by_strategy: dict[str, list[tuple[Any, str]]] = {}
-        for strategy_id, order, reason in out.rejected:
-            by_strategy.setdefault(strategy_id, []).append((order, reason))
-        for strategy_id, rejected in by_strategy.items():  # one message per strategy, not per order
-            handle = self.strategies.get(strategy_id)
-            if handle is not None:
-                handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=rejected))
+        self._tell_strategies([(order, reason) for _, order, reason in out.rejected])
         submits = out.submits
         if submits and self._halt_ns > b.decided_ns:
             self._reject_submits([o for o, _ in submits],
@@ -470,15 +464,15 @@ class RiskGatekeeperActor:
         if not orders:
             return
         self.signal_path.abandon([order.client_order_id for order in orders])
-        by_strategy: dict[str, list[tuple[Any, str]]] = {}
-        for order in orders:
-            by_strategy.setdefault(order.strategy_id, []).append((order, reason))
-        for strategy_id, rejected in by_strategy.items():
-            handle = self.strategies.get(strategy_id)
-            if handle is not None:
-                handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=rejected))
+        self._tell_strategies([(order, reason) for order in orders])
         self._alert("kill_switch" if "kill switch" in reason else "orders_dropped",
                     f"{len(orders)} decided orders not sent: {reason}")
+
+    def _tell_strategies(self, rejected: list[tuple[Any, str]]) -> None:
+        """Rejected orders with the reason, in one message: the portfolio tells each strategy, with its
+        account, so a strategy hears about its orders from one sender."""
+        if rejected and self.portfolio is not None:
+            self.portfolio.on_rejections.remote(rejected)
 
     def _lockstep_ack(self) -> int | None:
         """The bar time every strategy has reported and the account has reached: safe to move on."""

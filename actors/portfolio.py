@@ -72,6 +72,7 @@ class PortfolioActor:
         self._fill_ids: set[str] = set()
         self.held: dict[tuple[str, str], Decimal] = {}  # (strategy, symbol) -> its own net quantity
         self._done: list[str] = []  # orders the router reported final, not yet forwarded to the gatekeeper
+        self._rejected: list[tuple[Order, str]] = []  # rejections for the strategies, sent with their account
         # Order not reported final -> (signed quantity filled so far, wall time of its last fill). Only
         # market orders are ever reported final; the rest age out (the gateway forgets its orders on
         # the way after mmats.engine.signal_path.INFLIGHT_EXPIRY_S anyway).
@@ -104,6 +105,7 @@ class PortfolioActor:
         to their strategies with the same account, in one message)."""
         fills, as_of_ns, marks, done, filled, funding = msg.fills, msg.as_of_ns, msg.marks, msg.done, msg.filled, \
             msg.funding
+        self._rejected += msg.rejected
         pf = self.portfolio
         if done:
             self._done += done
@@ -145,12 +147,17 @@ class PortfolioActor:
             self._last_snapshot_wall = time.time()
 
     def _push_strategies(self, snap: Any, fills: list[Fill], filled: list[Order]) -> None:
-        """Each strategy gets its filled orders and the account in ONE message: at once when its orders
-        filled, otherwise at most every STRATEGY_ACCOUNT_EVERY_S (every fill batch in lockstep, where
-        replays must be exact). Ten strategies times every fill batch was most of the system's messages."""
+        """Each strategy gets its filled and rejected orders and the account in ONE message: at once when
+        its orders filled or were rejected, otherwise at most every STRATEGY_ACCOUNT_EVERY_S (every fill
+        batch in lockstep, where replays must be exact). Ten strategies times every fill batch would be
+        most of the system's messages."""
         orders: dict[str, list[Order]] = {}
         for o in filled:
             orders.setdefault(o.strategy_id, []).append(o)
+        rejected: dict[str, list[tuple[Order, str]]] = {}
+        for o, reason in self._rejected:
+            rejected.setdefault(o.strategy_id, []).append((o, reason))
+        self._rejected = []
         now = time.time()
         due = now - self._strategies_pushed >= STRATEGY_ACCOUNT_EVERY_S
         everyone = bool(fills) if self.push_every_batch else due
@@ -158,8 +165,9 @@ class PortfolioActor:
             self._strategies_pushed = now
         touched = {f.strategy_id for f in fills}
         for strategy_id, handle in self.strategies.items():
-            if everyone or strategy_id in touched or strategy_id in orders:
-                handle.on_orders.remote(OrderOutcomes(strategy_id, orders.get(strategy_id, []), [], snap))
+            if everyone or strategy_id in touched or strategy_id in orders or strategy_id in rejected:
+                handle.on_orders.remote(OrderOutcomes(strategy_id, orders.get(strategy_id, []),
+                                                      rejected.get(strategy_id, []), snap))
 
     def _book(self, f: Fill) -> None:
         """Apply a fill, and keep what each strategy holds of each symbol (the gatekeeper sizes every
@@ -201,6 +209,30 @@ class PortfolioActor:
 
     def _inst(self, symbol: str) -> Instrument:
         return self.instruments.get(symbol) or next(iter(self.instruments.values()))
+
+    @locked
+    def on_rejections(self, rejected: list[tuple[Order, str]]) -> None:
+        """Orders the gatekeeper decided not to send (risk, kill switch), with the reason: to their
+        strategies at once, with the account, from this actor like every other outcome."""
+        self._rejected += rejected
+        self._push_strategies(self.portfolio.snapshot(self.as_of), [], [])
+
+    @ray.method(concurrency_group=CONTROL)
+    def send_account(self, strategy_ids: list[str], host: Any = None, wait: bool = True,
+                     after: Any = None) -> int:
+        """The account to these strategies now: a host that was restarted or is taking over in a hot
+        replace needs its positions before its first live bar. ``host``: the one to send to when the
+        topology does not name it yet (a hot replace); ``after``: a call that must have finished first
+        (Ray resolves it before this runs: the supervisor's ``wire`` of a restarted host, which may
+        replace its members). ``wait``: answer once delivered."""
+        del after
+        with self._lock:
+            snap = self.portfolio.snapshot(self.as_of)
+            targets = [(sid, host if host is not None else self.strategies.get(sid)) for sid in strategy_ids]
+        refs = [h.on_orders.remote(OrderOutcomes(sid, account=snap)) for sid, h in targets if h is not None]
+        if wait:
+            ray.get(refs)
+        return len(refs)
 
     @ray.method(concurrency_group=CONTROL)
     @locked

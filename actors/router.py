@@ -31,7 +31,7 @@ from mmats.execution.simulated import ExecutionConfig
 from mmats.execution.venue_guard import GuardSettings
 from mmats.fx import FxRates
 from mmats.margin import FundingPayment, FundingSettings, journaled_funding
-from mmats.messages import FillBatch, OrderCommands, OrderOutcomes
+from mmats.messages import FillBatch, OrderCommands
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
 from mmats.orders import can_transition, transition
 
@@ -86,7 +86,6 @@ class OrderRouterActor:
             )
         self.portfolio: Any = wiring.portfolio if wiring is not None else None
         self.feed: Any = wiring.feed if wiring is not None else None  # lockstep acknowledgements
-        self.strategies: dict[str, Any] = {}
         self.last_prices: dict[str, float] = {}
         self.last_ts = 0
         self.errors = 0
@@ -98,6 +97,7 @@ class OrderRouterActor:
         self._to_portfolio: AdaptiveBatcher[Fill] = AdaptiveBatcher()
         self._pf_relay = AnswerRelay(self._lock, self._send_report, "portfolio-relay")
         self._pf_funding: list[FundingPayment] = []
+        self._pf_rejected: list[tuple[Order, str]] = []
         self._pf_orders: dict[str, Order] = {}
         self._pf_ts = 0
         self.submitted = 0
@@ -131,12 +131,11 @@ class OrderRouterActor:
 
     @locked
     def wire(self, wiring: Wiring[Any]) -> None:
-        """The peers from the topology (mmats.engine.topology): the gatekeeper, the portfolio, the feed
-        that paces a lockstep replay, and every strategy's host by strategy id (venue rejections)."""
+        """The peers from the topology (mmats.engine.topology): the gatekeeper, the portfolio (which also
+        tells the strategies of their rejected orders) and the feed that paces a lockstep replay."""
         self.gatekeeper = wiring.gatekeeper or self.gatekeeper
         self.portfolio = wiring.portfolio or self.portfolio
         self.feed = wiring.feed or self.feed
-        self.strategies = dict(wiring.strategies)
 
     @locked
     def on_bars(self, batch: list[BarTuple], upto_ts: int) -> int:
@@ -239,9 +238,10 @@ class OrderRouterActor:
         return len(changed)
 
     def _tell_rejected(self, order: Order) -> None:
-        handle = self.strategies.get(order.strategy_id)
-        if handle is not None:
-            handle.on_orders.remote(OrderOutcomes(order.strategy_id, rejected=[(order, order.reject_reason)]))
+        """Under the lock: the strategy hears of it from the portfolio, with its account (the next report)."""
+        self._pf_rejected.append((order, order.reject_reason))
+        self._to_portfolio.touch()
+        self._send_report()
 
     def _save_order(self, order: Order, ts_ns: int) -> None:
         self._commit([order], [], ts_ns)
@@ -295,9 +295,11 @@ class OrderRouterActor:
         done = [cid for cid in self._watch if cid in orders and orders[cid].status.is_terminal]
         self._watch.difference_update(done)
         ref = self.portfolio.on_fills.remote(FillBatch(fills, self._pf_ts, dict(self.last_prices), done,
-                                                       list(self._pf_orders.values()), self._pf_funding))
+                                                       list(self._pf_orders.values()), self._pf_funding,
+                                                       self._pf_rejected))
         self._pf_orders = {}
         self._pf_funding = []
+        self._pf_rejected = []
         ref.future().add_done_callback(self._report_done)
 
     def _report_done(self, _: Any) -> None:

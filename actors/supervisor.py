@@ -6,6 +6,7 @@ it from any process connected to the cluster.
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from decimal import Decimal
@@ -36,7 +37,6 @@ from mmats.errors import ConfigError, StrategyError
 from mmats.execution.paper import PaperExecution
 from mmats.execution.routing import refuse_live_venue
 from mmats.fx import FxError, FxRates
-from mmats.messages import OrderOutcomes
 from mmats.model import Environment, Instrument, MarketType, SignalAction, Timeframe, TradeSignal, default_instrument
 from mmats.ports import StorageConflict, StrategyRecord
 from mmats.registry import load_object
@@ -44,6 +44,7 @@ from mmats.system_config import FeedConfig, StrategyConfig, SystemConfig, resolv
 
 NAMESPACE = "mmats"
 SUPERVISOR = "mmats_supervisor"  # f"{system_name}_supervisor" with the default system_name
+log = logging.getLogger("mmats.supervisor")
 REWIRE_ATTACH_TIMEOUT_S = 60.0  # a restarted feed waits this long for its hosts to attach before publishing
 
 
@@ -113,6 +114,21 @@ def check_live_venues(live: dict[str, Any]) -> dict[str, Instrument]:
         finally:
             venue.close()
     return out
+
+
+def _alive(handle: Any, timeout_s: float = REWIRE_ATTACH_TIMEOUT_S) -> bool:
+    """Wait until a restarted actor answers. It asks for its wiring from its constructor, so the request
+    can arrive before the actor is back; a call without task retries (feeds, strategy hosts) sent then
+    fails and would leave it unwired (a feed publishing to nobody but its strategies)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(handle.ping.remote(), timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+            return True
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            time.sleep(0.05)
+    log.error("a restarted actor did not answer within %.0f s: not rewired", timeout_s)
+    return False
 
 
 @ray.remote(max_restarts=0)
@@ -247,12 +263,13 @@ class SupervisorActor:
         handle = self._handle(node)
         if handle is None:
             return
+        if (node.startswith("feed:") or node in self.hosts) and not _alive(handle):
+            return  # (the others retry their tasks across a restart: their wiring waits for them)
         if node in self.hosts:
             members = self.plan.hosts().get(node, [])
-            handle.wire.remote(self.wiring(node), [self._member(sid) for sid in members])
-            account = ray.get(self.portfolio.account.remote()) if self.portfolio is not None else None
-            for sid in members if account is not None else ():
-                handle.on_orders.remote(OrderOutcomes(sid, account=account))
+            wired = handle.wire.remote(self.wiring(node), [self._member(sid) for sid in members])
+            if self.portfolio is not None and members:  # after ``wire``: it may have replaced members
+                self.portfolio.send_account.remote(members, wait=False, after=wired)
         else:
             handle.wire.remote(self.wiring(node))
         if node.startswith("feed:"):  # its subscriptions were lost with the process: hosts attach again
@@ -602,7 +619,7 @@ class SupervisorActor:
             self._wire(GATEKEEPER, ROUTER, PORTFOLIO)
             raise
         new = self.strategies[strategy_id]["handle"]
-        ray.get(new.on_orders.remote(OrderOutcomes(strategy_id, account=ray.get(self.portfolio.account.remote()))))
+        ray.get(self.portfolio.send_account.remote([strategy_id], new))  # its positions before its first bar
         in_flight = ray.get(new.attach.remote(True))
         ray.wait(in_flight, num_returns=len(in_flight), timeout=30)  # the old version's last bars
         self.strategies[strategy_id]["version"] = version + 1

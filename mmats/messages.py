@@ -47,8 +47,9 @@ class OrderCommands:
 @dataclass(frozen=True, slots=True)
 class FillBatch:
     """The router's report to the portfolio: fills, the latest marks, the market orders that reached a
-    final state (``done``, forwarded to the gatekeeper), the orders that filled (forwarded to their
-    strategies) and the perpetuals' funding the paper venue settled."""
+    final state (``done``, forwarded to the gatekeeper), the orders that filled and the orders the
+    router or the venue rejected, with the reason (both forwarded to their strategies), and the
+    perpetuals' funding the paper venue settled."""
 
     fills: list[Fill]
     as_of_ns: int
@@ -56,6 +57,7 @@ class FillBatch:
     done: list[str] = field(default_factory=list)
     filled: list[Order] = field(default_factory=list)
     funding: list[FundingPayment] = field(default_factory=list)
+    rejected: list[tuple[Order, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +77,10 @@ class AccountSnapshot:
 @dataclass(frozen=True, slots=True)
 class OrderOutcomes:
     """Everything about one strategy's orders since its last message: orders filled, orders rejected
-    with the reason, and the account. Addressed by strategy id, so a pool hosting several strategies
-    routes it to the right one."""
+    with the reason, and the account. The portfolio is its only sender (the gatekeeper's and the
+    router's rejections reach it through the portfolio), so a strategy hears about its orders in the
+    order they happened. Addressed by strategy id, so a pool hosting several strategies routes it to
+    the right one."""
 
     strategy_id: str
     filled: list[Order] = field(default_factory=list)

@@ -77,6 +77,9 @@ class StrategyHost:
         self.last_error = ""
         self.bars_seen = 0
         self.signals_emitted = 0
+        self.orders_filled = 0  # outcomes of its orders, as the portfolio reported them
+        self.orders_rejected = 0
+        self.last_rejection = ""
         self.last_bar_ns = 0
 
     def _account(self) -> AccountState:
@@ -152,11 +155,14 @@ class StrategyHost:
         return PendingSignal(self.strategy_id, known_ns, b[5], with_signal_id(sig, known_ns, len(self.strategies) > 1))
 
     def order_filled(self, order: Order) -> None:
+        self.orders_filled += 1
         strat = self.strategies.get(order.symbol)
         if strat is not None:
             strat.on_order_filled(order)
 
     def order_rejected(self, order: Order, reason: str) -> None:
+        self.orders_rejected += 1
+        self.last_rejection = reason
         strat = self.strategies.get(order.symbol)
         if strat is not None:
             strat.on_order_rejected(order, reason)
@@ -179,6 +185,9 @@ class StrategyHost:
             "consecutive_errors": self.consecutive_errors,
             "last_error": self.last_error,
             "last_bar_ns": self.last_bar_ns,
+            "orders_filled": self.orders_filled,
+            "orders_rejected": self.orders_rejected,
+            "last_rejection": self.last_rejection,
             "benchmarks": list(self.benchmarks),
             # what the strategy declared, so the control plane can chart it without loading its code
             "indicators": sorted({x for specs in self.specs.values() for x in specs}),

@@ -155,7 +155,7 @@ class Topology:
         if node == GATEKEEPER:
             w.router, w.portfolio, w.strategies = ROUTER, PORTFOLIO, self.strategy_hosts()
         elif node == ROUTER:
-            w.gatekeeper, w.portfolio, w.strategies = GATEKEEPER, PORTFOLIO, self.strategy_hosts()
+            w.gatekeeper, w.portfolio = GATEKEEPER, PORTFOLIO  # its rejections reach strategies via the portfolio
             if self.lockstep and self.venues:  # one replay clock: the first feed paces the others' acks
                 w.feed = feed_node(self.venues[0])
         elif node == PORTFOLIO:

@@ -28,7 +28,7 @@ def wait(check: Any, timeout: float, what: str) -> None:
 
 
 def test_a_hot_replace_processes_every_bar_once_and_keeps_the_position() -> None:
-    bars = 3000
+    bars = 6000  # 24 s of replay: a replace slowed by a loaded machine still lands mid-stream
     cfg = system_config([{"id": "rec", "ref": RECORDER, "symbols": [SYMBOL], "params": {"tag": "v1"}}], bars,
                         pace="speed")
     cfg["feeds"][0]["speed"] = 60 * 250  # 250 one-minute bars a second: the replace lands mid-stream
@@ -43,6 +43,7 @@ def test_a_hot_replace_processes_every_bar_once_and_keeps_the_position() -> None
         out = ray.get(sup.replace_strategy.remote("rec", {"params": {"tag": "v2"}}))
         assert out["version"] == 2
         assert published_before < bars - 300, "the replay ended before the replace: make it slower"
+        assert ray.get(feed.stats.remote())["published"] < bars, "the replace landed after the replay ended"
         wait(lambda: ray.get(feed.stats.remote())["done"], 60, "the replay to finish")
         time.sleep(1.5)  # the last batches reach the gatekeeper
         records = [s for s in ray.get(handles["gatekeeper"].get_signals.remote()) if s["strategy_id"] == "rec"]

@@ -337,7 +337,7 @@ def test_a_restarted_feed_is_rewired_and_every_subscriber_gets_bars_again(tmp_pa
     assert health["last_bar_ns"] == last_ts and health["enabled"]  # the strategy is back on the feed
     # Orders decided on bars the restarted feed published, and filled: the router got its bars too.
     late = [o for o in orders if o["status"] == "FILLED" and _ns(o["created"]) > killed_ts]
-    assert late, f"no order filled after the restart (bar time {killed_ts}, {len(orders)} orders)"
+    assert late, f"no order filled after the restart (bar time {killed_ts}, {len(orders)} orders, feed {stats})"
 
 
 def _ns(iso_time: str) -> int:
@@ -346,3 +346,28 @@ def _ns(iso_time: str) -> int:
     from mmats.model import datetime_to_ns
 
     return int(datetime_to_ns(datetime.fromisoformat(iso_time.replace("Z", "+00:00"))))
+
+
+def test_a_strategy_hears_of_its_rejected_orders_from_the_portfolio_with_its_account() -> None:
+    """Under a SOFT kill switch every entry is refused by the gatekeeper: the strategy learns each
+    refusal and the reason, and it hears of its orders from the portfolio only (the router and the
+    gatekeeper are not wired to it)."""
+    strategies = [{"id": "trend", "ref": "sma_cross", "symbols": [SYMBOL], "params": {"fast": 3, "slow": 10}}]
+    cfg = system_config(strategies, 3_000, pace="speed")
+    cfg["feeds"][0]["speed"] = 60 * 300
+    sup = SupervisorActor.options(name=f"{cfg['system_name']}_supervisor").remote(cfg)
+    ray.get(sup.build.remote())
+    handles = ray.get(sup.handles.remote())
+    try:
+        ray.get(sup.kill.remote("SOFT", "no new entries today"))
+        ray.get(sup.start.remote())
+        strategy = handles["strategies"]["trend"]
+        deadline = time.time() + 60
+        while time.time() < deadline and ray.get(strategy.health.remote())["orders_rejected"] < 3:
+            time.sleep(0.2)
+        health = ray.get(strategy.health.remote())
+        fills = ray.get(handles["portfolio"].status.remote())["fills"]
+    finally:
+        stop(sup, handles)
+    assert health["orders_rejected"] >= 3 and "SOFT" in health["last_rejection"]
+    assert health["orders_filled"] == 0 and fills == 0

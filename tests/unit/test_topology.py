@@ -41,7 +41,8 @@ def test_every_actor_gets_its_peers_from_the_one_description() -> None:
                              "fx": "host:pool-oanda-0"}
     router = t.wiring(ROUTER)
     assert (router.gatekeeper, router.portfolio, router.feed) == (GATEKEEPER, PORTFOLIO, "feed:binance")
-    assert router.strategies == gk.strategies == t.wiring(PORTFOLIO).strategies
+    assert gk.strategies == t.wiring(PORTFOLIO).strategies
+    assert router.strategies == {}  # a strategy hears of its orders from the portfolio only
     pool = t.wiring("host:pool-oanda-0")
     assert (pool.gatekeeper, pool.feed, pool.strategies) == (GATEKEEPER, "feed:oanda", {"fx": "host:pool-oanda-0"})
     feed = t.wiring("feed:binance")
@@ -71,7 +72,7 @@ def test_a_wiring_resolves_names_to_handles() -> None:
                "host:a": object(), "host:b": object(), "host:c": object(), "host:fx": object()}
     w = _topology().wiring(ROUTER).resolve(handles.__getitem__)
     assert w.gatekeeper is handles[GATEKEEPER] and w.feed is handles["feed:binance"]
-    assert w.strategies["fx"] is handles["host:fx"]
+    assert _topology().wiring(GATEKEEPER).resolve(handles.__getitem__).strategies["fx"] is handles["host:fx"]
     fw = _topology().wiring("feed:binance").resolve(handles.__getitem__)
     assert fw.subscribers["router"].handle is handles[ROUTER]
 
