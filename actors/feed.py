@@ -38,7 +38,7 @@ from mmats.engine.actor_settings import FeedSettings
 from mmats.engine.batching import AdaptiveBatcher, AnswerRelay
 from mmats.engine.topology import Wiring
 from mmats.feed_health import LiveFeedHealth
-from mmats.messages import FeedStatus
+from mmats.messages import BarBatch, FeedStatus
 
 HEARTBEAT_S = 1.0  # how often the gatekeeper hears that this feed is alive (and whether it is stale)
 
@@ -163,7 +163,7 @@ class FeedActor:
                 # The previous version's last call: its pending bars, and it answers only once the
                 # gatekeeper has every signal it sent (StrategyActor.on_bars ``last``).
                 batch = prev.out.take(force=True) or []
-                prev.last_ref = getattr(prev.handle, prev.method).remote(batch, self._published_ts, True)
+                prev.last_ref = getattr(prev.handle, prev.method).remote(BarBatch(batch, self._published_ts, True))
                 prev.sent_bars += len(batch)
                 prev.sent_msgs += 1
             if prev is not None and flush_previous and prev.last_ref is not None:
@@ -430,7 +430,7 @@ class FeedActor:
         batch = sub.out.take(now)
         if batch is None:
             return
-        ref = getattr(sub.handle, sub.method).remote(batch, self._published_ts)
+        ref = getattr(sub.handle, sub.method).remote(BarBatch(batch, self._published_ts))
         sub.last_ref = ref
         ref.future().add_done_callback(lambda _f, s=sub: self._sent(s))
         sub.sent_bars += len(batch)

@@ -29,7 +29,7 @@ from mmats.engine.signal_path import GatewayOutput, PendingSignal, SignalPath
 from mmats.engine.topology import Wiring
 from mmats.engine.triggers import RouterErrorStreak, StaleFeeds
 from mmats.engine.windows import RecordWindow
-from mmats.messages import AccountSnapshot, FeedStatus, OrderCommands, SignalBatch
+from mmats.messages import AccountSnapshot, BarBatch, FeedStatus, OrderCommands, SignalBatch
 from mmats.model import Environment, iso
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 from mmats.risk.killswitch import KillSwitch, KillSwitchState, KillSwitchTransition, KillTrigger
@@ -172,12 +172,12 @@ class RiskGatekeeperActor:
         return {"bars": self.risk.needs.bars, "reports": self.risk.aggregating}
 
     @locked
-    def on_bars(self, batch: list[tuple[str, int, float, float, float, float, float]], upto_ts: int) -> int:
+    def on_bars(self, msg: BarBatch) -> int:
         """A feed's bars: the ATR and correlation inputs of the risk config (subscribed only when it has them)."""
         t0 = time.perf_counter()
-        self._dispatch(self.signal_path.on_bars(batch, upto_ts))
+        self._dispatch(self.signal_path.on_bars(msg.bars, msg.upto_ts))
         self.busy.record("bars", time.perf_counter() - t0)
-        return len(batch)
+        return len(msg.bars)
 
     def _track_reports(self) -> None:
         """With an aggregation mode, or in a lockstep replay, signals of bar t wait until every strategy

@@ -31,7 +31,7 @@ from mmats.execution.simulated import ExecutionConfig
 from mmats.execution.venue_guard import GuardSettings
 from mmats.fx import FxRates
 from mmats.margin import FundingPayment, FundingSettings, journaled_funding
-from mmats.messages import FillBatch, OrderCommands
+from mmats.messages import BarBatch, FillBatch, OrderCommands
 from mmats.model import Fill, Instrument, Order, OrderStatus, OrderType
 from mmats.orders import can_transition, transition
 
@@ -138,7 +138,8 @@ class OrderRouterActor:
         self.feed = wiring.feed or self.feed
 
     @locked
-    def on_bars(self, batch: list[BarTuple], upto_ts: int) -> int:
+    def on_bars(self, msg: BarBatch) -> int:
+        batch, upto_ts = msg.bars, msg.upto_ts
         if batch:  # when each bar reached the venue side (the latency benchmark's fill half)
             now = time.time()
             for b in batch:

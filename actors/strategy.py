@@ -20,7 +20,7 @@ from mmats.engine.actor_settings import HostSettings, StrategySettings
 from mmats.engine.strategy_group import build_host
 from mmats.engine.topology import Wiring
 from mmats.errors import StrategyError
-from mmats.messages import OrderOutcomes
+from mmats.messages import BarBatch, OrderOutcomes
 from mmats.model import Timeframe
 
 log = logging.getLogger("mmats.strategy")
@@ -83,18 +83,17 @@ class StrategyActor:
         return list(waits)
 
     @ray.method(max_task_retries=0)
-    def on_bars(self, batch: list[tuple[str, int, float, float, float, float, float]], upto_ts: int,
-                last: bool = False) -> int:
-        """``last``: the feed's final batch for this version before a hot replace stops it; the call
+    def on_bars(self, msg: BarBatch) -> int:
+        """``msg.last``: the feed's final batch for this version before a hot replace stops it; the call
         returns once every signal it sent was answered, so none is lost with the process."""
-        signals, disabled_now = self.host.on_bars(batch)
+        signals, disabled_now = self.host.on_bars(msg.bars)
         if signals or self.report_empty:
-            self.signals.send(signals, upto_ts)
+            self.signals.send(signals, msg.upto_ts)
         if disabled_now:
             log.error("strategy %s disabled after %d consecutive errors: %s", self.strategy_id,
                       self.host.max_errors, self.host.last_error)
             self.gatekeeper.on_strategy_disabled.remote(self.strategy_id, self.host.last_error)
-        if last:
+        if msg.last:
             self.signals.drain()
         return len(signals)
 

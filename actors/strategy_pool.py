@@ -23,9 +23,8 @@ import ray
 from actors.signal_sender import SignalSender
 from mmats.engine.actor_settings import HostSettings, StrategySettings
 from mmats.engine.strategy_group import StrategyGroup
-from mmats.engine.strategy_host import BarTuple
 from mmats.engine.topology import Wiring
-from mmats.messages import OrderOutcomes
+from mmats.messages import BarBatch, OrderOutcomes
 
 log = logging.getLogger("mmats.strategy")
 
@@ -91,14 +90,14 @@ class StrategyPoolActor:
     # ------------------------------------------------------------------------------- message path
 
     @ray.method(max_task_retries=0)
-    def on_bars(self, batch: list[BarTuple], upto_ts: int, last: bool = False) -> int:
-        signals, disabled = self.group.on_bars(batch)
+    def on_bars(self, msg: BarBatch) -> int:
+        signals, disabled = self.group.on_bars(msg.bars)
         if signals or self.report_empty:
-            self.signals.send(signals, upto_ts)
+            self.signals.send(signals, msg.upto_ts)
         for sid, error in disabled:
             log.error("strategy %s disabled after repeated errors: %s", sid, error)
             self.gatekeeper.on_strategy_disabled.remote(sid, error)
-        if last:
+        if msg.last:
             self.signals.drain()
         return len(signals)
 

@@ -19,6 +19,18 @@ BarTuple = tuple[str, int, float, float, float, float, float]  # symbol, ts_ns, 
 
 
 @dataclass(frozen=True, slots=True)
+class BarBatch:
+    """A feed's bars for one subscriber, in time order. ``upto_ts``: the newest bar time the feed has
+    published, a watermark that moves even when none of this subscriber's symbols had a bar. ``last``:
+    the final batch for a strategy host a hot replace is about to stop (it answers once every signal it
+    sent is answered)."""
+
+    bars: list[BarTuple]
+    upto_ts: int
+    last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SignalBatch:
     """A strategy host's signals for the bars it processed up to ``upto_ts``.
 

@@ -30,19 +30,19 @@ class Edge:
 
 
 EDGES: tuple[Edge, ...] = (
-    Edge("feed", "host", "bars batch (list[BarTuple], upto_ts)", "on_bars", "the host's symbols; attached by handover"),
-    Edge("feed", ROUTER, "bars batch (list[BarTuple], upto_ts)", "on_bars", "every bar: paper fills and marks"),
-    Edge("feed", GATEKEEPER, "bars batch (list[BarTuple], upto_ts)", "on_bars", "the risk config reads bars"),
+    Edge("feed", "host", "BarBatch", "on_bars", "the host's symbols; attached by handover"),
+    Edge("feed", ROUTER, "BarBatch", "on_bars", "every bar: paper fills and marks"),
+    Edge("feed", GATEKEEPER, "BarBatch", "on_bars", "the risk config reads bars"),
     Edge("feed", GATEKEEPER, "FeedStatus", "on_feed_status", "heartbeat, about once a second"),
     Edge("host", GATEKEEPER, "SignalBatch", "on_signals"),
     Edge(GATEKEEPER, ROUTER, "OrderCommands", "apply_commands"),
-    Edge(GATEKEEPER, "host", "OrderOutcomes", "on_orders", "rejections"),
-    Edge(ROUTER, PORTFOLIO, "FillBatch", "on_fills"),
-    Edge(ROUTER, "host", "OrderOutcomes", "on_orders", "venue rejections"),
+    Edge(GATEKEEPER, PORTFOLIO, "rejected orders (list[(Order, reason)])", "on_rejections",
+         "risk and kill-switch refusals, for their strategies"),
+    Edge(ROUTER, PORTFOLIO, "FillBatch", "on_fills", "fills, marks, orders done, venue rejections"),
     Edge(ROUTER, GATEKEEPER, "router error / ok / venue alert", "on_router_error"),
     Edge(ROUTER, "feed", "lockstep acknowledgement", "ack", "lockstep replays"),
     Edge(PORTFOLIO, GATEKEEPER, "AccountSnapshot", "on_account"),
-    Edge(PORTFOLIO, "host", "OrderOutcomes", "on_orders", "fills and the account"),
+    Edge(PORTFOLIO, "host", "OrderOutcomes", "on_orders", "fills, rejections and the account: a host's only sender"),
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 import ray
@@ -11,6 +10,7 @@ import ray
 from actors.feed import FeedActor
 from mmats.data import generate_bars, to_arrays
 from mmats.engine.actor_settings import FeedSettings
+from mmats.messages import BarBatch
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -22,11 +22,17 @@ class Recorder:
         self.bars: list[tuple[str, int]] = []
         self.messages = 0
 
-    def on_bars(self, batch: list[Any], upto_ts: int) -> int:
+    def ready(self) -> bool:
+        """Up, with the message types imported (the first message would otherwise pay for the import)."""
+        import mmats.messages  # noqa: F401
+
+        return True
+
+    def on_bars(self, msg: BarBatch) -> int:
         time.sleep(self.delay_s)
-        self.bars.extend((b[0], b[1]) for b in batch)
+        self.bars.extend((b[0], b[1]) for b in msg.bars)
         self.messages += 1
-        return len(batch)
+        return len(msg.bars)
 
     def seen(self) -> tuple[list[tuple[str, int]], int]:
         return self.bars, self.messages
@@ -37,6 +43,7 @@ def test_slow_subscriber_is_coalesced_while_the_fast_one_gets_every_bar_in_order
     feed = FeedActor.remote(FeedSettings("replay", series, "speed", 60 * 1000, max_pending=200))  # 1,000 ts/s
     fast, slow = Recorder.remote(0.0), Recorder.remote(0.5)
     ray.get([feed.subscribe.remote("fast", fast, None), feed.subscribe.remote("slow", slow, ["A/USDT"])])
+    ray.get([fast.ready.remote(), slow.ready.remote()])  # a worker still starting up is not "slow"
     ray.get(feed.start.remote())
     deadline = time.time() + 60
     while time.time() < deadline and not ray.get(feed.stats.remote())["done"]:

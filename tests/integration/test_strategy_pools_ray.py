@@ -88,7 +88,8 @@ def test_a_killed_pool_restarts_with_its_strategies_and_positions(tmp_path: Path
                                           and health["slow"]["params"] == {"fast": 5, "slow": 15}):
                 break
             time.sleep(0.5)
-        time.sleep(1.0)  # the last fills reach the portfolio
+        time.sleep(1.0)  # the last fills reach the portfolio, the account (sent after the rewire) the pool
+        health = {sid: ray.get(pool.health.remote(sid), timeout=30) for sid in ("fast", "slow")}
         after = ray.get(handles["portfolio"].status.remote())
         per_strategy = {sid: len(fills_of(handles, sid)) for sid in ("fast", "slow")}
         listed = {s["id"]: s for s in ray.get(sup.list_strategies.remote())}

@@ -9,7 +9,7 @@ import pytest
 
 from mmats.engine.signal_path import PendingSignal
 from mmats.engine.topology import EDGES, GATEKEEPER, PORTFOLIO, ROUTER, Topology, assign_hosts, describe
-from mmats.messages import AccountSnapshot, FillBatch, OrderCommands, OrderOutcomes, SignalBatch
+from mmats.messages import AccountSnapshot, BarBatch, FillBatch, OrderCommands, OrderOutcomes, SignalBatch
 from mmats.model import AccountState, Order, OrderType, Side, SignalAction, TradeSignal
 
 
@@ -79,8 +79,11 @@ def test_a_wiring_resolves_names_to_handles() -> None:
 
 def test_the_edges_name_every_message_type_and_their_receivers() -> None:
     messages = " ".join(e.message for e in EDGES)
-    for name in ("SignalBatch", "OrderCommands", "FillBatch", "AccountSnapshot", "OrderOutcomes", "FeedStatus"):
+    for name in ("BarBatch", "SignalBatch", "OrderCommands", "FillBatch", "AccountSnapshot", "OrderOutcomes",
+                 "FeedStatus"):
         assert name in messages
+    # a strategy host hears of its orders from one sender
+    assert [e.sender for e in EDGES if e.receiver == "host" and e.method == "on_orders"] == [PORTFOLIO]
     lines = describe()
     assert "OrderCommands -> router.apply_commands" in lines[GATEKEEPER]
     assert any(line.startswith("FillBatch -> portfolio.on_fills") for line in lines[ROUTER])
@@ -90,7 +93,8 @@ def test_messages_survive_pickling_and_refuse_mutation() -> None:
     order = Order("c1", "BTC/USDT", Side.BUY, Decimal("0.5"), OrderType.MARKET, strategy_id="a", signal_id="s")
     account = AccountState(1, "USD", Decimal(100), Decimal(100))
     signal = PendingSignal("a", 5, 10.0, TradeSignal(SignalAction.BUY, "BTC/USDT", 1.0))
-    msgs = [SignalBatch(("a", "b"), 5, [signal]), OrderCommands([("a", "BTC/USDT")], [(order, [])], 5, 5, 7),
+    msgs = [BarBatch([("BTC/USDT", 5, 1.0, 2.0, 0.5, 1.5, 10.0)], 5, True),
+            SignalBatch(("a", "b"), 5, [signal]), OrderCommands([("a", "BTC/USDT")], [(order, [])], 5, 5, 7),
             FillBatch([], 5, {"BTC/USDT": 10.0}, ["c1"], [order]),
             AccountSnapshot(account, 5, {("a", "BTC/USDT"): 1.0}),
             OrderOutcomes("a", [order], [(order, "no cash")], account)]
