@@ -28,7 +28,7 @@ from mmats.engine.service_times import ServiceTimes
 from mmats.engine.signal_path import GatewayOutput, PendingSignal, SignalPath
 from mmats.engine.topology import Wiring
 from mmats.engine.triggers import RouterErrorStreak, StaleFeeds
-from mmats.engine.windows import RecordWindow
+from mmats.engine.windows import RecentKeys, RecordWindow
 from mmats.messages import AccountSnapshot, BarBatch, FeedStatus, OrderCommands, SignalBatch
 from mmats.model import Environment, iso
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
@@ -41,6 +41,7 @@ KILL_HISTORY_KEPT = 200
 COUNTERS_EVERY_S = 1.0
 RECENT_KEPT = 20_000  # signals and decisions kept in memory for the live views
 HOP_TIMES_KEPT = 100_000  # recent hop time stamps kept for the latency benchmark
+CLAIMS_KEPT = 200_000  # signal idempotency keys kept in memory (a retried or replayed signal is recent)
 READ_SETTLE_S = 2.0  # how long a read of the records waits for the journal writer
 
 
@@ -76,12 +77,15 @@ class RiskGatekeeperActor:
             raise ValueError("mode 'operator' needs allow_operator: true in the config")
         self.stores = open_stores(persist) if persist is not None else None
         journal = self.stores.journal if self.stores is not None else None
-        claim = None
+        # Each (strategy, signal id) is decided once: claimed in memory, durable through the journal (a
+        # signal acts only once its record is committed), seeded from the newest records after a restart.
+        recent = recent_records(self.stores.storage, RECENT_KEPT) if self.stores is not None else ([], [], [])
+        self.claims = RecentKeys(CLAIMS_KEPT, recent[2])
+        claim = self.claims.claim if self.stores is not None else None
         saved_mode = None
         switch = KillSwitch(journal)
         if self.stores is not None:
             state = self.stores.state
-            claim = lambda key: bool(state.set_if_absent(key, 1, ttl_s=30 * 86400))
             saved = state.get("kill_switch")
             if saved:  # durable across restarts: a HARD stop stays HARD until someone resets it
                 switch = KillSwitch.from_dict(saved, journal)
@@ -133,7 +137,6 @@ class RiskGatekeeperActor:
                                               self._journal_failed, "journal-writer")
         switch.add_listener(self._on_transition)
         # Bounded windows of the recent records (mmats.engine.windows): the full history is in the tables.
-        recent = recent_records(self.stores.storage, RECENT_KEPT) if self.stores is not None else ([], [])
         self.signals: RecordWindow[dict[str, Any]] = RecordWindow(RECENT_KEPT, recent[0])
         self.decisions: RecordWindow[dict[str, Any]] = RecordWindow(RECENT_KEPT, recent[1])
         self.alerts: RecordWindow[dict[str, Any]] = RecordWindow(ALERTS_KEPT)

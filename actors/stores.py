@@ -62,9 +62,11 @@ def signal_export_rows(storage: SqlStorage) -> list[dict[str, Any]]:
     return out
 
 
-def recent_records(storage: SqlStorage, n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The last ``n`` signals and decisions in the gatekeeper's in-memory shapes (its live views)."""
+def recent_records(storage: SqlStorage, n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """The last ``n`` signals and decisions in the gatekeeper's in-memory shapes (its live views), and
+    the signals' idempotency keys (``signal:<strategy>:<signal id>``)."""
+    rows = storage.list_signals(last=n)
     signals = [{"time": iso(r.ts_ns), **signal_view(r.signal.strategy_id, r.signal, r.signal.metadata.get("bar_price"))}
-               for r in storage.list_signals(last=n)]
+               for r in rows]
     decisions = [d.to_dict() for d in storage.list_risk_decisions(last=n)]
-    return signals, decisions
+    return signals, decisions, [f"signal:{r.signal.strategy_id}:{r.signal.signal_id}" for r in rows]

@@ -53,3 +53,34 @@ class RecordWindow(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.last())
+
+
+class RecentKeys:
+    """The keys seen most recently, bounded: "first time?" answered from memory.
+
+    The gatekeeper claims each (strategy, signal id) here. A signal is acted on only after its record is
+    committed to the journal, and a restarted gatekeeper seeds this window from the newest records of
+    the tables, so a signal delivered twice (a retried message, bars replayed after a restart) is
+    decided once, without a state-store round trip per signal."""
+
+    __slots__ = ("_keys", "size")
+
+    def __init__(self, size: int, keys: Iterable[str] = ()) -> None:
+        if size < 1:
+            raise ValueError(f"a key window holds at least 1 key, got {size}")
+        self.size = size
+        self._keys: dict[str, None] = {}
+        for key in keys:
+            self.claim(key)
+
+    def claim(self, key: str) -> bool:
+        """True the first time ``key`` is seen within the window."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self.size:  # insertion order is age: drop the oldest
+            del self._keys[next(iter(self._keys))]
+        return True
+
+    def __len__(self) -> int:
+        return len(self._keys)

@@ -7,7 +7,7 @@ import pytest
 
 from mmats.engine.operator_switch import OperatorSwitch
 from mmats.engine.triggers import RouterErrorStreak, StaleFeeds
-from mmats.engine.windows import RecordWindow
+from mmats.engine.windows import RecentKeys, RecordWindow
 
 
 class Clock:
@@ -107,3 +107,14 @@ def test_a_record_window_keeps_the_newest_records_within_its_bound() -> None:
     assert list(w)[-1] == 40 and len(w) == 10
     with pytest.raises(ValueError):
         RecordWindow(0)
+
+
+def test_recent_keys_answer_first_time_within_the_window_and_forget_the_oldest() -> None:
+    keys = RecentKeys(3, ["signal:a:1"])  # seeded from the stored records after a restart
+    assert not keys.claim("signal:a:1")  # decided before the restart: not again
+    assert keys.claim("signal:a:2") and not keys.claim("signal:a:2")
+    assert keys.claim("signal:b:1") and keys.claim("signal:b:2")
+    assert len(keys) == 3
+    assert keys.claim("signal:a:1")  # the oldest left the window
+    with pytest.raises(ValueError, match="at least 1"):
+        RecentKeys(0)
