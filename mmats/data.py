@@ -68,21 +68,31 @@ class BarArrays:
         return len(self.ts_ns)
 
 
-# Columns as Python lists, made once per BarArrays and kept while it lives. A backtest reads bars by
-# list index (about 10x cheaper than a numpy scalar read), and a sweep runs many configurations over the
+# Columns as Python tuples, made once per BarArrays and kept while it lives. A backtest reads bars by
+# index (about 10x cheaper than a numpy scalar read), and a sweep runs many configurations over the
 # same arrays: converting a year of minute bars costs ~10 ms and ~13 MB of float objects per column per
 # run, which is allocator and cache traffic that two parallel workers contend for. BarArrays are
 # treated as immutable everywhere (Ray hands them out read-only), which is what makes this cache sound.
-_COLUMN_LISTS: weakref.WeakKeyDictionary[BarArrays, dict[str, list[Any]]] = weakref.WeakKeyDictionary()
+_COLUMN_LISTS: weakref.WeakKeyDictionary[BarArrays, dict[str, tuple[Any, ...]]] = weakref.WeakKeyDictionary()
 
 
-def column_list(arrays: BarArrays, name: str) -> list[Any]:
+def untracked(values: npt.NDArray[Any]) -> tuple[Any, ...]:
+    """A column as a tuple of Python numbers, indexed as fast as a list.
+
+    A tuple of floats or ints leaves the cyclic garbage collector's lists at its first collection; a list
+    stays, and every full collection walks its million items again: ~0.1 s per collection for a run's
+    eight bar and indicator columns, 10-15 % of a single-symbol backtest.
+    """
+    return tuple(values.tolist())
+
+
+def column_list(arrays: BarArrays, name: str) -> tuple[Any, ...]:
     cols = _COLUMN_LISTS.get(arrays)
     if cols is None:
         cols = _COLUMN_LISTS[arrays] = {}
     out = cols.get(name)
     if out is None:
-        out = cols[name] = getattr(arrays, name).tolist()
+        out = cols[name] = untracked(getattr(arrays, name))
     return out
 
 

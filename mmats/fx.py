@@ -68,6 +68,7 @@ class _Edge:
     quote: str
     source: str  # feed | config | default
     price: Decimal | None
+    used: bool = False  # some required currency's chain goes through it: its price moves a rate
 
 
 class FxRates:
@@ -122,6 +123,8 @@ class FxRates:
                 missing.append(ccy)
                 continue
             self._paths[ccy] = path
+            for edge, _ in path:
+                edge.used = True
             self._required.add(ccy)
             self._dirty = True
         if missing:
@@ -174,11 +177,14 @@ class FxRates:
         edge = self._by_symbol.get(symbol)
         if edge is None:
             return False
+        if price is edge.price:  # the same Decimal again (a mark of an unchanged bar): no rate moves
+            return True
         value = price if isinstance(price, Decimal) else Decimal(repr(float(price)))
         if value <= 0:
             return False
         edge.price = value
-        self._dirty = True
+        if edge.used:  # a pair no chain reads moves no rate: the rates are not recomputed for it
+            self._dirty = True
         return True
 
     def is_source(self, symbol: str) -> bool:

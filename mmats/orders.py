@@ -8,6 +8,7 @@ not input problems, hence exceptions (``IllegalTransition``) rather than values.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterator
@@ -109,9 +110,13 @@ def client_order_id(strategy_id: str, signal_id: str, leg: str = "entry") -> str
     humans; the hash covers the full, unsanitised inputs.
     """
     digest = hashlib.sha256("\x1f".join((strategy_id, signal_id, leg)).encode()).hexdigest()[:16]
-    prefix = _UNSAFE.sub("", strategy_id)[:10] or "s"
-    tag = _UNSAFE.sub("", leg)[:8] or "leg"
-    return f"{prefix}-{tag}-{digest}"
+    return f"{_readable(strategy_id, 10, 's')}-{_readable(leg, 8, 'leg')}-{digest}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _readable(text: str, width: int, empty: str) -> str:
+    """The id's human part: a few strategy ids and legs, sanitised once each rather than on every order."""
+    return _UNSAFE.sub("", text)[:width] or empty
 
 
 class OrderRegistry:

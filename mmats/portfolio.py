@@ -35,6 +35,11 @@ _ONE = Decimal(1)
 _ZERO = Decimal(0)
 
 
+# (quantity, last price, average price, realized P&L, rate, instrument) -> (snapshot, value, |value|,
+# unrealized P&L), all in base currency but the snapshot
+_SnapEntry = tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Instrument, PositionSnapshot, Decimal, Decimal, Decimal]
+
+
 @dataclass(slots=True)
 class _RoundTrip:
     """Accumulates one position's life from flat to flat, for the trade list (P&L and fees in base)."""
@@ -83,6 +88,10 @@ class Portfolio:
         # Per non-base currency: realized P&L minus fees booked in it, in that currency and in base at
         # the booking rates; the difference at today's rate is the currency translation P&L.
         self._booked: dict[str, list[Decimal]] = {}
+        # Per symbol, the last snapshot of its position and its base-currency value and P&L, with the
+        # objects they were computed from: a position whose quantity, prices, P&L, instrument and rate are
+        # the very same objects is not recomputed (most positions do not move between two signals).
+        self._snap_cache: dict[str, _SnapEntry] = {}
 
     def register(self, instrument: Instrument) -> None:
         """An instrument whose quote currency no rate converts to base is refused here (``FxError``)."""
@@ -230,8 +239,12 @@ class Portfolio:
     @property
     def cash(self) -> Decimal:
         """All cash, every currency converted to base."""
-        with localcontext(_LEDGER):
+        saved = getcontext()  # as in apply_fill: the venue's cash-only rule and margin ask on every fill
+        setcontext(_LEDGER)
+        try:
             return self._cash()
+        finally:
+            setcontext(saved)
 
     def cash_by_currency(self) -> dict[str, Decimal]:
         """Cash held per currency, in that currency (the base first, then the others by code)."""
@@ -318,19 +331,27 @@ class Portfolio:
         rates = self.fx.rates()
         positions = []
         gross = net = unrealized = _ZERO
+        cache = self._snap_cache
         for p in self.positions.values():
-            if not p.quantity:
+            q = p.quantity
+            if not q:
                 continue
             inst = self.instruments[p.symbol]
             quote = inst.quote_currency.upper()
             rate = _ONE if quote == base else rates.get(quote) or self.fx.rate(quote)
-            pnl = p.unrealized_pnl
-            positions.append(PositionSnapshot(p.symbol, p.market, p.quantity, p.avg_price, p.last_price, pnl,
-                                              p.realized_pnl, inst.margin(p.quantity, p.last_price), quote, rate))
-            value = p.quantity * p.last_price * rate
-            net += value
-            gross += abs(value)
-            unrealized += pnl * rate
+            last, avg, realized = p.last_price, p.avg_price, p.realized_pnl
+            e = cache.get(p.symbol)
+            if (e is None or e[0] is not q or e[1] is not last or e[2] is not avg or e[3] is not realized
+                    or e[4] is not rate or e[5] is not inst):
+                pnl = p.unrealized_pnl
+                snap = PositionSnapshot(p.symbol, p.market, q, avg, last, pnl, realized, inst.margin(q, last),
+                                        quote, rate)
+                value = q * last * rate
+                e = cache[p.symbol] = (q, last, avg, realized, rate, inst, snap, value, abs(value), pnl * rate)
+            positions.append(e[6])
+            net += e[7]
+            gross += e[8]
+            unrealized += e[9]
         cash = _ZERO
         for c, amount in self.balances.items():
             if c == base:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import Context, Decimal, getcontext
 from typing import Any
 
 from mmats.engine.trader import bracket_children, entry_order, intent_for, size_signal
@@ -71,22 +71,40 @@ class GatewayOutput:
         self.signals += other.signals
 
 
-def remark(account: AccountState, marks: dict[str, Decimal]) -> AccountState:
-    """The same account valued at new prices (the backtest marks at the decision bar's close)."""
-    positions = tuple(
-        PositionSnapshot(p.symbol, p.market, p.quantity, p.avg_price, marks.get(p.symbol, p.last_price),
-                         p.quantity * (marks.get(p.symbol, p.last_price) - p.avg_price), p.realized_pnl,
-                         margin=p.margin, quote_currency=p.quote_currency, fx_rate=p.fx_rate)
-        for p in account.positions
-    )
+# Per symbol: (position snapshot, mark, decimal context) -> (re-marked snapshot, value, unrealized P&L,
+# notional), the last three in base currency
+RemarkCache = dict[str, tuple[PositionSnapshot, Decimal, Context, PositionSnapshot, Decimal, Decimal, Decimal]]
+
+
+def remark(account: AccountState, marks: dict[str, Decimal], cache: RemarkCache | None = None) -> AccountState:
+    """The same account valued at new prices (the backtest marks at the decision bar's close).
+
+    ``cache`` keeps each position's re-marked snapshot and figures for the next call: a position snapshot
+    and mark that are the very same objects again (a ledger that reuses the snapshots of positions that
+    did not move) are not recomputed. Without it, or on any other input, the figures are computed."""
+    ctx = getcontext()
+    rows: list[tuple[PositionSnapshot, Decimal, Decimal, Decimal]] = []
+    for p in account.positions:
+        mark = marks.get(p.symbol, p.last_price)
+        e = cache.get(p.symbol) if cache is not None else None
+        if e is not None and e[0] is p and e[1] is mark and e[2] is ctx:
+            rows.append(e[3:])
+            continue
+        q = PositionSnapshot(p.symbol, p.market, p.quantity, p.avg_price, mark, p.quantity * (mark - p.avg_price),
+                             p.realized_pnl, margin=p.margin, quote_currency=p.quote_currency, fx_rate=p.fx_rate)
+        row = (q, q.value_base, q.unrealized_pnl * q.fx_rate, q.notional_base)
+        if cache is not None:
+            cache[p.symbol] = (p, mark, ctx, *row)
+        rows.append(row)
+    positions = tuple(r[0] for r in rows)
     # Base currency (mmats.fx): each position converted at its quote currency's rate.
-    equity = account.cash + sum((p.value_base for p in positions), Decimal(0))
+    equity = account.cash + sum((r[1] for r in rows), Decimal(0))
     return AccountState(
         ts_ns=account.ts_ns, currency=account.currency, cash=account.cash, equity=equity, positions=positions,
         realized_pnl=account.realized_pnl,
-        unrealized_pnl=sum((p.unrealized_pnl * p.fx_rate for p in positions), Decimal(0)),
+        unrealized_pnl=sum((r[2] for r in rows), Decimal(0)),
         fees=account.fees, peak_equity=max(account.peak_equity, equity),
-        gross_exposure=sum((p.notional_base for p in positions), Decimal(0)),
+        gross_exposure=sum((r[3] for r in rows), Decimal(0)),
         cash_by_currency=account.cash_by_currency, fx_rates=account.fx_rates, fx_pnl=account.fx_pnl,
         net_exposure=equity - account.cash,
     )
@@ -175,6 +193,10 @@ class SignalPath:
         # (bar time, symbol, place), whatever order they came in; with shared cash or a throttle the
         # order of evaluation decides who gets what.
         self.strategy_rank: dict[str, int] | None = None
+        # Per symbol, the last decision price and its rounding, and the last re-marked positions: the
+        # signals of one account snapshot mostly re-mark positions that have not moved.
+        self._marks: dict[str, tuple[Instrument, float, Decimal]] = {}
+        self._remarked: RemarkCache = {}
 
     def on_bars(self, bars: Iterable[tuple[str, int, float, float, float, float, float]],
                 upto_ts: int) -> GatewayOutput:
@@ -315,7 +337,7 @@ class SignalPath:
         sized = size_signal(sig, p.price, float(acct.cash) / rate, own, alloc, inst, equity / rate)
         if sized is None:
             return out
-        account = remark(self.account, {sig.symbol: inst.round_price(p.price)})
+        account = remark(self.account, {sig.symbol: self._mark(inst, p.price)}, self._remarked)
         intent = intent_for(sig, sized, inst, p.strategy_id, signal_id, p.price, p.ts_ns)
         decision = self.gate.evaluate(intent, account)
         out.decisions.append(decision)
@@ -334,6 +356,13 @@ class SignalPath:
             signed = float(order.quantity) if order.side is Side.BUY else -float(order.quantity)
             self._inflight[order.client_order_id] = (key, signed, time.monotonic())
         return out
+
+    def _mark(self, inst: Instrument, price: float) -> Decimal:
+        """``inst.round_price(price)``, the same object again for the same instrument and price."""
+        m = self._marks.get(inst.symbol)
+        if m is None or m[0] is not inst or m[1] != price or not price:  # 0.0 and -0.0 round apart
+            m = self._marks[inst.symbol] = (inst, price, inst.round_price(price))
+        return m[2]
 
     def state(self) -> dict[str, Any]:
         return {"advisory": self.advisory, "as_of_ns": self.as_of_ns, "waiting": len(self._buffer),

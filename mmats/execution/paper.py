@@ -165,11 +165,15 @@ class PaperExecution:
         """Cancel a strategy's working orders. ``keep_market`` spares market orders: a new signal
         replaces resting orders (limits, a bracket's stop and target), but a market order fills at the
         next bar whatever happens, as in a backtest, and the next signal was sized counting on it."""
+        def mine(o: Order) -> bool:
+            return o.strategy_id == strategy_id and not (keep_market and o.order_type is OrderType.MARKET)
+
+        if symbol is not None:  # one book: looked up, not searched for (this runs on every signal)
+            broker = self.brokers.get(symbol)
+            return [] if broker is None else broker.cancel_all(ts_ns, mine)
         out: list[Order] = []
-        for sym, broker in self.brokers.items():
-            if symbol is None or sym == symbol:
-                out += broker.cancel_all(ts_ns, lambda o: o.strategy_id == strategy_id and not (
-                    keep_market and o.order_type is OrderType.MARKET))
+        for broker in self.brokers.values():
+            out += broker.cancel_all(ts_ns, mine)
         return out
 
     def cancel_order(self, order: Order, ts_ns: int) -> list[Order]:

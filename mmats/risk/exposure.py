@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from decimal import Decimal
 
-from mmats.model import AccountState, MarketType
+from mmats.model import AccountState, MarketType, PositionSnapshot
 
 #: Yes/no thresholds (drawdown, period losses) trip this much *before* the configured value, so float
 #: rounding can never let an order through that an exact Decimal check would find at the limit.
@@ -46,29 +45,30 @@ class Exposure:
         asset_gross: dict[str, float] = {}
         gross = net = 0.0
         count = 0
-        # Decimal -> float costs ~0.3 µs; successive snapshots mostly share the same Decimal objects
-        # (only what traded or was re-marked is new), so the products are memoised by the identity of
-        # the (quantity, price) pair; the Decimals are kept in the entry so an id cannot be recycled.
+        # Decimal -> float costs ~0.3 µs; successive snapshots mostly share the same position snapshots
+        # (the ledger and the re-marking reuse those of positions that did not move), so each one's
+        # quantity and signed base-currency value are memoised by its identity; the snapshot is kept in
+        # the entry so an id cannot be recycled.
         old = memo.values if memo is not None else {}
-        new: dict[tuple[int, int], tuple[Decimal, Decimal, float, float]] = {}
+        new: dict[int, tuple[PositionSnapshot, float, float]] = {}
         qty_get = qty.get
         mkt_get = market_gross.get
         ast_get = asset_gross.get
         for p in account.positions:
-            dq = p.quantity
-            dp = p.last_price
-            key = (id(dq), id(dp))
+            key = id(p)
             e = old.get(key)
-            if e is None or e[0] is not dq or e[1] is not dp:
+            if e is None or e[0] is not p:
+                dq = p.quantity
                 if not dq:
                     continue
                 fq = float(dq)
-                e = (dq, dp, fq, fq * float(dp))
+                v = fq * float(p.last_price)
+                if p.fx_rate != 1:  # quoted in another currency than the account's base (mmats.fx)
+                    v *= float(p.fx_rate)
+                e = (p, fq, v)
             new[key] = e
-            q = e[2]
-            s = e[3]
-            if p.fx_rate != 1:  # quoted in another currency than the account's base (mmats.fx)
-                s *= float(p.fx_rate)
+            q = e[1]
+            s = e[2]
             a = s if s >= 0.0 else -s
             gross += a
             net += s
@@ -101,10 +101,10 @@ class Exposure:
 
 
 class FloatMemo:
-    """Float values of the Decimals seen in the previous snapshot, keyed by object identity (the
-    Decimal is kept alongside, so an id can never be reused by another object while it is cached)."""
+    """Float figures of the positions seen in the previous snapshot, keyed by object identity (the
+    position is kept alongside, so an id can never be reused by another object while it is cached)."""
 
     __slots__ = ("values",)
 
     def __init__(self) -> None:
-        self.values: dict[tuple[int, int], tuple[Decimal, Decimal, float, float]] = {}
+        self.values: dict[int, tuple[PositionSnapshot, float, float]] = {}
