@@ -42,7 +42,6 @@ from mmats.data import BarArrays, column_list, generate_bars, load_bars, to_arra
 from mmats.engine.backtest import (
     KillSwitchEvent,
     _Cursor,
-    _first_valid,
     _strategy_failed,
     full_gc_deferred,
     result_document,
@@ -241,12 +240,21 @@ class _Runner:
         n = len(arrays)
         cols_np = compute_batch(specs, arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume,
                                 benchmarks=benchmarks)
-        self.first = _first_valid(cols_np, n)
+        # ``_first_valid``, with each output's NaN mask computed once for it and for the gaps below
+        nan = {name: np.isnan(arr) for name, arr in cols_np.items()}
+        first = 0
+        for mask in nan.values():
+            at = int(np.argmin(mask)) if len(mask) else 0  # the first False; 0 when every bar is NaN
+            if not len(mask) or mask[at]:
+                first = n
+                break
+            first = max(first, at)
+        self.first = first
         # The live host skips any bar where an output is NaN, not only the warm-up: the rare later ones too.
         gaps: set[int] = set()
-        for arr in cols_np.values():
-            bad = np.flatnonzero(np.isnan(arr[self.first:]))
-            gaps.update((bad + self.first).tolist())
+        for mask in nan.values():
+            bad = np.flatnonzero(mask[first:])
+            gaps.update((bad + first).tolist())
         self.gaps = gaps
         self.cur = _Cursor(arrays, _LazyColumns(cols_np))
         self.closes: tuple[float, ...] = self.cur._c
@@ -497,6 +505,7 @@ class PortfolioBacktest:
         self._trig_version = -1
         self._trig_checked = -1
         self._trig_ref: list[tuple[_Slot, float, float]] = []  # prices whose 1 % move recomputes the bands
+        self._trig_order: dict[tuple[str, ...], list[_Slot]] = {}  # held symbols -> the slots whose prices move bands
         self._funding_next: dict[str, float] = {}  # margined symbol -> its next funding time (inf: none)
         self._build_slots()
         self._chains = _rate_chains(self.fx, set(self.slots))
@@ -849,9 +858,18 @@ class PortfolioBacktest:
         self._triggers.clear()  # in place: the run loop holds it
         self._triggers.update(triggers)
         self._trig_version = len(self._book_steps)
-        ref = [self.slots[s] for s in sorted({*held, *(x.symbol for x in self._fx_slots)}) if self.slots[s].i >= 0]
-        self._trig_ref = [(x, min(p * 0.99, p * 1.01), max(p * 0.99, p * 1.01))
-                          for x in ref for p in (x.closes[x.i],)]
+        key = tuple(held)
+        order = self._trig_order.get(key)
+        if order is None:  # the held set changes far less often than the books
+            syms = sorted({*held, *(x.symbol for x in self._fx_slots)})
+            order = self._trig_order[key] = [self.slots[s] for s in syms]
+        trig_ref = []
+        for x in order:
+            if x.i >= 0:
+                p = x.closes[x.i]
+                lo, hi = p * 0.99, p * 1.01
+                trig_ref.append((x, min(lo, hi), max(lo, hi)))
+        self._trig_ref = trig_ref
 
     def _split_rate(self, split: tuple[float, list[tuple[_Slot, bool]]]) -> float:
         const, feeds = split
