@@ -213,9 +213,16 @@ class PortfolioActor:
     @locked
     def on_rejections(self, rejected: list[tuple[Order, str]]) -> None:
         """Orders the gatekeeper decided not to send (risk, kill switch), with the reason: to their
-        strategies at once, with the account, from this actor like every other outcome."""
-        self._rejected += rejected
-        self._push_strategies(self.portfolio.snapshot(self.as_of), [], [])
+        strategies at once, from this actor like every other outcome. Nothing was booked, so the account
+        they hold is still current and does not go with them (a snapshot per refusal would cost more than
+        the refusal)."""
+        by_strategy: dict[str, list[tuple[Order, str]]] = {}
+        for order, reason in rejected:
+            by_strategy.setdefault(order.strategy_id, []).append((order, reason))
+        for strategy_id, orders in by_strategy.items():
+            handle = self.strategies.get(strategy_id)
+            if handle is not None:
+                handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=orders))
 
     @ray.method(concurrency_group=CONTROL)
     def send_account(self, strategy_ids: list[str], host: Any = None, wait: bool = True,
