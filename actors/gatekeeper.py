@@ -126,6 +126,7 @@ class RiskGatekeeperActor:
         self._halt_ns = 0
         self._commands: dict[str, Any] = self._empty_commands()
         self._cmd_inflight = False
+        self._refusals_told: Any = None  # lockstep: the refusals' delivery the next commands wait for
         self._cmd_relay = AnswerRelay(self._lock, self._send_commands, "commands-relay")
         self.signal_wall: dict[tuple[str, int], float] = {}  # hop times (latency benchmark), see hop_times
         self.decided_wall: dict[str, float] = {}
@@ -441,8 +442,9 @@ class RiskGatekeeperActor:
             return
         self._commands = self._empty_commands()
         self._cmd_inflight = True
+        after, self._refusals_told = self._refusals_told, None
         ref = self.router.apply_commands.remote(OrderCommands(cmd["cancels"], cmd["submits"], cmd["ts"], cmd["ack"],
-                                                              cmd["decided_ns"]))
+                                                              cmd["decided_ns"]), after=after)
         ref.future().add_done_callback(self._commands_done)
 
     def _commands_done(self, _: Any) -> None:
@@ -450,6 +452,7 @@ class RiskGatekeeperActor:
         call holding it while it waits for the router's answer (HARD -> flatten_all) would wait for
         this very thread. ``AnswerRelay`` sends what is queued at once, or when the lock frees."""
         self._cmd_inflight = False
+        self._refusals_told: Any = None  # lockstep: the refusals' delivery the next commands wait for
         self._cmd_relay.answered()
 
     @staticmethod
@@ -475,7 +478,11 @@ class RiskGatekeeperActor:
         """Rejected orders with the reason, in one message: the portfolio tells each strategy, with its
         account, so a strategy hears about its orders from one sender."""
         if rejected and self.portfolio is not None:
-            self.portfolio.on_rejections.remote(rejected)
+            # In a lockstep replay the next bar waits for them (a backtest tells the strategy before
+            # its next bar): the acknowledgement goes out only once the portfolio has delivered them.
+            ref = self.portfolio.on_rejections.remote(rejected, self.lockstep)
+            if self.lockstep:
+                self._refusals_told = ref
 
     def _lockstep_ack(self) -> int | None:
         """The bar time every strategy has reported and the account has reached: safe to move on."""

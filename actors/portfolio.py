@@ -211,18 +211,19 @@ class PortfolioActor:
         return self.instruments.get(symbol) or next(iter(self.instruments.values()))
 
     @locked
-    def on_rejections(self, rejected: list[tuple[Order, str]]) -> None:
+    def on_rejections(self, rejected: list[tuple[Order, str]], delivered: bool = False) -> None:
         """Orders the gatekeeper decided not to send (risk, kill switch), with the reason: to their
         strategies at once, from this actor like every other outcome. Nothing was booked, so the account
         they hold is still current and does not go with them (a snapshot per refusal would cost more than
-        the refusal)."""
+        the refusal). ``delivered``: answer once every strategy has them (a lockstep replay)."""
         by_strategy: dict[str, list[tuple[Order, str]]] = {}
         for order, reason in rejected:
             by_strategy.setdefault(order.strategy_id, []).append((order, reason))
-        for strategy_id, orders in by_strategy.items():
-            handle = self.strategies.get(strategy_id)
-            if handle is not None:
-                handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=orders))
+        refs = [handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=orders))
+                for strategy_id, orders in by_strategy.items()
+                if (handle := self.strategies.get(strategy_id)) is not None]
+        if delivered:
+            ray.get(refs)
 
     @ray.method(concurrency_group=CONTROL)
     def send_account(self, strategy_ids: list[str], host: Any = None, wait: bool = True,

@@ -310,7 +310,10 @@ class OrderRouterActor:
         self._pf_relay.answered()
 
     @locked
-    def apply_commands(self, cmd: OrderCommands) -> int:
+    def apply_commands(self, cmd: OrderCommands, after: Any = None) -> int:
+        """``after``: a call Ray resolves before this one runs (in a lockstep replay, the strategies
+        hearing of this batch's refusals before the acknowledgement lets the next bar out)."""
+        del after
         cancels, submits, ts_ns, ack_ts, decided_ns = cmd.cancels, cmd.submits, cmd.ts_ns, cmd.ack_ts, cmd.decided_ns
         for strategy_id, symbol in cancels:
             self._save_orders(self.execution.cancel_strategy(strategy_id, symbol, ts_ns, keep_market=True), ts_ns)
