@@ -207,7 +207,12 @@ def test_a_restarted_gatekeeper_keeps_its_throttles_and_loss_references(tmp_path
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 pass
             time.sleep(0.2)
-        status = ray.get(sup.status.remote(), timeout=30)  # the supervisor and the restarted actor both answer
+        # The supervisor rewires the restarted actor when it asks (from its constructor): bounded wait for it.
+        deadline = time.time() + 30
+        status = ray.get(sup.status.remote(), timeout=30)
+        while time.time() < deadline and status["gatekeeper"]["strategies"] != 1:
+            time.sleep(0.2)
+            status = ray.get(sup.status.remote(), timeout=30)
     finally:
         stop(sup, handles)
     assert len(before["rules"]["signal_times"]["trend"]) > 5
