@@ -372,10 +372,10 @@ class RiskGatekeeperActor:
         """Not on record, so nothing of these batches may act: their submits are refused to their
         strategies; cancels and the lockstep acknowledgement still go (they take no new risk)."""
         with self._lock:
-            self._alert("journal", f"journal write failed, {sum(len(b.out.submits) for b in batches)} orders "
-                                   f"not sent: {error}")
+            orders = [o for b in batches for o, _ in b.out.submits]
+            self._alert("journal", f"journal write failed, {len(orders)} orders not sent: {error}")
+            self._reject_submits(orders, f"not journaled: {error}", None)
             for b in batches:
-                self._reject_submits([o for o, _ in b.out.submits], f"not journaled: {error}")
                 self._release(dataclasses.replace(b, views=[], decided=[],
                                                   out=dataclasses.replace(b.out, submits=[], rejected=[])))
 
@@ -390,7 +390,7 @@ class RiskGatekeeperActor:
         submits = out.submits
         if submits and self._halt_ns > b.decided_ns:
             self._reject_submits([o for o, _ in submits],
-                                 f"decided before the kill switch engaged ({self.switch.state.value})")
+                                 f"decided before the kill switch engaged ({self.switch.state.value})", "kill_switch")
             submits = []
         if not (out.cancels or submits or b.ack is not None):
             self._send_commands()  # what queued while the router was busy and the lock was held
@@ -452,7 +452,6 @@ class RiskGatekeeperActor:
         call holding it while it waits for the router's answer (HARD -> flatten_all) would wait for
         this very thread. ``AnswerRelay`` sends what is queued at once, or when the lock frees."""
         self._cmd_inflight = False
-        self._refusals_told: Any = None  # lockstep: the refusals' delivery the next commands wait for
         self._cmd_relay.answered()
 
     @staticmethod
@@ -462,21 +461,22 @@ class RiskGatekeeperActor:
     def _drop_queued_submits(self, state: KillSwitchState) -> None:
         """An escalation: submits decided but not yet sent never go (cancels still do)."""
         submits, self._commands["submits"] = self._commands["submits"], []
-        self._reject_submits([order for order, _ in submits], f"decided before the kill switch engaged "
-                                                              f"({state.value})")
+        self._reject_submits([order for order, _ in submits],
+                             f"decided before the kill switch engaged ({state.value})", "kill_switch")
 
-    def _reject_submits(self, orders: list[Any], reason: str) -> None:
-        """Orders decided that will not be sent: the gateway forgets them, each strategy hears why."""
+    def _reject_submits(self, orders: list[Any], reason: str, alert: str | None) -> None:
+        """Orders decided that will not be sent: the gateway forgets them, each strategy hears why, and
+        an ``alert`` of that kind (if any) says how many."""
         if not orders:
             return
         self.signal_path.abandon([order.client_order_id for order in orders])
         self._tell_strategies([(order, reason) for order in orders])
-        self._alert("kill_switch" if "kill switch" in reason else "orders_dropped",
-                    f"{len(orders)} decided orders not sent: {reason}")
+        if alert is not None:
+            self._alert(alert, f"{len(orders)} decided orders not sent: {reason}")
 
     def _tell_strategies(self, rejected: list[tuple[Any, str]]) -> None:
-        """Rejected orders with the reason, in one message: the portfolio tells each strategy, with its
-        account, so a strategy hears about its orders from one sender."""
+        """Rejected orders with the reason, in one message: the portfolio tells each strategy, so a
+        strategy hears about its orders from one sender."""
         if rejected and self.portfolio is not None:
             # In a lockstep replay the next bar waits for them (a backtest tells the strategy before
             # its next bar): the acknowledgement goes out only once the portfolio has delivered them.
@@ -680,15 +680,12 @@ class RiskGatekeeperActor:
     @ray.method(concurrency_group=CONTROL)
     def stats(self) -> dict[str, Any]:
         self._settle()
-        with self._lock:
-            return self._stats()
-
-    def _stats(self) -> dict[str, Any]:
         writer = self.journal_writer
-        return {"journal_batches_per_commit": round(writer.batches_per_commit, 2) if writer else None,
-                **self.signal_path.state(), "kill_switch": self.switch.state.value, "signals": len(self.signals),
-                "decisions": len(self.decisions), "strategies": len(self.strategies),
-                "router_errors": self.router_errors.count, "stale_feeds": sorted(self.stale.stale)}
+        with self._lock:
+            return {"journal_batches_per_commit": round(writer.batches_per_commit, 2) if writer else None,
+                    **self.signal_path.state(), "kill_switch": self.switch.state.value,
+                    "signals": len(self.signals), "decisions": len(self.decisions), "strategies": len(self.strategies),
+                    "router_errors": self.router_errors.count, "stale_feeds": sorted(self.stale.stale)}
 
     @ray.method(concurrency_group=CONTROL)
     @locked

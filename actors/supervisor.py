@@ -118,8 +118,8 @@ def check_live_venues(live: dict[str, Any]) -> dict[str, Instrument]:
 
 def _alive(handle: Any, timeout_s: float = REWIRE_ATTACH_TIMEOUT_S) -> bool:
     """Wait until a restarted actor answers. It asks for its wiring from its constructor, so the request
-    can arrive before the actor is back; a call without task retries (feeds, strategy hosts) sent then
-    fails and would leave it unwired (a feed publishing to nobody but its strategies)."""
+    can arrive before the actor is back, and a call sent then to an actor without task retries (feeds,
+    strategy hosts) fails and would leave it unwired (a feed publishing to nobody but its strategies)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -261,10 +261,8 @@ class SupervisorActor:
         built, an operator's disable), before it takes its place on the feed again, and then the account
         (its strategies' positions) without waiting for the portfolio's next push."""
         handle = self._handle(node)
-        if handle is None:
+        if handle is None or not _alive(handle):
             return
-        if (node.startswith("feed:") or node in self.hosts) and not _alive(handle):
-            return  # (the others retry their tasks across a restart: their wiring waits for them)
         if node in self.hosts:
             members = self.plan.hosts().get(node, [])
             wired = handle.wire.remote(self.wiring(node), [self._member(sid) for sid in members])
