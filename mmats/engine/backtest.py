@@ -350,7 +350,7 @@ class BacktestEngine:
         cols_np = compute_batch(specs, bars.open, bars.high, bars.low, bars.close, bars.volume,
                                 benchmarks=aligned)
         cols = {k: untracked(v) for k, v in cols_np.items()}
-        first = _first_valid(cols_np, n)
+        first = _first_valid({k: np.isnan(v) for k, v in cols_np.items()}, n)
         if first >= n:
             raise ValidationError(
                 f"not enough bars: indicators {', '.join(specs)} need more than the {n} bars given"
@@ -691,14 +691,15 @@ def _strategy_failed(strategy_id: str, i: int, ts_ns: int, exc: Exception) -> St
     return StrategyRaised(f"strategy {strategy_id} raised at bar {i} ({iso(int(ts_ns))}): {what}")
 
 
-def _first_valid(cols: dict[str, np.ndarray], n: int) -> int:
-    """First bar at which every required indicator has a value: strategies never see a warm-up NaN."""
+def _first_valid(nan: Mapping[str, np.ndarray], n: int) -> int:
+    """First bar at which every required indicator has a value (``nan``: each output's NaN mask):
+    strategies never see a warm-up NaN."""
     first = 0
-    for arr in cols.values():
-        valid = np.flatnonzero(~np.isnan(arr))
-        if len(valid) == 0:
+    for mask in nan.values():
+        at = int(np.argmin(mask)) if len(mask) else 0  # the first False
+        if not len(mask) or mask[at]:
             return n
-        first = max(first, int(valid[0]))
+        first = max(first, at)
     return first
 
 

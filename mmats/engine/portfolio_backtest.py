@@ -42,6 +42,7 @@ from mmats.data import BarArrays, column_list, generate_bars, load_bars, to_arra
 from mmats.engine.backtest import (
     KillSwitchEvent,
     _Cursor,
+    _first_valid,
     _strategy_failed,
     full_gc_deferred,
     result_document,
@@ -240,16 +241,8 @@ class _Runner:
         n = len(arrays)
         cols_np = compute_batch(specs, arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume,
                                 benchmarks=benchmarks)
-        # ``_first_valid``, with each output's NaN mask computed once for it and for the gaps below
-        nan = {name: np.isnan(arr) for name, arr in cols_np.items()}
-        first = 0
-        for mask in nan.values():
-            at = int(np.argmin(mask)) if len(mask) else 0  # the first False; 0 when every bar is NaN
-            if not len(mask) or mask[at]:
-                first = n
-                break
-            first = max(first, at)
-        self.first = first
+        nan = {name: np.isnan(arr) for name, arr in cols_np.items()}  # once, for the warm-up and the gaps
+        self.first = first = _first_valid(nan, n)
         # The live host skips any bar where an output is NaN, not only the warm-up: the rare later ones too.
         gaps: set[int] = set()
         for mask in nan.values():
