@@ -11,8 +11,9 @@ meanwhile) in one message when it is.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 
@@ -30,6 +31,7 @@ from mmats.model import Fill, Instrument, Order, dec_str, iso
 from mmats.portfolio import Portfolio
 from mmats.risk.inputs import TradeTracker
 
+T = TypeVar("T")
 STRATEGY_ACCOUNT_EVERY_S = 1.0  # the longest a strategy's view of the account is stale (outside lockstep)
 
 
@@ -151,13 +153,8 @@ class PortfolioActor:
         its orders filled or were rejected, otherwise at most every STRATEGY_ACCOUNT_EVERY_S (every fill
         batch in lockstep, where replays must be exact). Ten strategies times every fill batch would be
         most of the system's messages."""
-        orders: dict[str, list[Order]] = {}
-        for o in filled:
-            orders.setdefault(o.strategy_id, []).append(o)
-        rejected: dict[str, list[tuple[Order, str]]] = {}
-        for o, reason in self._rejected:
-            rejected.setdefault(o.strategy_id, []).append((o, reason))
-        self._rejected = []
+        orders = _by_strategy(filled, lambda o: o.strategy_id)
+        rejected, self._rejected = _by_strategy(self._rejected, lambda r: r[0].strategy_id), []
         now = time.time()
         due = now - self._strategies_pushed >= STRATEGY_ACCOUNT_EVERY_S
         everyone = bool(fills) if self.push_every_batch else due
@@ -216,11 +213,8 @@ class PortfolioActor:
         strategies at once, from this actor like every other outcome. Nothing was booked, so the account
         they hold is still current and does not go with them (a snapshot per refusal would cost more than
         the refusal). ``delivered``: answer once every strategy has them (a lockstep replay)."""
-        by_strategy: dict[str, list[tuple[Order, str]]] = {}
-        for order, reason in rejected:
-            by_strategy.setdefault(order.strategy_id, []).append((order, reason))
         refs = [handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=orders))
-                for strategy_id, orders in by_strategy.items()
+                for strategy_id, orders in _by_strategy(rejected, lambda r: r[0].strategy_id).items()
                 if (handle := self.strategies.get(strategy_id)) is not None]
         if delivered:
             ray.get(refs)
@@ -322,3 +316,11 @@ class PortfolioActor:
 
     def ping(self) -> str:
         return "ok"
+
+
+def _by_strategy(items: list[T], strategy_of: Callable[[T], str]) -> dict[str, list[T]]:
+    """Outcomes grouped by strategy, in their order: one message per strategy, not per order."""
+    out: dict[str, list[T]] = {}
+    for item in items:
+        out.setdefault(strategy_of(item), []).append(item)
+    return out
