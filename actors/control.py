@@ -13,6 +13,7 @@ import functools
 import logging
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -64,13 +65,23 @@ def when_ready(ref: Any, apply: Callable[[Any], None], what: str) -> None:
     ref.future().add_done_callback(done)
 
 
+def was_restarted() -> bool:
+    """Whether Ray restarted the calling actor. Ray's own check reads an actor id property it has
+    deprecated, and its warning would reach the user's console from every actor started."""
+    import ray
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+
 def ask_supervisor_to_rewire(peers: Any, node: str) -> None:
     """After a Ray restart, ask the supervisor to re-apply this actor's wiring (``peers``: an
     ``mmats.engine.actor_settings.Peers``). Sent, never awaited: the supervisor may be the very caller
     waiting for this actor to come back. Without a supervisor (actors built by hand) nothing happens."""
     import ray
 
-    if peers.supervisor is None or not ray.get_runtime_context().was_current_actor_reconstructed:
+    if peers.supervisor is None or not was_restarted():
         return
     try:
         ray.get_actor(peers.supervisor, namespace=peers.namespace).rewire.remote(node)

@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from actors.control import was_restarted
 from actors.signal_sender import SignalSender
 from mmats.engine.actor_settings import HostSettings, StrategySettings
 from mmats.engine.strategy_group import build_host
@@ -55,7 +56,7 @@ class StrategyActor:
         history = ray.get(feed.get_history.remote(self.symbols, warmup_bars))
         self.seen: dict[str, int] = {}  # symbol -> time of the newest bar warmed on (until it attaches)
         self._warm(history)
-        self.restarts = ray.get_runtime_context().was_current_actor_reconstructed
+        self.restarts = was_restarted()
         if settings.attach or self.restarts:  # a start or a Ray restart; a hot replace attaches when told
             self.attach(flush_previous=False)
         if self.restarts and self.peers.supervisor:  # the supervisor re-applies the wiring (and the enabled flag)

@@ -20,6 +20,7 @@ from typing import Any
 
 import ray
 
+from actors.control import was_restarted
 from actors.signal_sender import SignalSender
 from mmats.engine.actor_settings import HostSettings, StrategySettings
 from mmats.engine.strategy_group import StrategyGroup
@@ -41,7 +42,7 @@ class StrategyPoolActor:
         self.group = StrategyGroup(list(settings.strategies))
         self.group.warm(ray.get(self.feed.get_history.remote(self.group.feed_symbols, self.group.warmup_bars)))
         self.attached = False
-        self.restarts = ray.get_runtime_context().was_current_actor_reconstructed
+        self.restarts = was_restarted()
         if self.restarts:
             for sid, error in self.group.disabled_in_warmup():
                 log.error("strategy %s disabled during warm-up after a restart: %s", sid, error)
