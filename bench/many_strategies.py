@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_worker_niceness", "0")  # as `mmats up` runs the actors (mmats_cli.runtime)
 
 import numpy as np  # noqa: E402
 import ray  # noqa: E402  (before live_pipeline: without the bench extra, psutil is the copy Ray ships)

@@ -31,6 +31,11 @@ SHARED_BTC = Path("../shared/data/crypto_BTCPERP_1m.parquet")
 def _ray_env() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray starts its workers at nice 15, so any ordinary process on the machine (a compile, a browser, a
+    # backtest) takes the CPU from the trading actors first: measured, one such process raised the
+    # plain-call floor of the live path from 15 ms to 1.2 s p50. A cluster `mmats up` starts runs its
+    # actors at normal priority (docs/deployment.md: the same for `ray start`).
+    os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 def connect(address: str | None) -> SystemClient:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,16 @@ def test_secrets_are_read_from_stdin_listed_by_name_and_kept_per_environment(
     assert code == 2 and "no PAPER secret named 'nope'" in err
     code, out, _ = run_cli(["secrets", "delete", "oanda.token", "--home", home], capsys)
     assert code == 0 and SecretStore(home, Environment.PAPER).names() == []
+
+
+def test_the_cluster_mmats_up_starts_runs_its_actors_at_normal_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's default (nice 15) hands the CPU to every other process first; a user's own choice stands."""
+    from mmats_cli import runtime
+
+    name = "RAY_worker_niceness"  # Ray's own spelling (RayConfig worker_niceness)
+    monkeypatch.delenv(name, raising=False)
+    runtime._ray_env()
+    assert os.environ[name] == "0"
+    monkeypatch.setenv(name, "5")
+    runtime._ray_env()
+    assert os.environ[name] == "5"
