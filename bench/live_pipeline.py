@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_worker_niceness", "0")  # as `mmats up` runs the actors (mmats_cli.runtime)
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
@@ -122,6 +123,31 @@ def ray_worker_rss_mb() -> dict[str, dict[str, float]]:
     return {k: {"rss_mb": round(out[k], 1), "processes": counts[k]} for k in sorted(out)}
 
 
+def worker_cpu_s() -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each of this cluster's processes (pid -> kind, seconds): the raylet's
+    workers by actor class, and the raylet, GCS and this driver by name."""
+    out: dict[int, tuple[str, float]] = {}
+    for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            title = (p.cmdline() or [p.name()])[0]
+            cpu = p.cpu_times()
+        except psutil.Error:
+            continue
+        kind = title.removeprefix("ray::").split(".", 1)[0] if title.startswith("ray::") else p.name()
+        out[p.pid] = (kind, cpu.user + cpu.system)
+    return out
+
+
+def cpu_share(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+              seconds: float) -> dict[str, float]:
+    """Cores used per kind of process over a window (1.0 = one core busy all the time), busiest first:
+    on a 2-core machine the sum says how close the system is to running out of CPU."""
+    used: dict[str, float] = {}
+    for pid, (kind, cpu) in after.items():
+        used[kind] = used.get(kind, 0.0) + cpu - before.get(pid, (kind, 0.0))[1]
+    return {k: round(v / seconds, 3) for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v / seconds >= 0.005}
+
+
 def signal_to_order_s(order: dict[str, Any], accepted: dict[str, float], published: dict[int, float]) -> float | None:
     """Wall seconds from the feed publishing the bar an order was decided on to the router accepting the
     order (feed -> strategy -> gatekeeper -> router); None when either time is not on record."""
@@ -150,7 +176,9 @@ def latency_phase(speed: float, seconds: float, home: str, kill_runs: int, per_a
     sup, h = start(cfg)
     started = time.perf_counter()
     feed = h["feeds"]["replay"]
+    cpu0, w0 = worker_cpu_s(), time.perf_counter()
     time.sleep(seconds)
+    cores = cpu_share(cpu0, worker_cpu_s(), time.perf_counter() - w0)
     rss = ray_rss_mb()
     kills: list[float] = []
     kill_parts: dict[str, list[float]] = {"call": [], "router_flatten": [], "gatekeeper_lock_wait": [],
@@ -221,6 +249,7 @@ def latency_phase(speed: float, seconds: float, home: str, kill_runs: int, per_a
         "latency_split": split,
         "kill_hard_p50_ms": _pct(kills, 50, 1), "kill_hard_p99_ms": _pct(kills, 99, 1), "kill_runs": len(kills),
         "rss_mb": round(rss),
+        "cores_used": cores,
         "feed_bars_per_message": {k: v["bars_per_message"] for k, v in sorted(subs.items())},
         "skipped_bars": sum(v["skipped"] for v in subs.values()),
         # The gatekeeper's message thread: time per kind of message, and the share of the run it was busy.
@@ -311,6 +340,7 @@ def system_figures(seconds: float, home: str, kill_runs: int, per_actor: int, fl
         "fills_measured": heavy["fills_measured"], "light_fills_measured": light["fills_measured"],
         "hops": heavy["hops"], "light_hops": light["hops"],
         "latency_split": heavy["latency_split"],
+        "cores_used": heavy["cores_used"], "light_cores_used": light["cores_used"],
         "feed_bars_per_message": heavy["feed_bars_per_message"],
         "light_feed_bars_per_message": light["feed_bars_per_message"],
         "skipped_bars": heavy["skipped_bars"] + light["skipped_bars"],
