@@ -315,8 +315,9 @@ class OrderRouterActor:
         hearing of this batch's refusals before the acknowledgement lets the next bar out)."""
         del after
         cancels, submits, ts_ns, ack_ts, decided_ns = cmd.cancels, cmd.submits, cmd.ts_ns, cmd.ack_ts, cmd.decided_ns
+        canceled: list[Order] = []
         for strategy_id, symbol in cancels:
-            self._save_orders(self.execution.cancel_strategy(strategy_id, symbol, ts_ns, keep_market=True), ts_ns)
+            canceled += self.execution.cancel_strategy(strategy_id, symbol, ts_ns, keep_market=True)
         accepted = 0
         stale = decided_ns is not None and decided_ns < self.halt_ns
         fresh: list[tuple[Order, list[Order]]] = []
@@ -329,12 +330,17 @@ class OrderRouterActor:
                 self._drop_stale(order, ts_ns)
             else:
                 fresh.append((order, children))
-        if self.stores is not None and fresh:  # journaled before they take effect, one commit
-            # LIVE: stored too, before the send, so a router killed between send and answer finds them
-            # after its restart and asks the venue (never resends them).
-            state = TradeState([], [], [o for order, children in fresh for o in (order, *children)]) \
-                if self.live is not None else None
-            self.stores.journal.append_many([("order", o.to_dict(), ts_ns) for o, _ in fresh], state=state)
+        # The batch's order records as decided, journaled with the orders they leave in ONE commit per
+        # message (each commit queues for the database's write lock behind the gatekeeper's and the
+        # portfolio's). LIVE commits before the send, so a router killed between send and answer finds
+        # them after its restart and asks the venue (never resends them), and stores the venue's answers
+        # after it. PAPER commits after the paper venue took them: the venue is this process, so a crash
+        # in between loses both alike.
+        records = [("order", o.to_dict(), ts_ns) for o in canceled] + [("order", o.to_dict(), ts_ns) for o, _ in fresh]
+        new_orders = [o for order, children in fresh for o in (order, *children)]
+        if self.live is not None:
+            self._journal(records, canceled + new_orders)
+            records = []
         for order, children in fresh:
             cid = order.client_order_id
             result = self.submitter.submit(order, lambda o=order, c=children: self.execution.submit(o, c, ts_ns), ts_ns)
@@ -346,12 +352,16 @@ class OrderRouterActor:
             if cid not in self.execution.orders:  # failed before the venue took it: still on record
                 self.execution.orders[cid] = order
             self._note(result, order)
-        if self.stores is not None and fresh:
-            self.stores.storage.save_orders([o for order, children in fresh for o in (order, *children)])
+        self._journal(records, canceled + new_orders if records else new_orders)
         self.submitted += accepted
         if ack_ts is not None and self.feed is not None:
             self.feed.ack.remote(ack_ts)
         return accepted
+
+    def _journal(self, records: list[tuple[str, dict[str, Any], int]], orders: list[Order]) -> None:
+        """Order records and the orders' current states, in one transaction (nothing to do without either)."""
+        if self.stores is not None and (records or orders):
+            self.stores.journal.append_many(records, state=TradeState([], [], orders))
 
     def _drop_stale(self, order: Order, ts_ns: int) -> None:
         """A submit decided before the kill switch engaged, still queued behind it: it must not trade.

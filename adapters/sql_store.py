@@ -35,7 +35,15 @@ from adapters.migrations import upgrade_to_head
 from adapters.secrets import redact
 from adapters.sql_engine import READONLY, make_engine, mask_url, normalise_url, sqlite_url
 from adapters.state_store import default_home
-from mmats.audit import AuditRecord, VerifyResult, canonical_json, chain_record, verify_records
+from mmats.audit import (
+    AuditRecord,
+    EncodedItem,
+    VerifyResult,
+    canonical_json,
+    chain_encoded,
+    encode_item,
+    verify_records,
+)
 from mmats.errors import ConfigError
 from mmats.model import (
     AccountState,
@@ -63,6 +71,9 @@ _TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
 # Rows written beside an audit batch: table name -> rows from ``signal_row`` / ``decision_row``.
 RecordRows = Mapping[str, list[dict[str, Any]]]
 _RECORD_TABLES = {"signals": t.signals, "risk_decisions": t.risk_decisions}
+# Built once: an executemany with them needs no statement per row.
+_FILL_INSERT = insert(t.fills)
+_AUDIT_INSERT = insert(t.audit)
 
 
 class TradeState(NamedTuple):
@@ -251,12 +262,19 @@ class SqlStorage:
     def _write_position(self, c: Connection, position: Position) -> None:
         self._upsert(c, t.positions, self._position_values(position), ["strategy_id", "symbol"])
 
-    def _write_fill(self, c: Connection, fill: Fill) -> None:
-        c.execute(insert(t.fills).values(
-            fill_id=fill.fill_id or None, client_order_id=fill.client_order_id, symbol=fill.symbol,
-            side=fill.side.value, quantity=fill.quantity, price=fill.price, fee=fill.fee, ts_ns=fill.ts_ns,
-            liquidity=fill.liquidity.value, strategy_id=fill.strategy_id,
-        ))
+    @staticmethod
+    def _fill_values(fill: Fill) -> dict[str, Any]:
+        return {
+            "fill_id": fill.fill_id or None, "client_order_id": fill.client_order_id, "symbol": fill.symbol,
+            "side": fill.side.value, "quantity": fill.quantity, "price": fill.price, "fee": fill.fee,
+            "ts_ns": fill.ts_ns, "liquidity": fill.liquidity.value, "strategy_id": fill.strategy_id,
+        }
+
+    def _write_fills(self, c: Connection, fills: list[Fill]) -> None:
+        """One prepared INSERT for the whole batch: a statement built per fill (``.values(...)``) cost
+        the router more than the write (42% of its time at 1,000 bars/s, sampled with py-spy)."""
+        if fills:
+            c.execute(_FILL_INSERT, [self._fill_values(f) for f in fills])
 
     def record_fill(self, fill: Fill, position: Position, order: Order | None = None) -> bool:
         try:
@@ -265,7 +283,7 @@ class SqlStorage:
                     select(t.fills.c.id).where(t.fills.c.fill_id == fill.fill_id)
                 ).first() is not None:
                     return False
-                self._write_fill(c, fill)
+                self._write_fills(c, [fill])
                 self._write_position(c, position)
                 if order is not None:
                     self._write_order(c, order)
@@ -305,8 +323,7 @@ class SqlStorage:
         if ids:
             known = {r[0] for r in c.execute(select(t.fills.c.fill_id).where(t.fills.c.fill_id.in_(ids)))}
         new = [f for f in state.fills if not f.fill_id or f.fill_id not in known]
-        for f in new:
-            self._write_fill(c, f)
+        self._write_fills(c, new)
         pos_rows = {(p.strategy_id, p.symbol): self._position_values(p) for p in state.positions}
         self._upsert_many(c, t.positions, list(pos_rows.values()), ["strategy_id", "symbol"])
         order_rows = {o.client_order_id: self._order_values(o) for o in state.orders}
@@ -431,12 +448,13 @@ class SqlStorage:
         return None if r is None else self._audit(r)
 
     @staticmethod
-    def _insert_audit(c: Connection, records: list[AuditRecord]) -> None:
-        """Insert a contiguous run of records; a seq already taken (a concurrent writer) is a conflict."""
+    def _insert_audit(c: Connection, records: list[AuditRecord], texts: list[str]) -> None:
+        """Insert a contiguous run of records (``texts``: their payloads' canonical JSON); a seq already
+        taken (a concurrent writer) is a conflict."""
         try:
-            c.execute(insert(t.audit), [
-                {"seq": r.seq, "ts_ns": r.ts_ns, "kind": r.kind, "payload": canonical_json(r.payload),
-                 "prev_hash": r.prev_hash, "hash": r.hash} for r in records
+            c.execute(_AUDIT_INSERT, [
+                {"seq": r.seq, "ts_ns": r.ts_ns, "kind": r.kind, "payload": text_,
+                 "prev_hash": r.prev_hash, "hash": r.hash} for r, text_ in zip(records, texts, strict=True)
             ])
         except IntegrityError:
             raise StorageConflict(f"audit seq {records[0].seq} was appended concurrently by another writer") from None
@@ -449,7 +467,7 @@ class SqlStorage:
                     f"audit record seq={record.seq} does not extend the stored chain "
                     f"(last seq={last.seq}); re-read the tail and rebuild the record"
                 )
-            self._insert_audit(c, [record])
+            self._insert_audit(c, [record], [canonical_json(record.payload)])
 
     def extend_audit(self, items: list[tuple[str, Mapping[str, Any], int]], rows: RecordRows | None = None,
                      state: TradeState | None = None) -> list[AuditRecord]:
@@ -461,6 +479,8 @@ class SqlStorage:
         gatekeeper, portfolio) queue for the lock instead of losing a race and redoing the whole batch.
         Under load those redone batches were most of the gatekeeper's time, and the kill switch waits
         for the gatekeeper."""
+        # Encoded before the transaction: on SQLite it holds the one write lock every writer queues for.
+        encoded: list[EncodedItem] = [encode_item(kind, payload, ts_ns) for kind, payload, ts_ns in items]
         with self.engine.begin() as c:
             for name, values in (rows or {}).items():  # a bad row is a bug: it propagates, nothing commits
                 if values:
@@ -473,10 +493,11 @@ class SqlStorage:
                 c.execute(text("SELECT pg_advisory_xact_lock(hashtext('mmats_audit:' || current_schema()))"))
             prev = self._audit_tail(c)
             chain: list[AuditRecord] = []
-            for kind, payload, ts_ns in items:
-                prev = chain_record(prev, kind, payload, ts_ns)
+            for item in encoded:
+                prev = chain_encoded(prev, item)
                 chain.append(prev)
-            self._insert_audit(c, chain)  # a conflict only with a writer that does not take the lock
+            # a conflict only with a writer that does not take the lock
+            self._insert_audit(c, chain, [item.text for item in encoded])
         return chain
 
     def audit_records(self, *, from_seq: int = 0) -> Iterator[AuditRecord]:

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any, NamedTuple, Protocol, runtime_checkable
 
 from mmats.errors import MmatsError
 from mmats.model import iso
@@ -112,19 +112,45 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def record_hash(seq: int, ts_ns: int, kind: str, payload: Mapping[str, Any], prev_hash: str) -> str:
-    body = canonical_json({"seq": seq, "ts": ts_ns, "kind": kind, "payload": payload, "prev_hash": prev_hash})
-    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+class EncodedItem(NamedTuple):
+    """A record's content in canonical form, built before its place in the chain is known: a writer
+    encodes its batch before it takes the database's write lock and only chains it under the lock."""
+
+    kind: str
+    payload: Any  # JSON-native (``to_jsonable``)
+    text: str  # ``canonical_json(payload)``
+    ts_ns: int
 
 
-def chain_record(prev: AuditRecord | None, kind: str, payload: Mapping[str, Any], ts_ns: int) -> AuditRecord:
-    """The record that extends ``prev`` (or starts a chain at seq 1): the one way records are built."""
+def encode_item(kind: str, payload: Mapping[str, Any], ts_ns: int) -> EncodedItem:
     if not kind:
         raise ValueError("audit record kind is empty")
     data = to_jsonable(payload)
+    return EncodedItem(kind, data, canonical_json(data), int(ts_ns))
+
+
+def _hash(seq: int, ts_ns: int, kind: str, payload_text: str, prev_hash: str) -> str:
+    """SHA-256 of ``prev_hash`` + the canonical JSON of {seq, ts, kind, payload, prev_hash}, spliced
+    from the payload's own canonical text (keys in sorted order, as ``canonical_json`` writes them)."""
+    body = (f'{{"kind":{canonical_json(kind)},"payload":{payload_text},"prev_hash":{canonical_json(prev_hash)},'
+            f'"seq":{int(seq)},"ts":{int(ts_ns)}}}')
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def record_hash(seq: int, ts_ns: int, kind: str, payload: Mapping[str, Any], prev_hash: str) -> str:
+    return _hash(seq, ts_ns, kind, canonical_json(payload), prev_hash)
+
+
+def chain_encoded(prev: AuditRecord | None, item: EncodedItem) -> AuditRecord:
+    """The record that extends ``prev`` (or starts a chain at seq 1): the one way records are built."""
     seq = 1 if prev is None else prev.seq + 1
     prev_hash = GENESIS_HASH if prev is None else prev.hash
-    return AuditRecord(seq, int(ts_ns), kind, data, prev_hash, record_hash(seq, int(ts_ns), kind, data, prev_hash))
+    return AuditRecord(seq, item.ts_ns, item.kind, item.payload, prev_hash,
+                       _hash(seq, item.ts_ns, item.kind, item.text, prev_hash))
+
+
+def chain_record(prev: AuditRecord | None, kind: str, payload: Mapping[str, Any], ts_ns: int) -> AuditRecord:
+    return chain_encoded(prev, encode_item(kind, payload, ts_ns))
 
 
 # ---------------------------------------------------------------------------------------- journals

@@ -199,3 +199,25 @@ def test_chain_record_round_trips_through_a_store() -> None:
     assert verify_records(back).ok
     with pytest.raises(ValueError):
         AuditRecord.from_dict({**stored[0], "extra": 1})
+
+
+@pytest.mark.parametrize("payload", [
+    {},
+    {"b": 1, "a": [1.5, "x", None, True], "ünï": {"z": "ç", "y": [{"k": -0.0}]}},
+    {"price": "123.4500", "nested": {"deep": {"deeper": [1, 2, {"x": "\u2603\n\"quoted\""}]}}},
+])
+def test_hash_spliced_from_the_payload_text_equals_the_canonical_form_of_the_whole_record(payload: dict) -> None:
+    """Writers encode payloads before taking the write lock and splice them in; the hash must be the
+    one a verifier computes from the whole record's canonical JSON."""
+    import hashlib
+
+    from mmats.audit import GENESIS_HASH, canonical_json, chain_record, record_hash
+
+    rec = chain_record(None, "kind-ä", payload, 1_700_000_000_000_000_123)
+    body = canonical_json({"seq": 1, "ts": 1_700_000_000_000_000_123, "kind": "kind-ä", "payload": rec.payload,
+                           "prev_hash": GENESIS_HASH})
+    assert rec.hash == hashlib.sha256((GENESIS_HASH + body).encode("utf-8")).hexdigest()
+    assert record_hash(rec.seq, rec.ts_ns, rec.kind, rec.payload, rec.prev_hash) == rec.hash
+    nxt = chain_record(rec, "k", payload, 5)
+    body2 = canonical_json({"seq": 2, "ts": 5, "kind": "k", "payload": nxt.payload, "prev_hash": rec.hash})
+    assert nxt.hash == hashlib.sha256((rec.hash + body2).encode("utf-8")).hexdigest()
