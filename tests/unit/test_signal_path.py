@@ -88,3 +88,25 @@ def test_the_live_path_sizes_at_once_without_waiting_for_the_account_of_the_bar(
     [(close, _)] = live.on_signals([_signal("a", SignalAction.CLOSE, 6)]).submits
     assert live.waiting == 0
     assert close.side is Side.SELL and close.quantity == Decimal(100)
+
+
+def test_orders_on_their_way_count_for_their_own_strategy_only_and_expire_oldest_first(monkeypatch) -> None:
+    """The in-flight orders are kept per (strategy, symbol): b's order never sizes a's signal, and an
+    order whose done notice was lost stops counting after INFLIGHT_EXPIRY_S while younger ones stay."""
+    import mmats.engine.signal_path as sp
+
+    clock = [1000.0]
+    monkeypatch.setattr(sp.time, "monotonic", lambda: clock[0])
+    gw = _gateway()
+    gw.on_account(_account("0", 1), 1, held={})
+    [(buy_b, _)] = gw.on_signals([_signal("b", SignalAction.BUY, 1)]).submits
+    clock[0] += sp.INFLIGHT_EXPIRY_S - 1
+    [(buy_a, _)] = gw.on_signals([_signal("a", SignalAction.BUY, 1)]).submits
+    assert buy_a.quantity == buy_b.quantity == Decimal(100)  # a did not count b's 100 as its own
+    assert gw.state()["orders_in_flight"] == 2
+    clock[0] += 2  # b's order is past the expiry, a's is not
+    gw.on_account(_account("0", 3), 3, held={})
+    assert gw.state()["orders_in_flight"] == 1
+    [(close_a, _)] = gw.on_signals([_signal("a", SignalAction.CLOSE, 3)]).submits
+    assert close_a.side is Side.SELL and close_a.quantity == Decimal(100)  # a's own order still counts
+    assert gw.on_signals([_signal("b", SignalAction.CLOSE, 3)]).submits == []  # b's expired: nothing held
