@@ -33,6 +33,7 @@ from mmats.risk.inputs import TradeTracker
 
 T = TypeVar("T")
 STRATEGY_ACCOUNT_EVERY_S = 1.0  # the longest a strategy's view of the account is stale (outside lockstep)
+EQUITY_SNAPSHOT_EVERY_S = 1.0  # the stored equity series: at most one point a second
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups=GROUPS)
@@ -144,7 +145,10 @@ class PortfolioActor:
         self._to_gatekeeper.touch()
         self._push_account(snap)
         self._push_strategies(snap, fills, filled or [])
-        if self.stores is not None and (fills or time.time() - self._last_snapshot_wall > 5.0):
+        # The stored equity series: at most one snapshot a second (derived data: the fills are on record
+        # and the account is rebuilt from them). One per report with fills was a commit per message,
+        # each queuing for the database's write lock beside the router's and the gatekeeper's.
+        if self.stores is not None and time.time() - self._last_snapshot_wall >= EQUITY_SNAPSHOT_EVERY_S:
             self.stores.storage.save_equity_snapshot(snap)
             self._last_snapshot_wall = time.time()
 
