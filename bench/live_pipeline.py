@@ -11,7 +11,10 @@ Measures, in one run on one local Ray cluster:
   -> portfolio booked;
 - the floor: the same shape (a feed, 10 strategy actors, gatekeeper, router, portfolio) with no-op
   methods and plain one-way actor calls, 5 hops (``bench/compiled_signal_path.py --floor --plain``),
-  at 1,000 bars/s, measured the same way (``floor_p50_ms``, ``floor_p99_ms``, ``p99_over_floor``);
+  at 1,000 bars/s, measured the same way (``floor_p50_ms``, ``floor_p99_ms``, ``p99_over_floor``), and
+  at 100 bars/s (``light_floor_p50_ms``, ``light_floor_p99_ms``);
+- the CPU each kind of process used in each phase (``cores_used``, ``light_cores_used``: 1.0 is one
+  core busy all the time; the machine has 2);
 - sustained throughput at ``max`` pace: bars/s with every bar processed by every subscribed strategy
   (nothing coalesced away) and the lag bounded;
 - kill switch HARD -> all flat, repeated (20 runs; 5 with ``--quick``);
@@ -333,6 +336,7 @@ def system_figures(seconds: float, home: str, kill_runs: int, per_actor: int, fl
         "p50_over_floor": (round(heavy["p50_ms"] / floor["floor_p50_ms"], 2)
                            if heavy["p50_ms"] is not None and floor.get("floor_p50_ms") else None),
         "light_p50_ms": light["p50_ms"], "light_p99_ms": light["p99_ms"],
+        "light_floor_p50_ms": floor.get("light_floor_p50_ms"), "light_floor_p99_ms": floor.get("light_floor_p99_ms"),
         "sustained_bars_per_sec": round(tp["bars_per_sec"]),
         "kill_hard_p99_ms": heavy["kill_hard_p99_ms"], "kill_hard_p50_ms": heavy["kill_hard_p50_ms"],
         "kill_runs": heavy["kill_runs"],
@@ -399,6 +403,10 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="mmats-bench-")
     try:
         floor = plain_floor(1_000.0, seconds)
+        # the same floor at the light rate: what the 100 bars/s target leaves for the system's own work
+        light_floor = plain_floor(100.0, seconds + 5.0)
+        floor.update({"light_floor_p50_ms": light_floor["floor_p50_ms"],
+                      "light_floor_p99_ms": light_floor["floor_p99_ms"]})
         main_figures = system_figures(seconds, home + "/one", kill_runs, 1, floor)
         pool = None if pool_note else system_figures(seconds, home + "/pool", kill_runs, 5, floor)
         calib = calibration()
