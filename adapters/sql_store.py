@@ -74,6 +74,7 @@ _RECORD_TABLES = {"signals": t.signals, "risk_decisions": t.risk_decisions}
 # Built once: an executemany with them needs no statement per row.
 _FILL_INSERT = insert(t.fills)
 _AUDIT_INSERT = insert(t.audit)
+_AUDIT_TAIL_LINK = select(t.audit.c.seq, t.audit.c.hash).order_by(t.audit.c.seq.desc()).limit(1)
 
 
 class TradeState(NamedTuple):
@@ -443,6 +444,12 @@ class SqlStorage:
     def _audit(r: Row[Any]) -> AuditRecord:
         return AuditRecord(int(r.seq), int(r.ts_ns), r.kind, json.loads(r.payload), r.prev_hash, r.hash)
 
+    @staticmethod
+    def _audit_tail_link(c: Connection) -> tuple[int, str] | None:
+        """(seq, hash) of the chain's last record: all a writer chains onto (the payload stays unread)."""
+        r = c.execute(_AUDIT_TAIL_LINK).first()
+        return None if r is None else (int(r[0]), str(r[1]))
+
     def _audit_tail(self, c: Connection) -> AuditRecord | None:
         r = c.execute(select(t.audit).order_by(t.audit.c.seq.desc()).limit(1)).first()
         return None if r is None else self._audit(r)
@@ -491,11 +498,12 @@ class SqlStorage:
             # and the commit (on PostgreSQL the rows above are written concurrently).
             if self.dialect == "postgresql":
                 c.execute(text("SELECT pg_advisory_xact_lock(hashtext('mmats_audit:' || current_schema()))"))
-            prev = self._audit_tail(c)
+            link = self._audit_tail_link(c)
             chain: list[AuditRecord] = []
             for item in encoded:
-                prev = chain_encoded(prev, item)
-                chain.append(prev)
+                rec = chain_encoded(link, item)
+                chain.append(rec)
+                link = (rec.seq, rec.hash)
             # a conflict only with a writer that does not take the lock
             self._insert_audit(c, chain, [item.text for item in encoded])
         return chain

@@ -141,16 +141,17 @@ def record_hash(seq: int, ts_ns: int, kind: str, payload: Mapping[str, Any], pre
     return _hash(seq, ts_ns, kind, canonical_json(payload), prev_hash)
 
 
-def chain_encoded(prev: AuditRecord | None, item: EncodedItem) -> AuditRecord:
-    """The record that extends ``prev`` (or starts a chain at seq 1): the one way records are built."""
-    seq = 1 if prev is None else prev.seq + 1
-    prev_hash = GENESIS_HASH if prev is None else prev.hash
+def chain_encoded(tail: tuple[int, str] | None, item: EncodedItem) -> AuditRecord:
+    """The record that extends the chain whose last record has (seq, hash) ``tail`` (or starts a chain
+    at seq 1): the one way records are built. A writer needs only those two fields of the stored tail."""
+    seq = 1 if tail is None else tail[0] + 1
+    prev_hash = GENESIS_HASH if tail is None else tail[1]
     return AuditRecord(seq, item.ts_ns, item.kind, item.payload, prev_hash,
                        _hash(seq, item.ts_ns, item.kind, item.text, prev_hash))
 
 
 def chain_record(prev: AuditRecord | None, kind: str, payload: Mapping[str, Any], ts_ns: int) -> AuditRecord:
-    return chain_encoded(prev, encode_item(kind, payload, ts_ns))
+    return chain_encoded(None if prev is None else (prev.seq, prev.hash), encode_item(kind, payload, ts_ns))
 
 
 # ---------------------------------------------------------------------------------------- journals
