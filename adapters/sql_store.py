@@ -317,9 +317,14 @@ class SqlStorage:
         with self.engine.begin() as c:
             return self._write_trade_state(c, TradeState(fills, positions, orders))
 
-    def _write_trade_state(self, c: Connection, state: TradeState) -> int:
-        """Fills not stored yet, then the positions and orders they leave; returns how many fills were new."""
-        ids = [f.fill_id for f in state.fills if f.fill_id]
+    def _write_trade_state(self, c: Connection, state: TradeState, *, skip_known: bool = True) -> int:
+        """Fills not stored yet, then the positions and orders they leave; returns how many fills were new.
+
+        ``skip_known`` False inserts every fill without asking first: a fill id already stored then fails
+        the whole transaction (IntegrityError) and the caller redoes it with the check. The journal's
+        writers take that path: a fill stored twice is a replay after a restart, rare, and the check is
+        a query inside the database's write lock on every batch."""
+        ids = [f.fill_id for f in state.fills if f.fill_id] if skip_known else []
         known = set()
         if ids:
             known = {r[0] for r in c.execute(select(t.fills.c.fill_id).where(t.fills.c.fill_id.in_(ids)))}
@@ -493,7 +498,7 @@ class SqlStorage:
                 if values:
                     c.execute(insert(_RECORD_TABLES[name]), values)
             if state is not None:
-                self._write_trade_state(c, state)
+                self._write_trade_state(c, state, skip_known=False)  # SqlJournal.append_many redoes a replay
             # The chain's tail last, so writers hold the audit lock only for the tail read, the insert
             # and the commit (on PostgreSQL the rows above are written concurrently).
             if self.dialect == "postgresql":
