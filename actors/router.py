@@ -111,6 +111,9 @@ class OrderRouterActor:
         self.stale_dropped = 0
         # Market orders from the gatekeeper not yet reported final (it holds their strategy's next signal).
         self._watch: set[str] = set()
+        # Bracket children by parent id: a parent's fill activates them, and their new state is stored
+        # with it (a scan of every order ever made per fill batch grew with the day).
+        self._children: dict[str, list[Order]] = {}
         if self.stores is not None:
             self.halt_ns = int(self.stores.state.get("router:halt_ns") or 0)
             # Whether first start or restart: the system of record says what exists.
@@ -120,6 +123,8 @@ class OrderRouterActor:
             self.restored_working = self.execution.restore(storage.list_orders(), storage.list_fills(),
                                                            *([funding] if funding else []))
             for o in self.execution.orders.values():
+                if o.parent_id:
+                    self._children.setdefault(o.parent_id, []).append(o)
                 if not o.status.is_terminal and o.order_type is OrderType.MARKET and not o.parent_id:
                     self._watch.add(o.client_order_id)  # a restarted gatekeeper-side waiter hears of it
                 if o.status is OrderStatus.UNKNOWN:  # lost answers from before the restart: ask again
@@ -266,7 +271,7 @@ class OrderRouterActor:
                 if order.status is OrderStatus.FILLED:
                     filled.add(order.client_order_id)
         if filled:  # bracket children their fills activated
-            touched.update((o.client_order_id, o) for o in self.execution.orders.values() if o.parent_id in filled)
+            touched.update((o.client_order_id, o) for cid in filled for o in self._children.get(cid, ()))
         positions = {f.symbol: self.execution.ledger.positions[f.symbol] for f in fills}
         items = [("order", o.to_dict(), ts_ns) for o in orders] + [("fill", f.to_dict(), f.ts_ns) for f in fills]
         self.stores.journal.append_many(items, state=TradeState(fills, list(positions.values()),
@@ -338,6 +343,9 @@ class OrderRouterActor:
         # in between loses both alike.
         records = [("order", o.to_dict(), ts_ns) for o in canceled] + [("order", o.to_dict(), ts_ns) for o, _ in fresh]
         new_orders = [o for order, children in fresh for o in (order, *children)]
+        for order, children in fresh:
+            if children:
+                self._children[order.client_order_id] = list(children)
         if self.live is not None:
             self._journal(records, canceled + new_orders)
             records = []

@@ -386,3 +386,39 @@ def test_a_strategy_hears_of_its_rejected_orders_from_the_portfolio_with_its_acc
         stop(sup, handles)
     assert health["orders_rejected"] >= 3 and "SOFT" in health["last_rejection"]
     assert health["orders_filled"] == 0 and fills == 0
+
+
+def test_bracket_children_are_stored_in_the_state_their_parent_fill_left(tmp_path: Path) -> None:
+    """A filled entry activates its stop child: the child's new state is committed with the fill, so
+    the stored orders equal the router's own while the child works (what a restarted router restores)."""
+    from adapters.sql_store import make_storage
+    from mmats.model import Environment
+
+    strategies = [{"id": "rsi", "ref": "rsi_reversion", "symbols": [SYMBOL],
+                   # one entry, then held: an exit RSI out of reach and a stop 50% away
+                   "params": {"period": 30, "oversold": 45, "exit": 99.99, "stop_pct": 0.5}, "allocation": 0.5}]
+    cfg = system_config(strategies, 20_000, pace="speed", home=str(tmp_path))
+    cfg["feeds"][0]["speed"] = 60 * 200  # 200 bars/s
+    sup, handles = start_system(cfg)
+    feed = next(iter(handles["feeds"].values()))
+
+    def orders() -> dict[str, tuple[str, Decimal, str | None]]:
+        return {o["client_order_id"]: (o["status"], Decimal(o["filled_quantity"]), o["parent_id"])
+                for o in ray.get(handles["router"].orders.remote())}
+
+    try:
+        deadline = time.time() + 60
+        working: list[str] = []
+        while time.time() < deadline and not working:
+            working = [cid for cid, (st, _, parent) in orders().items() if parent and st in ("SUBMITTED", "ACCEPTED")]
+            time.sleep(0.05)
+        assert working, "no bracket child was activated by its parent's fill within 60 s"
+        ray.get(feed.stop.remote())  # no more bars: the book stays as it is, children still working
+        time.sleep(1.0)  # what the last bar batch started reaches the router and the store
+        live = orders()
+        stored = {o.client_order_id: (o.status.value, o.filled_quantity, o.parent_id)
+                  for o in make_storage(Environment.PAPER, home=str(tmp_path)).list_orders()}
+    finally:
+        stop(sup, handles)
+    assert all(live[cid][0] in ("SUBMITTED", "ACCEPTED") for cid in working)  # still working when read
+    assert stored == live
