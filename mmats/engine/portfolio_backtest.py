@@ -288,8 +288,8 @@ class _LazyColumns(dict[str, tuple[float, ...]]):
 class _Slot:
     """One symbol on the merged timeline: its index, its runners, its bars for the paper venue."""
 
-    __slots__ = ("_mark", "_mark_i", "arrays", "closes", "highs", "i", "instrument", "lows", "runners", "symbol",
-                 "tf_runners", "ts")
+    __slots__ = ("_mark", "_mark_i", "arrays", "closes", "highs", "i", "instrument", "lows", "ref_hi", "ref_lo",
+                 "runners", "symbol", "tf_runners", "ts")
 
     def __init__(self, symbol: str, arrays: BarArrays, instrument: Instrument) -> None:
         self.symbol = symbol
@@ -300,6 +300,10 @@ class _Slot:
         self.ts: tuple[int, ...] = column_list(arrays, "ts_ns")
         self.lows: tuple[float, ...] | None = None  # converted when a margin band first needs them
         self.highs: tuple[float, ...] | None = None
+        # 1 % either side of the close the margin bands were computed at (when they read this price): a
+        # close outside makes the bands stale (``PortfolioBacktest._compute_triggers``)
+        self.ref_lo = -math.inf
+        self.ref_hi = math.inf
         # (first bar, NaN bars, cursor, on_bar, context, strategy id, trades several symbols)
         self.runners: list[tuple[int, set[int], _Cursor, Callable[[StrategyContext], Any], StrategyContext, str,
                                  bool]] = []
@@ -352,16 +356,29 @@ def aggregate_bins(symbol: str, arrays: BarArrays, timeframe: str) -> tuple[BarA
 # -------------------------------------------------------------------------------- strategy books
 
 
+class FloatCache(dict[Any, tuple[Decimal, float]]):
+    """``float`` of the Decimals kept under each key, converted again only when the key holds another
+    object. Converting a Decimal costs 0.3-1 µs (it goes through its text) and the books convert all
+    their figures at every change, while one fill changes one or two of them."""
+
+    def of(self, key: Any, value: Decimal) -> float:
+        e = self.get(key)
+        if e is None or e[0] is not value:
+            e = self[key] = (value, float(value))
+        return e[1]
+
+
 class StrategyPositions:
     """Each (strategy, symbol)'s own net quantity, as the portfolio actor keeps it for the gateway.
 
     A fill that leaves the account flat in a symbol (a kill-switch flatten, a manual close) leaves every
     strategy flat in it."""
 
-    __slots__ = ("held",)
+    __slots__ = ("_floats", "held")
 
     def __init__(self) -> None:
         self.held: dict[tuple[str, str], Decimal] = {}
+        self._floats = FloatCache()
 
     def book(self, fill: Fill, account_quantity: Decimal) -> None:
         key = (fill.strategy_id, fill.symbol)
@@ -371,7 +388,8 @@ class StrategyPositions:
                 del self.held[k]
 
     def floats(self) -> dict[tuple[str, str], float]:
-        return {k: float(v) for k, v in self.held.items() if v}
+        of = self._floats.of
+        return {k: of(k, v) for k, v in self.held.items() if v}
 
 
 def kill_switch_veto(switch: KillSwitch, signal: PendingSignal) -> str | None:
@@ -492,12 +510,13 @@ class PortfolioBacktest:
         # The books after every change (timeline index, cash per currency, quantity per symbol): the
         # equity curve is derived from them after the loop.
         self._book_steps: list[tuple[int, dict[str, float], dict[str, float]]] = []
+        self._book_floats = FloatCache()  # the books' balances (by currency) and quantities (by symbol)
         self._by_symbol: dict[str, list[Decimal]] = {}  # symbol -> [realized P&L, fees] in base currency
         self._kelly = self.risk.trades is not None
         self._triggers: dict[str, tuple[float, float]] = {}  # margined symbol -> (low, high) band of its bars
-        self._trig_version = -1
-        self._trig_checked = -1
-        self._trig_ref: list[tuple[_Slot, float, float]] = []  # prices whose 1 % move recomputes the bands
+        self._trig_version = -1  # len(_book_steps) when the bands were computed; -1: to be computed again
+        self._trig_ref: list[_Slot] = []  # the slots whose 1 % move recomputes the bands (``_Slot.ref_lo``)
+        self._trig_floats = FloatCache()  # the venue ledger's quantities
         self._trig_order: dict[tuple[str, ...], list[_Slot]] = {}  # held symbols -> the slots whose prices move bands
         self._funding_next: dict[str, float] = {}  # margined symbol -> its next funding time (inf: none)
         self._build_slots()
@@ -591,6 +610,7 @@ class PortfolioBacktest:
         working, effects = self._working, self._effects
         brokers = self.execution.brokers
         bands, funding_next, book_steps = self._triggers, self._funding_next, self._book_steps
+        trig_ref = self._trig_ref
         marks: dict[str, float] = self.execution.margin._marks if self._margined else {}
         on_equity = self.monitor.on_equity if watch_equity else None
         equity_now = self._equity_now
@@ -607,6 +627,12 @@ class PortfolioBacktest:
                 # The venue book steps only where something can happen: working orders, a funding time,
                 # a bar reaching a margined position's liquidation band (``_margin_due``). A held margined
                 # position's ordinary bar only becomes its mark, here, without a call.
+                if trig_ref:  # a price the bands read moved 1 %: they are computed again, as after a fill
+                    for slot in grp:
+                        c = slot.closes[slot.i]
+                        if c < slot.ref_lo or c > slot.ref_hi:
+                            self._trig_version = -1
+                            break
                 step = False
                 for slot in grp:
                     sym = slot.symbol
@@ -614,8 +640,7 @@ class PortfolioBacktest:
                         continue
                     band = bands.get(sym)
                     if (band is None or brokers[sym].open_orders or self._trig_version != len(book_steps)
-                            or funding_next.get(sym, -1.0) <= t
-                            or (self._trig_checked != t and self._trig_moved(t))):
+                            or funding_next.get(sym, -1.0) <= t):
                         step = True
                         break
                     i = slot.i
@@ -786,7 +811,7 @@ class PortfolioBacktest:
         if due <= t:
             del self._funding_next[sym]  # the step settles it; the next time is asked for again
             return True
-        if self._trig_version != len(self._book_steps) or (self._trig_checked != t and self._trig_moved(t)):
+        if self._trig_version != len(self._book_steps):
             self._compute_triggers()
         lo, hi = self._triggers.get(sym, (-math.inf, math.inf))
         i = slot.i
@@ -802,46 +827,38 @@ class PortfolioBacktest:
         return False
 
 
-    def _trig_moved(self, t: int) -> bool:
-        if self._trig_checked == t:
-            return False
-        self._trig_checked = t
-        for slot, lo, hi in self._trig_ref:
-            c = slot.closes[slot.i]
-            if c < lo or c > hi:
-                return True
-        return False
-
     def _compute_triggers(self) -> None:
         book = self.execution.margin
         ledger = self.execution.ledger
-        held = {sym: float(p.quantity) for sym, p in ledger.positions.items() if p.quantity}
-        value: dict[str, float] = {}  # per held symbol: price x rate, in base currency
-        rates: dict[str, float] = {}
+        of = self._trig_floats.of
+        held = {sym: of(sym, p.quantity) for sym, p in ledger.positions.items() if p.quantity}
         marks = book._marks
-        for sym in held:
-            px = marks.get(sym) or float(ledger.positions[sym].last_price)
-            rates[sym] = rate = self._split_rate(self._pos_split[sym])
-            value[sym] = px * rate
-        cash = float(ledger.cash)
-        triggers: dict[str, tuple[float, float]] = {}
         maintenance = self._maintenance
         # each held symbol's terms as another position of the ones below: value, maintenance, slack
         terms: list[tuple[str, float, float, float]] = []
+        rates: dict[str, float] = {}
         for o, qo in held.items():
-            v, mo = value[o], maintenance[o]
+            px = marks.get(o) or float(ledger.positions[o].last_price)
+            const, feeds = self._pos_split[o]
+            rates[o] = rate = const * self._feed_rate(feeds) if feeds else const
+            v, mo = px * rate, maintenance[o]  # price x rate, in base currency
             terms.append((o, qo * v, abs(qo) * v * mo, abs(v * (abs(qo) * mo - qo))))
-        for sym in held:
-            if sym not in self._margined:
+        cash = float(ledger.cash)
+        triggers: dict[str, tuple[float, float]] = {}
+        margined = self._margined
+        for sym, q in held.items():
+            if sym not in margined:
                 continue
             m = maintenance[sym]
-            q = held[sym]
-            others = [t for t in terms if t[0] != sym]
-            o_value = sum([t[1] for t in others])
-            o_mm = sum([t[2] for t in others])
+            o_value = o_mm = o_slack = 0.0  # the other positions' terms, added in their order
+            for o, ov, omm, osl in terms:
+                if o != sym:
+                    o_value += ov
+                    o_mm += omm
+                    o_slack += osl
             rate = rates[sym]
             level = liquidation_price(q, m, o_value, o_mm, cash) / rate
-            slack = sum([t[3] for t in others]) + abs(cash)
+            slack = o_slack + abs(cash)
             band = 0.03 * slack / (abs(q) * max(1e-12, 1.0 - m) * rate) + 0.03 * abs(level)
             triggers[sym] = (level + band, math.inf) if q > 0 else (-math.inf, level - band)
             slot = self.slots[sym]
@@ -856,17 +873,16 @@ class PortfolioBacktest:
         if order is None:  # the held set changes far less often than the books
             syms = sorted({*held, *(x.symbol for x in self._fx_slots)})
             order = self._trig_order[key] = [self.slots[s] for s in syms]
-        trig_ref = []
+        trig_ref = self._trig_ref  # in place: the run loop holds it
+        for x in trig_ref:
+            x.ref_lo, x.ref_hi = -math.inf, math.inf
+        trig_ref.clear()
         for x in order:
             if x.i >= 0:
                 p = x.closes[x.i]
                 lo, hi = p * 0.99, p * 1.01
-                trig_ref.append((x, min(lo, hi), max(lo, hi)))
-        self._trig_ref = trig_ref
-
-    def _split_rate(self, split: tuple[float, list[tuple[_Slot, bool]]]) -> float:
-        const, feeds = split
-        return const * self._feed_rate(feeds) if feeds else const
+                x.ref_lo, x.ref_hi = min(lo, hi), max(lo, hi)
+                trig_ref.append(x)
 
     def _drain_margin(self, t: int) -> None:
         """Funding the paper venue settled goes to the account (as the router passes it to the portfolio);
@@ -910,8 +926,9 @@ class PortfolioBacktest:
 
     def _record_books(self) -> None:
         pf = self.portfolio
-        balances = {c: float(v) for c, v in pf.balances.items()}
-        quantities = {s: float(p.quantity) for s, p in pf.positions.items() if p.quantity}
+        of = self._book_floats.of
+        balances = {c: of(c, v) for c, v in pf.balances.items()}
+        quantities = {s: of(s, p.quantity) for s, p in pf.positions.items() if p.quantity}
         self._book_steps.append((self._k, balances, quantities))
         self._held_floats = None
         # The float equity in parts: constant-rate cash folded into one number, the rest per timestamp.
@@ -1049,8 +1066,10 @@ class PortfolioBacktest:
             if order.status is OrderStatus.REJECTED and result.outcome is not SubmitOutcome.ACCEPTED:
                 self._tell_rejected(order, order.reject_reason or "rejected")
             self._note(result.is_error, t, order)
-        if out.submits or out.cancels:
-            self._mark_working()
+        # only these symbols' books changed (the others' working state is kept up to date where it changes)
+        for sym in {*(symbol for _, symbol in out.cancels), *(order.symbol for order, _ in out.submits)}:
+            if sym in execution.brokers:
+                self._refresh_active(sym)
 
     def _note(self, is_error: bool, t: int, order: Order) -> None:
         """The router's error streak: each failed or lost submit counts toward the kill switch's
