@@ -349,6 +349,7 @@ class OrderRouterActor:
         if self.live is not None:
             self._journal(records, canceled + new_orders)
             records = []
+        results: list[tuple[SubmitResult, Order]] = []
         for order, children in fresh:
             cid = order.client_order_id
             result = self.submitter.submit(order, lambda o=order, c=children: self.execution.submit(o, c, ts_ns), ts_ns)
@@ -359,8 +360,10 @@ class OrderRouterActor:
                 self.duplicates += 1
             if cid not in self.execution.orders:  # failed before the venue took it: still on record
                 self.execution.orders[cid] = order
-            self._note(result, order)
+            results.append((result, order))
         self._journal(records, canceled + new_orders if records else new_orders)
+        for result, order in results:  # rejections and error streaks are told once they are on record
+            self._note(result, order)
         self.submitted += accepted
         if ack_ts is not None and self.feed is not None:
             self.feed.ack.remote(ack_ts)
