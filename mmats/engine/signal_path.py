@@ -171,9 +171,10 @@ class SignalPath:
         # Market orders submitted and not yet known to be done: the next signal of the same (strategy,
         # symbol) is sized on its position PLUS what these will add (an order management system's
         # "position + open orders"), not on a position their fills have not reached yet.
-        self._inflight: dict[str, tuple[tuple[str, str], float, float]] = {}  # cid -> (key, signed, since)
-        # The same orders by (strategy, symbol): a signal sums only its own key's (a scan of every order
-        # in flight was half the gatekeeper's time at 1,000 bars/s, sampled with py-spy).
+        # cid -> ((strategy, symbol), when sent), oldest first; their signed quantities by (strategy,
+        # symbol), so a signal sums only its own key's (a scan of every order in flight was half the
+        # gatekeeper's time at 1,000 bars/s, sampled with py-spy).
+        self._inflight: dict[str, tuple[tuple[str, str], float]] = {}
         self._inflight_by_key: dict[tuple[str, str], dict[str, float]] = {}
         # What those orders have filled so far (signed, from the account's own fills): ``held`` already
         # includes it, so only the rest is still on its way (a volume-capped market order fills in parts).
@@ -256,7 +257,7 @@ class SignalPath:
         """A done notice lost with a crashed process must not count for ever. Orders are kept in the
         order they were sent, so the expired ones are a prefix."""
         expired = []
-        for cid, (_, _, since) in self._inflight.items():
+        for cid, (_, since) in self._inflight.items():
             if now - since <= INFLIGHT_EXPIRY_S:
                 break
             expired.append(cid)
@@ -373,7 +374,7 @@ class SignalPath:
 
     def _track(self, cid: str, key: tuple[str, str], signed: float) -> None:
         self._finish(cid)  # a client id sent again counts once, from now
-        self._inflight[cid] = (key, signed, time.monotonic())
+        self._inflight[cid] = (key, time.monotonic())
         self._inflight_by_key.setdefault(key, {})[cid] = signed
 
     def _mark(self, inst: Instrument, price: float) -> Decimal:
