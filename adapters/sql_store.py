@@ -70,8 +70,8 @@ __all__ = ["SqlJournal", "SqlStorage", "TradeState", "make_storage", "upgrade_to
 _TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
 # Rows written beside an audit batch: table name -> rows from ``signal_row`` / ``decision_row``.
 RecordRows = Mapping[str, list[dict[str, Any]]]
-_RECORD_TABLES = {"signals": t.signals, "risk_decisions": t.risk_decisions}
 # Built once: an executemany with them needs no statement per row.
+_RECORD_INSERTS = {"signals": insert(t.signals), "risk_decisions": insert(t.risk_decisions)}
 _FILL_INSERT = insert(t.fills)
 _AUDIT_INSERT = insert(t.audit)
 _AUDIT_TAIL_LINK = select(t.audit.c.seq, t.audit.c.hash).order_by(t.audit.c.seq.desc()).limit(1)
@@ -473,11 +473,11 @@ class SqlStorage:
 
     def append_audit(self, record: AuditRecord) -> None:
         with self.engine.begin() as c:
-            last = self._audit_tail(c)
-            if last is not None and (record.seq != last.seq + 1 or record.prev_hash != last.hash):
+            last = self._audit_tail_link(c)
+            if last is not None and (record.seq != last[0] + 1 or record.prev_hash != last[1]):
                 raise StorageConflict(
                     f"audit record seq={record.seq} does not extend the stored chain "
-                    f"(last seq={last.seq}); re-read the tail and rebuild the record"
+                    f"(last seq={last[0]}); re-read the tail and rebuild the record"
                 )
             self._insert_audit(c, [record], [canonical_json(record.payload)])
 
@@ -496,7 +496,7 @@ class SqlStorage:
         with self.engine.begin() as c:
             for name, values in (rows or {}).items():  # a bad row is a bug: it propagates, nothing commits
                 if values:
-                    c.execute(insert(_RECORD_TABLES[name]), values)
+                    c.execute(_RECORD_INSERTS[name], values)
             if state is not None:
                 self._write_trade_state(c, state, skip_known=False)  # SqlJournal.append_many redoes a replay
             # The chain's tail last, so writers hold the audit lock only for the tail read, the insert
