@@ -102,6 +102,13 @@ def ray_rss_mb() -> float:
     return total / 2**20
 
 
+def process_kind(p: psutil.Process) -> str:
+    """A Ray worker by its actor class (its title ``ray::StrategyActor.on_bars``), ``IDLE`` for a pooled
+    worker with no actor, any other process by its name. Raises psutil.Error for a process gone."""
+    title = (p.cmdline() or [p.name()])[0]
+    return title.removeprefix("ray::").split(".", 1)[0] if title.startswith("ray::") else p.name()
+
+
 def ray_worker_rss_mb() -> dict[str, dict[str, float]]:
     """RSS of the raylet's worker processes by title (``StrategyActor``, ``FeedActor``, ``IDLE`` for a
     pooled worker with no actor) and how many processes each: what one actor of a kind costs."""
@@ -116,11 +123,9 @@ def ray_worker_rss_mb() -> dict[str, dict[str, float]]:
             continue
         for w in workers:
             try:
-                title = (w.cmdline() or [w.name()])[0]
-                rss = w.memory_info().rss
+                kind, rss = process_kind(w), w.memory_info().rss
             except psutil.Error:
                 continue
-            kind = title.removeprefix("ray::").split(".", 1)[0] or w.name()
             out[kind] = out.get(kind, 0.0) + rss / 2**20
             counts[kind] = counts.get(kind, 0) + 1
     return {k: {"rss_mb": round(out[k], 1), "processes": counts[k]} for k in sorted(out)}
@@ -132,11 +137,9 @@ def worker_cpu_s() -> dict[int, tuple[str, float]]:
     out: dict[int, tuple[str, float]] = {}
     for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
         try:
-            title = (p.cmdline() or [p.name()])[0]
-            cpu = p.cpu_times()
+            kind, cpu = process_kind(p), p.cpu_times()
         except psutil.Error:
             continue
-        kind = title.removeprefix("ray::").split(".", 1)[0] if title.startswith("ray::") else p.name()
         out[p.pid] = (kind, cpu.user + cpu.system)
     return out
 
