@@ -348,7 +348,7 @@ class OrderRouterActor:
                 self._children[order.client_order_id] = list(children)
         if self.live is not None:
             self._journal(records, canceled + new_orders)
-            records = []
+            records, canceled = [], []  # on record: after the send, only the venue's answers are stored
         results: list[tuple[SubmitResult, Order]] = []
         for order, children in fresh:
             cid = order.client_order_id
@@ -361,7 +361,7 @@ class OrderRouterActor:
             if cid not in self.execution.orders:  # failed before the venue took it: still on record
                 self.execution.orders[cid] = order
             results.append((result, order))
-        self._journal(records, canceled + new_orders if records else new_orders)
+        self._journal(records, canceled + new_orders)
         for result, order in results:  # rejections and error streaks are told once they are on record
             self._note(result, order)
         self.submitted += accepted
