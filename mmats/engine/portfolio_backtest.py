@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import math
+import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -288,8 +289,8 @@ class _LazyColumns(dict[str, tuple[float, ...]]):
 class _Slot:
     """One symbol on the merged timeline: its index, its runners, its bars for the paper venue."""
 
-    __slots__ = ("_mark", "_mark_i", "arrays", "closes", "highs", "i", "instrument", "lows", "ref_hi", "ref_lo",
-                 "runners", "symbol", "tf_runners", "ts")
+    __slots__ = ("_mark", "_mark_i", "arrays", "closes", "eq_read", "highs", "i", "instrument", "lows", "ref_hi",
+                 "ref_lo", "runners", "symbol", "tf_runners", "ts")
 
     def __init__(self, symbol: str, arrays: BarArrays, instrument: Instrument) -> None:
         self.symbol = symbol
@@ -308,6 +309,7 @@ class _Slot:
         self.runners: list[tuple[int, set[int], _Cursor, Callable[[StrategyContext], Any], StrategyContext, str,
                                  bool]] = []
         self.tf_runners: list[_Runner] = []
+        self.eq_read = False  # the float equity reads its close (``PortfolioBacktest._record_books``)
         self._mark_i = -1
         self._mark = Decimal(0)
 
@@ -325,6 +327,19 @@ class _Slot:
         a = self.arrays
         return BarUpdate(self.symbol, int(a.ts_ns[i]), float(a.open[i]), float(a.high[i]), float(a.low[i]),
                          float(a.close[i]), float(a.volume[i]))
+
+
+def _weak_method(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` through a weak reference to its object (see ``PortfolioBacktest._account_view``)."""
+    ref = weakref.WeakMethod(method)  # type: ignore[arg-type]
+
+    def call(*args: Any) -> Any:
+        bound = ref()
+        if bound is None:
+            raise RuntimeError("the portfolio backtest this belongs to has finished and been released")
+        return bound(*args)
+
+    return call
 
 
 def aggregate_bins(symbol: str, arrays: BarArrays, timeframe: str) -> tuple[BarArrays, dict[int, list[int]], list[int]]:
@@ -482,7 +497,7 @@ class PortfolioBacktest:
         self.monitor = self.risk.monitor
         allocation = {s.id: s.allocation for s in strategies}
         self.gateway = SignalPath(self.risk, self.instruments, allocation, advisory=False,
-                                  allowed=lambda p: kill_switch_veto(self.switch, p))
+                                  allowed=functools.partial(kill_switch_veto, self.switch))
         # a timestamp's signals are evaluated by (symbol, place in the config), as a lockstep replay does
         self.gateway.strategy_rank = {s.id: i for i, s in enumerate(strategies)}
         # ``allocation:`` weights between the strategies, fed every timestamp as the gatekeeper actor feeds
@@ -492,7 +507,7 @@ class PortfolioBacktest:
             self.gateway.allocation.update(self.allocation.allocation)
         self.allocation_changes: list[dict[str, Any]] = []
         self.margin_events: list[dict[str, Any]] = []
-        self.switch.add_listener(self._on_transition)
+        self.switch.add_listener(_weak_method(self._on_transition))
         self.config_doc = config_doc if config_doc is not None else cfg.model_dump(mode="json")
         self.fills: list[Fill] = []
         self.decisions: list[Any] = []
@@ -519,6 +534,10 @@ class PortfolioBacktest:
         self._trig_floats = FloatCache()  # the venue ledger's quantities
         self._trig_order: dict[tuple[str, ...], list[_Slot]] = {}  # held symbols -> the slots whose prices move bands
         self._funding_next: dict[str, float] = {}  # margined symbol -> its next funding time (inf: none)
+        # What the strategies' contexts call for the account. The engine holds them (slots, runners), so a
+        # strong reference back would make a cycle, and a finished run (a GB of indicator columns for two
+        # years of minute bars) would wait for a full garbage collection instead of going with its owner.
+        self._account_view = _weak_method(self._account_now)
         self._build_slots()
         self._chains = _rate_chains(self.fx, set(self.slots))
         # the pairs some currency's rate reads (a pair nothing converts through moves no rate that matters)
@@ -534,6 +553,8 @@ class PortfolioBacktest:
         self._eq_base = cfg.initial_cash  # the float equity's parts (rebuilt on every change of the books)
         self._eq_cash: list[tuple[float, list[tuple[_Slot, bool]]]] = []
         self._eq_pos: list[tuple[float, _Slot, float, list[tuple[_Slot, bool]]]] = []
+        self._eq_slots: list[_Slot] = []  # the slots whose closes those parts read
+        self._eq_changed = True  # the parts changed since the equity was last computed
         self.warnings += self.fx.notes()
         for slot in self._fx_slots:  # a pair's first open values what is booked before its first bar
             self.portfolio.on_price(slot.symbol, slot.instrument.round_price(float(slot.arrays.open[0])))
@@ -576,7 +597,7 @@ class PortfolioBacktest:
         if s.timeframe is None:
             bench = {b: align_benchmark(slot.arrays.ts_ns, self.slots[b].arrays.ts_ns, self.slots[b].arrays.close)
                      for b in wanted}
-            r = _Runner(s.id, sym, strat, slot.arrays, market, self._account_now, bench)
+            r = _Runner(s.id, sym, strat, slot.arrays, market, self._account_view, bench)
             slot.runners.append((r.first, r.gaps, r.cur, r.on_bar, r.ctx, s.id, len(s.symbols) > 1))
             return
         binned, emit, known = aggregate_bins(sym, slot.arrays, s.timeframe.value)
@@ -584,7 +605,7 @@ class PortfolioBacktest:
         for b in wanted:
             b_bins, _, b_known = aggregate_bins(b, self.slots[b].arrays, s.timeframe.value)
             bench[b] = align_benchmark(known, b_known, b_bins.close)
-        r = _Runner(s.id, sym, strat, binned, market, self._account_now, bench)
+        r = _Runner(s.id, sym, strat, binned, market, self._account_view, bench)
         r.bins, r.known, r.several = emit, known, len(s.symbols) > 1
         slot.tf_runners.append(r)
 
@@ -596,7 +617,7 @@ class PortfolioBacktest:
 
     def _run(self, progress: Callable[[int], None] | None) -> PortfolioResult:
         slots = list(self.slots.values())
-        times, codes, groups = _timeline(slots)
+        times, codes, groups, self._places = _timeline(slots)
         self._times = times
         # symbol -> (whether it has had a bar, its last bar or 0) at each timestamp
         self._timeline_index: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -614,6 +635,7 @@ class PortfolioBacktest:
         marks: dict[str, float] = self.execution.margin._marks if self._margined else {}
         on_equity = self.monitor.on_equity if watch_equity else None
         equity_now = self._equity_now
+        equity = self._eq_base
         allocate = self._allocate if self.allocation is not None else None
         journaling = self.journal is not None
         for k in range(n_ts):
@@ -652,7 +674,16 @@ class PortfolioBacktest:
                 if step:
                     self._fill_step(t, grp)
             if on_equity is not None:
-                on_equity(t, equity_now())
+                # the equity moves only with the books and the closes it reads: otherwise it is the last one
+                if self._eq_changed:
+                    self._eq_changed = False
+                    equity = equity_now()
+                else:
+                    for slot in grp:
+                        if slot.eq_read:
+                            equity = equity_now()
+                            break
+                on_equity(t, equity)
             if allocate is not None:
                 allocate(t)
             if effects:
@@ -828,35 +859,47 @@ class PortfolioBacktest:
 
 
     def _compute_triggers(self) -> None:
-        book = self.execution.margin
         ledger = self.execution.ledger
         of = self._trig_floats.of
-        held = {sym: of(sym, p.quantity) for sym, p in ledger.positions.items() if p.quantity}
-        marks = book._marks
+        marks = self.execution.margin._marks
         maintenance = self._maintenance
-        # each held symbol's terms as another position of the ones below: value, maintenance, slack
-        terms: list[tuple[str, float, float, float]] = []
-        rates: dict[str, float] = {}
-        for o, qo in held.items():
-            px = marks.get(o) or float(ledger.positions[o].last_price)
-            const, feeds = self._pos_split[o]
-            rates[o] = rate = const * self._feed_rate(feeds) if feeds else const
+        pos_split = self._pos_split
+        # each held symbol's terms as another position of the ones below: value, maintenance, slack; and
+        # its quantity and rate for its own band
+        terms: list[tuple[str, float, float, float, float, float]] = []
+        for o, p in ledger.positions.items():
+            qd = p.quantity
+            if not qd:
+                continue
+            qo = of(o, qd)
+            px = marks.get(o) or float(p.last_price)
+            const, feeds = pos_split[o]
+            if feeds:  # the rate: a constant times the feed prices it follows
+                r = 1.0
+                for fs, inverted in feeds:
+                    i = fs.i
+                    fpx = fs.closes[i] if i >= 0 else fs.closes[0]
+                    r = r / fpx if inverted else r * fpx
+                rate = const * r
+            else:
+                rate = const
             v, mo = px * rate, maintenance[o]  # price x rate, in base currency
-            terms.append((o, qo * v, abs(qo) * v * mo, abs(v * (abs(qo) * mo - qo))))
+            aq = abs(qo)
+            terms.append((o, qo * v, aq * v * mo, abs(v * (aq * mo - qo)), qo, rate))
         cash = float(ledger.cash)
-        triggers: dict[str, tuple[float, float]] = {}
+        triggers = self._triggers  # in place: the run loop holds it
+        triggers.clear()
         margined = self._margined
-        for sym, q in held.items():
+        for sym, _, _, _, q, rate in terms:
             if sym not in margined:
                 continue
             m = maintenance[sym]
             o_value = o_mm = o_slack = 0.0  # the other positions' terms, added in their order
-            for o, ov, omm, osl in terms:
+            for o, ov, omm, osl, _, _ in terms:
                 if o != sym:
                     o_value += ov
                     o_mm += omm
                     o_slack += osl
-            rate = rates[sym]
             level = liquidation_price(q, m, o_value, o_mm, cash) / rate
             slack = o_slack + abs(cash)
             band = 0.03 * slack / (abs(q) * max(1e-12, 1.0 - m) * rate) + 0.03 * abs(level)
@@ -865,23 +908,25 @@ class PortfolioBacktest:
             if slot.lows is None:
                 slot.lows = column_list(slot.arrays, "low")
                 slot.highs = column_list(slot.arrays, "high")
-        self._triggers.clear()  # in place: the run loop holds it
-        self._triggers.update(triggers)
         self._trig_version = len(self._book_steps)
-        key = tuple(held)
+        key = tuple(x[0] for x in terms)
         order = self._trig_order.get(key)
         if order is None:  # the held set changes far less often than the books
-            syms = sorted({*held, *(x.symbol for x in self._fx_slots)})
+            syms = sorted({*key, *(x.symbol for x in self._fx_slots)})
             order = self._trig_order[key] = [self.slots[s] for s in syms]
         trig_ref = self._trig_ref  # in place: the run loop holds it
         for x in trig_ref:
             x.ref_lo, x.ref_hi = -math.inf, math.inf
         trig_ref.clear()
         for x in order:
-            if x.i >= 0:
-                p = x.closes[x.i]
-                lo, hi = p * 0.99, p * 1.01
-                x.ref_lo, x.ref_hi = min(lo, hi), max(lo, hi)
+            i = x.i
+            if i >= 0:
+                px = x.closes[i]
+                lo, hi = px * 0.99, px * 1.01
+                if px >= 0.0:
+                    x.ref_lo, x.ref_hi = lo, hi
+                else:
+                    x.ref_lo, x.ref_hi = hi, lo
                 trig_ref.append(x)
 
     def _drain_margin(self, t: int) -> None:
@@ -946,6 +991,16 @@ class PortfolioBacktest:
             const, feeds = self._pos_split[sym]
             pos_terms.append((qty, self.slots[sym], const, feeds))
         self._eq_base, self._eq_cash, self._eq_pos = base, cash_terms, pos_terms
+        for slot in self._eq_slots:
+            slot.eq_read = False
+        reads = [fs for _, feeds in cash_terms for fs, _ in feeds]
+        for _, slot, _, feeds in pos_terms:
+            reads.append(slot)
+            reads += (fs for fs, _ in feeds)
+        for slot in reads:
+            slot.eq_read = True
+        self._eq_slots = reads
+        self._eq_changed = True
 
     def _split_chain(self, chain: list[tuple[str | None, float, bool]]) -> tuple[float, list[tuple[_Slot, bool]]]:
         """A rate as its constant factor and the feed prices (slot, inverted) it multiplies by."""
@@ -958,19 +1013,11 @@ class PortfolioBacktest:
                 feeds.append((self.slots[sym], inverted))
         return const, feeds
 
-    @staticmethod
-    def _feed_rate(feeds: list[tuple[_Slot, bool]]) -> float:
-        r = 1.0
-        for slot, inverted in feeds:
-            px = slot.closes[slot.i] if slot.i >= 0 else slot.closes[0]
-            r = r / px if inverted else r * px
-        return r
-
     def _equity_now(self) -> float:
         """Cash per currency and every open position at its symbol's last close, in base currency, in
         floats (what the kill-switch monitor watches on every timestamp)."""
         eq = self._eq_base
-        for amount, feeds in self._eq_cash:  # ``_feed_rate`` inlined: this runs on every timestamp
+        for amount, feeds in self._eq_cash:  # each rate: a constant times the feed prices it follows
             r = 1.0
             for fs, inverted in feeds:
                 i = fs.i
@@ -1184,7 +1231,10 @@ class PortfolioBacktest:
         its first close with ``backfill``); ``rounded``: at the price precision, as the ledger marks it."""
         at = self._timeline_index.get(slot.symbol)
         if at is None:  # the curves ask for each symbol several times
-            idx = np.searchsorted(slot.arrays.ts_ns, self._times, side="right") - 1
+            # its bars' places on the timeline counted up to each timestamp: the index of its last bar
+            bars = np.zeros(len(self._times), dtype=np.int64)
+            bars[self._places[slot.symbol]] = 1
+            idx = np.cumsum(bars) - 1
             at = self._timeline_index[slot.symbol] = (idx >= 0, np.maximum(idx, 0))
         seen, safe = at
         close = slot.arrays.close
@@ -1204,7 +1254,7 @@ class PortfolioBacktest:
             return np.full(n, init, dtype=np.float64)
         k = np.asarray([st[0] for st in steps], dtype=np.int64)
         # for each timestamp, the last book recorded at or before it (-1: the initial books)
-        last = np.searchsorted(k, np.arange(n), side="right") - 1
+        last = np.cumsum(np.bincount(k, minlength=n)) - 1
         has = last >= 0
         safe = np.where(has, last, 0)
         rate_cache: dict[tuple[tuple[str | None, float, bool], ...], np.ndarray] = {}
@@ -1333,21 +1383,24 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     return out[keep]
 
 
-def _timeline(slots: list[_Slot]) -> tuple[np.ndarray, tuple[int, ...], list[tuple[_Slot, ...]]]:
+def _timeline(slots: list[_Slot]) -> tuple[np.ndarray, tuple[int, ...], list[tuple[_Slot, ...]],
+                                            dict[str, np.ndarray]]:
     """Every distinct timestamp, and for each the symbols with a bar at it (as an index into a few
-    interned tuples: aligned symbols share one tuple, so the loop allocates nothing per timestamp)."""
+    interned tuples: aligned symbols share one tuple, so the loop allocates nothing per timestamp);
+    and each symbol's bars' places on it."""
     times = sorted_unique(np.concatenate([s.arrays.ts_ns for s in slots]))
+    places = {s.symbol: np.searchsorted(times, s.arrays.ts_ns) for s in slots}  # every bar time is in ``times``
     if len(slots) <= 62:
         code = np.zeros(len(times), dtype=np.int64)
         for j, s in enumerate(slots):
-            code[np.searchsorted(times, s.arrays.ts_ns)] |= 1 << j  # every bar time is in ``times``
+            code[places[s.symbol]] |= 1 << j
         uniq = sorted_unique(code)
         groups = [tuple(s for j, s in enumerate(slots) if (int(c) >> j) & 1) for c in uniq]
-        return times, untracked(np.searchsorted(uniq, code).astype(np.int64)), groups
+        return times, untracked(np.searchsorted(uniq, code).astype(np.int64)), groups, places
     present_rows = np.stack([np.isin(times, s.arrays.ts_ns, assume_unique=True) for s in slots], axis=1)
     uniq_rows, inverse = np.unique(present_rows, axis=0, return_inverse=True)
     groups = [tuple(s for j, s in enumerate(slots) if row[j]) for row in uniq_rows]
-    return times, untracked(inverse.reshape(-1).astype(np.int64)), groups
+    return times, untracked(inverse.reshape(-1).astype(np.int64)), groups, places
 
 
 def run_portfolio_backtest(cfg: SystemConfig, data: PortfolioData | None = None, *, journal: Journal | None = None,

@@ -81,7 +81,16 @@ def remark(account: AccountState, marks: dict[str, Decimal], cache: RemarkCache 
 
     ``cache`` keeps each position's re-marked snapshot and figures for the next call: a position snapshot
     and mark that are the very same objects again (a ledger that reuses the snapshots of positions that
-    did not move) are not recomputed. Without it, or on any other input, the figures are computed."""
+    did not move) are not recomputed. Without it, or on any other input, the figures are computed.
+
+    Marks equal to the prices the account already holds give the account itself: its figures are the
+    ones the ledger computed at those prices (a backtest decides at the close it has just marked)."""
+    for p in account.positions:
+        mark = marks.get(p.symbol)
+        if mark is not None and mark != p.last_price:
+            break
+    else:
+        return account
     ctx = getcontext()
     rows: list[tuple[PositionSnapshot, Decimal, Decimal, Decimal]] = []
     for p in account.positions:

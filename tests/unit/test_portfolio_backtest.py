@@ -6,7 +6,9 @@ three files share), so the account holds USD, JPY-quoted positions and the USD/J
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,24 @@ def test_same_input_same_result() -> None:
     b = run_portfolio_backtest(cfg, load_portfolio_data(cfg, "2013-02-04", "2013-02-12"))
     assert a.to_json() == b.to_json()
     assert json.loads(a.to_json())["mmats_result_version"] == 1
+
+
+def test_a_finished_run_goes_with_its_owner_without_the_cycle_collector() -> None:
+    """The strategies' contexts and the kill switch call back into the engine: through weak references, so
+    a run's indicator columns are freed when the engine is dropped, not at some later full collection (a
+    sweep runs many in one process)."""
+    cfg = system(mixed_config())
+    data = load_portfolio_data(cfg, "2013-02-04", "2013-02-12")
+    gc.disable()
+    try:
+        engine = PortfolioBacktest(cfg, data)
+        result = engine.run()
+        gone = weakref.ref(engine)
+        del engine
+        assert gone() is None
+    finally:
+        gc.enable()
+    assert result.fills
 
 
 def test_one_strategy_on_one_symbol_matches_the_single_symbol_engine() -> None:

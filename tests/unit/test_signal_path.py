@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from mmats.engine.signal_path import PendingSignal, SignalPath
+from mmats.engine.signal_path import PendingSignal, SignalPath, remark
 from mmats.model import AccountState, MarketType, PositionSnapshot, Side, SignalAction, TradeSignal, default_instrument
 from mmats.risk.gatekeeper import RiskGatekeeper, system_risk_config
 
@@ -110,3 +110,14 @@ def test_orders_on_their_way_count_for_their_own_strategy_only_and_expire_oldest
     [(close_a, _)] = gw.on_signals([_signal("a", SignalAction.CLOSE, 3)]).submits
     assert close_a.side is Side.SELL and close_a.quantity == Decimal(100)  # a's own order still counts
     assert gw.on_signals([_signal("b", SignalAction.CLOSE, 3)]).submits == []  # b's expired: nothing held
+
+
+def test_remarking_at_the_prices_held_gives_the_account_itself_and_other_prices_revalue_it() -> None:
+    account = _account("2", 1)
+    assert remark(account, {SYM: Decimal("100.00")}) is account  # 100.00 == 100: the ledger's own figures
+    assert remark(account, {"ETH/USDT": Decimal(7)}) is account  # a symbol the account does not hold
+    moved = remark(account, {SYM: Decimal(110)})
+    assert moved is not account
+    assert moved.positions[0].last_price == Decimal(110)
+    assert moved.equity == account.cash + 2 * Decimal(110)
+    assert moved.unrealized_pnl == 2 * Decimal(10) and moved.gross_exposure == Decimal(220)
