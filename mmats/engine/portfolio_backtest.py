@@ -329,6 +329,16 @@ class _Slot:
                          float(a.close[i]), float(a.volume[i]))
 
 
+def _feed_rate(feeds: list[tuple[_Slot, bool]]) -> float:
+    """The product of the feed prices a rate follows (each slot's last close, or its first before it has
+    had a bar), each divided by where ``inverted``."""
+    r = 1.0
+    for slot, inverted in feeds:
+        px = slot.closes[slot.i] if slot.i >= 0 else slot.closes[0]
+        r = r / px if inverted else r * px
+    return r
+
+
 def _weak_method(method: Callable[..., Any]) -> Callable[..., Any]:
     """``method`` through a weak reference to its object (see ``PortfolioBacktest._account_view``)."""
     ref = weakref.WeakMethod(method)  # type: ignore[arg-type]
@@ -874,15 +884,7 @@ class PortfolioBacktest:
             qo = of(o, qd)
             px = marks.get(o) or float(p.last_price)
             const, feeds = pos_split[o]
-            if feeds:  # the rate: a constant times the feed prices it follows
-                r = 1.0
-                for fs, inverted in feeds:
-                    i = fs.i
-                    fpx = fs.closes[i] if i >= 0 else fs.closes[0]
-                    r = r / fpx if inverted else r * fpx
-                rate = const * r
-            else:
-                rate = const
+            rate = const * _feed_rate(feeds) if feeds else const
             v, mo = px * rate, maintenance[o]  # price x rate, in base currency
             aq = abs(qo)
             terms.append((o, qo * v, aq * v * mo, abs(v * (aq * mo - qo)), qo, rate))
@@ -1017,7 +1019,7 @@ class PortfolioBacktest:
         """Cash per currency and every open position at its symbol's last close, in base currency, in
         floats (what the kill-switch monitor watches on every timestamp)."""
         eq = self._eq_base
-        for amount, feeds in self._eq_cash:  # each rate: a constant times the feed prices it follows
+        for amount, feeds in self._eq_cash:  # ``_feed_rate`` inlined: this runs on every timestamp
             r = 1.0
             for fs, inverted in feeds:
                 i = fs.i
