@@ -88,9 +88,18 @@ def test_a_killed_pool_restarts_with_its_strategies_and_positions(tmp_path: Path
                                           and health["slow"]["params"] == {"fast": 5, "slow": 15}):
                 break
             time.sleep(0.5)
-        time.sleep(1.0)  # the last fills reach the portfolio, the account (sent after the rewire) the pool
-        health = {sid: ray.get(pool.health.remote(sid), timeout=30) for sid in ("fast", "slow")}
-        after = ray.get(handles["portfolio"].status.remote())
+        # The last orders' fills reach the portfolio, and its account (sent after the rewire) the pool: wait
+        # (bounded) until both members hold the positions the portfolio books, read in one pass after it.
+        deadline = time.time() + 30
+        while True:
+            after = ray.get(handles["portfolio"].status.remote())
+            health = {sid: ray.get(pool.health.remote(sid), timeout=30) for sid in ("fast", "slow")}
+            held = {p["symbol"]: p["quantity"] for p in after["positions"]}
+            booked = {k: v for k, v in held.items() if float(v)}
+            if time.time() > deadline or all(
+                    {k: v for k, v in h["positions"].items() if float(v)} == booked for h in health.values()):
+                break
+            time.sleep(0.5)
         per_strategy = {sid: len(fills_of(handles, sid)) for sid in ("fast", "slow")}
         listed = {s["id"]: s for s in ray.get(sup.list_strategies.remote())}
     finally:
@@ -104,7 +113,6 @@ def test_a_killed_pool_restarts_with_its_strategies_and_positions(tmp_path: Path
         assert listed[sid]["restarted"] is True
         assert per_strategy[sid] > 0
     # The restarted members see the account's positions as the portfolio books them.
-    held = {p["symbol"]: p["quantity"] for p in after["positions"]}
     assert health["fast"]["positions"] == health["slow"]["positions"]
     assert {k: v for k, v in health["fast"]["positions"].items() if float(v)} == \
         {k: v for k, v in held.items() if float(v)}
