@@ -892,16 +892,17 @@ class PortfolioBacktest:
         triggers = self._triggers  # in place: the run loop holds it
         triggers.clear()
         margined = self._margined
-        for sym, _, _, _, q, rate in terms:
+        # every position's terms added once; each band takes its own out (the band's 3 % dwarfs the rounding)
+        all_value = all_mm = all_slack = 0.0
+        for _, ov, omm, osl, _, _ in terms:
+            all_value += ov
+            all_mm += omm
+            all_slack += osl
+        for sym, ov, omm, osl, q, rate in terms:
             if sym not in margined:
                 continue
             m = maintenance[sym]
-            o_value = o_mm = o_slack = 0.0  # the other positions' terms, added in their order
-            for o, ov, omm, osl, _, _ in terms:
-                if o != sym:
-                    o_value += ov
-                    o_mm += omm
-                    o_slack += osl
+            o_value, o_mm, o_slack = all_value - ov, all_mm - omm, all_slack - osl
             level = liquidation_price(q, m, o_value, o_mm, cash) / rate
             slack = o_slack + abs(cash)
             band = 0.03 * slack / (abs(q) * max(1e-12, 1.0 - m) * rate) + 0.03 * abs(level)
