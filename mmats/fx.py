@@ -221,6 +221,13 @@ class FxRates:
             self._recompute()
         return dict(self._rates)
 
+    def current(self) -> Mapping[str, Decimal]:
+        """``rates()`` without the copy, to read only: a new object whenever a rate has changed, so a
+        cache of figures computed from the rates may be keyed on its identity."""
+        if self._dirty:
+            self._recompute()
+        return self._rates
+
     def _recompute(self) -> None:
         with localcontext(_CTX):
             out: dict[str, Decimal] = {}

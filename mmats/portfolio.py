@@ -19,6 +19,7 @@ translation), computed on its own from what was booked, so the tests hold the le
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, getcontext, localcontext, setcontext
 
@@ -92,6 +93,7 @@ class Portfolio:
         # objects they were computed from: a position whose quantity, prices, P&L, instrument and rate are
         # the very same objects is not recomputed (most positions do not move between two signals).
         self._snap_cache: dict[str, _SnapEntry] = {}
+        self._cash_memo: tuple[Mapping[str, Decimal], tuple[tuple[str, Decimal], ...], Decimal] | None = None
 
     def register(self, instrument: Instrument) -> None:
         """An instrument whose quote currency no rate converts to base is refused here (``FxError``)."""
@@ -239,12 +241,22 @@ class Portfolio:
     @property
     def cash(self) -> Decimal:
         """All cash, every currency converted to base."""
-        saved = getcontext()  # as in apply_fill: the venue's cash-only rule and margin ask on every fill
+        # The venue's cash-only rule and margin ask on every fill and every stepped bar, while the balances
+        # and the rates move far less often: the same balances at the same rates give the last sum again.
+        rates = self.fx.current()
+        balances = tuple(self.balances.items())
+        last = self._cash_memo
+        if last is not None and last[0] is rates and len(last[1]) == len(balances) and all(
+                c == k and v is a for (c, v), (k, a) in zip(last[1], balances, strict=True)):  # the same amounts
+            return last[2]
+        saved = getcontext()  # as in apply_fill
         setcontext(_LEDGER)
         try:
-            return self._cash()
+            cash = self._cash()
         finally:
             setcontext(saved)
+        self._cash_memo = (rates, balances, cash)
+        return cash
 
     def cash_by_currency(self) -> dict[str, Decimal]:
         """Cash held per currency, in that currency (the base first, then the others by code)."""
@@ -328,7 +340,7 @@ class Portfolio:
     def _snapshot(self, ts_ns: int) -> AccountState:
         # one pass: the rates, the cash and every position's value once (this runs on every signal)
         base = self.currency
-        rates = self.fx.rates()
+        rates = self.fx.current()
         positions = []
         gross = net = unrealized = _ZERO
         cache = self._snap_cache

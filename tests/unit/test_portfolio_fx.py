@@ -196,3 +196,22 @@ def test_single_currency_portfolio_is_unchanged() -> None:
     p.apply_fill(fill("X/USDT", Side.BUY, "1", "100", "1"))
     assert p.currency == "USDT" and p.cash == D(899) and p.fx_pnl == 0
     assert p.snapshot(0).fx_rates == {}
+
+
+def test_cash_follows_every_balance_and_rate_change_and_is_reused_only_when_neither_moved() -> None:
+    fx = FxRates("USD", feed_symbols=["USD/JPY"])
+    fx.require(["JPY"])
+    p = Portfolio(D(100_000), fx=fx)
+    p.register(USDJPY)
+    p.on_price("USD/JPY", D(150))
+    assert p.cash == D(100_000)
+    p.apply_fill(fill("USD/JPY", Side.SELL, "1000", "150.00"))  # short 1,000 units: 150,000 JPY of cash
+    after_fill = p.cash
+    assert after_fill == D(100_000) + D(150_000) / 150
+    assert p.cash is after_fill  # nothing moved: the same sum
+    p.on_price("USD/JPY", D(125))  # a rate moved
+    assert p.cash == D(100_000) + D(150_000) / 125
+    p.on_price("USD/JPY", D("125.000"))  # an equal price in another object: the rates are recomputed, same value
+    assert p.cash == D(100_000) + D(150_000) / 125
+    p.book_funding("USD/JPY", D("-300"), "s")  # a balance moved (JPY, as the pair is quoted)
+    assert p.cash == D(100_000) + D(149_700) / 125
