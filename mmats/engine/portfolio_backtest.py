@@ -558,6 +558,9 @@ class PortfolioBacktest:
         # the same rates as a constant factor and the feed prices it multiplies by, split once
         self._ccy_split = {ccy: self._split_chain(chain) for ccy, chain in self._chains.items()}
         self._pos_split = {sym: self._ccy_split[inst.quote_currency.upper()] for sym, inst in self.instruments.items()}
+        # a position's equity term: its slot, its rate's constant and feeds, and the slots it reads
+        self._pos_parts = {sym: (slot, *self._pos_split[sym], (slot, *(fs for fs, _ in self._pos_split[sym][1])))
+                           for sym, slot in self.slots.items()}
         self._maintenance = {sym: inst.maintenance_rate for sym, inst in self.instruments.items()}
         self._held_floats: dict[tuple[str, str], float] | None = None  # cache of positions.floats()
         self._eq_base = cfg.initial_cash  # the float equity's parts (rebuilt on every change of the books)
@@ -979,27 +982,28 @@ class PortfolioBacktest:
         quantities = {s: of(s, p.quantity) for s, p in pf.positions.items() if p.quantity}
         self._book_steps.append((self._k, balances, quantities))
         self._held_floats = None
-        # The float equity in parts: constant-rate cash folded into one number, the rest per timestamp.
+        # The float equity in parts: constant-rate cash folded into one number, the rest per timestamp;
+        # and the slots whose closes those parts read.
         base = 0.0
+        reads: list[_Slot] = []
         cash_terms: list[tuple[float, list[tuple[_Slot, bool]]]] = []
         for ccy, amount in balances.items():
             if amount:
                 const, feeds = self._ccy_split[ccy]
                 if feeds:
                     cash_terms.append((amount * const, feeds))
+                    reads += (fs for fs, _ in feeds)
                 else:
                     base += amount * const
         pos_terms: list[tuple[float, _Slot, float, list[tuple[_Slot, bool]]]] = []
+        parts = self._pos_parts
         for sym, qty in quantities.items():
-            const, feeds = self._pos_split[sym]
-            pos_terms.append((qty, self.slots[sym], const, feeds))
+            slot, const, feeds, slot_reads = parts[sym]
+            pos_terms.append((qty, slot, const, feeds))
+            reads += slot_reads
         self._eq_base, self._eq_cash, self._eq_pos = base, cash_terms, pos_terms
         for slot in self._eq_slots:
             slot.eq_read = False
-        reads = [fs for _, feeds in cash_terms for fs, _ in feeds]
-        for _, slot, _, feeds in pos_terms:
-            reads.append(slot)
-            reads += (fs for fs, _ in feeds)
         for slot in reads:
             slot.eq_read = True
         self._eq_slots = reads

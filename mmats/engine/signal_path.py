@@ -210,6 +210,9 @@ class SignalPath:
         # signals of one account snapshot mostly re-mark positions that have not moved.
         self._marks: dict[str, tuple[Instrument, float, Decimal]] = {}
         self._remarked: RemarkCache = {}
+        # each position snapshot's float value in base currency, by identity (the snapshot is kept so an
+        # id cannot be reused): successive accounts share the snapshots of positions that did not move
+        self._values: dict[int, tuple[PositionSnapshot, float]] = {}
 
     def on_bars(self, bars: Iterable[tuple[str, int, float, float, float, float, float]],
                 upto_ts: int) -> GatewayOutput:
@@ -352,8 +355,7 @@ class SignalPath:
         # Equity as the backtest computes it (cash + holdings at the decision price), over every symbol.
         # In base currency (mmats.fx), then in the symbol's quote currency, in which its price is.
         acct = self.account
-        others = sum(float(x.quantity) * float(x.last_price) * (float(x.fx_rate) if x.fx_rate != 1 else 1.0)
-                     for x in acct.positions if x.symbol != sig.symbol)
+        others = self._others_value(acct, sig.symbol)
         quote = inst.quote_currency
         rate = float(acct.fx_rate(quote)) if quote != acct.currency and acct.fx_rates else 1.0
         equity = float(acct.cash) + others + total * p.price * rate
@@ -380,6 +382,21 @@ class SignalPath:
             signed = float(order.quantity) if order.side is Side.BUY else -float(order.quantity)
             self._track(order.client_order_id, key, signed)
         return out
+
+    def _others_value(self, account: AccountState, symbol: str) -> float:
+        """The float value in base currency of every position but ``symbol``'s, added in their order."""
+        old = self._values
+        new: dict[int, tuple[PositionSnapshot, float]] = {}
+        others = 0.0
+        for x in account.positions:
+            e = old.get(id(x))
+            if e is None or e[0] is not x:
+                e = (x, float(x.quantity) * float(x.last_price) * (float(x.fx_rate) if x.fx_rate != 1 else 1.0))
+            new[id(x)] = e
+            if x.symbol != symbol:
+                others += e[1]
+        self._values = new
+        return others
 
     def _track(self, cid: str, key: tuple[str, str], signed: float) -> None:
         self._finish(cid)  # a client id sent again counts once, from now
