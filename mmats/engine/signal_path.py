@@ -39,6 +39,7 @@ from mmats.model import (
 from mmats.orders import transition
 from mmats.risk.aggregation import AggregatedSignal
 from mmats.risk.decision import RiskDecision, RiskGate
+from mmats.risk.exposure import FloatMemo
 from mmats.risk.gatekeeper import RiskGatekeeper
 
 INFLIGHT_EXPIRY_S = 10.0  # a market order not reported done by then no longer counts as on its way
@@ -210,9 +211,7 @@ class SignalPath:
         # signals of one account snapshot mostly re-mark positions that have not moved.
         self._marks: dict[str, tuple[Instrument, float, Decimal]] = {}
         self._remarked: RemarkCache = {}
-        # each position snapshot's float value in base currency, by identity (the snapshot is kept so an
-        # id cannot be reused): successive accounts share the snapshots of positions that did not move
-        self._values: dict[int, tuple[PositionSnapshot, float]] = {}
+        self._values = FloatMemo()  # the positions' float values, kept by snapshot identity between signals
 
     def on_bars(self, bars: Iterable[tuple[str, int, float, float, float, float, float]],
                 upto_ts: int) -> GatewayOutput:
@@ -384,18 +383,11 @@ class SignalPath:
         return out
 
     def _others_value(self, account: AccountState, symbol: str) -> float:
-        """The float value in base currency of every position but ``symbol``'s, added in their order."""
-        old = self._values
-        new: dict[int, tuple[PositionSnapshot, float]] = {}
+        """The float value in base currency of every open position but ``symbol``'s, added in their order."""
         others = 0.0
-        for x in account.positions:
-            e = old.get(id(x))
-            if e is None or e[0] is not x:
-                e = (x, float(x.quantity) * float(x.last_price) * (float(x.fx_rate) if x.fx_rate != 1 else 1.0))
-            new[id(x)] = e
-            if x.symbol != symbol:
-                others += e[1]
-        self._values = new
+        for p, _, value in self._values.open_positions(account.positions):
+            if p.symbol != symbol:
+                others += value
         return others
 
     def _track(self, cid: str, key: tuple[str, str], signed: float) -> None:
