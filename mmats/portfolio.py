@@ -93,7 +93,7 @@ class Portfolio:
         # objects they were computed from: a position whose quantity, prices, P&L, instrument and rate are
         # the very same objects is not recomputed (most positions do not move between two signals).
         self._snap_cache: dict[str, _SnapEntry] = {}
-        self._cash_memo: tuple[Mapping[str, Decimal], tuple[tuple[str, Decimal], ...], Decimal] | None = None
+        self._cash_memo: tuple[Mapping[str, Decimal], Decimal] | None = None  # (rates, cash): ``_cash``
 
     def register(self, instrument: Instrument) -> None:
         """An instrument whose quote currency no rate converts to base is refused here (``FxError``)."""
@@ -141,6 +141,7 @@ class Portfolio:
         f_rate = q_rate if fee_ccy == quote else self._rate(fee_ccy)
         signed = fill.signed_quantity
         balances = self.balances
+        self._cash_memo = None
         balances[quote] = balances.get(quote, _ZERO) - signed * fill.price
         balances[fee_ccy] = balances.get(fee_ccy, _ZERO) - fill.fee
         fee_base = fill.fee * f_rate
@@ -217,6 +218,7 @@ class Portfolio:
         with localcontext(_LEDGER):
             rate = self._rate(quote)
             base = amount * rate
+            self._cash_memo = None
             self.balances[quote] = self.balances.get(quote, _ZERO) + amount
             self._book(quote, amount, rate)
             pos.realized_pnl += amount
@@ -241,22 +243,12 @@ class Portfolio:
     @property
     def cash(self) -> Decimal:
         """All cash, every currency converted to base."""
-        # The venue's cash-only rule and margin ask on every fill and every stepped bar, while the balances
-        # and the rates move far less often: the same balances at the same rates give the last sum again.
-        rates = self.fx.current()
-        balances = tuple(self.balances.items())
-        last = self._cash_memo
-        if last is not None and last[0] is rates and len(last[1]) == len(balances) and all(
-                c == k and v is a for (c, v), (k, a) in zip(last[1], balances, strict=True)):  # the same amounts
-            return last[2]
-        saved = getcontext()  # as in apply_fill
+        saved = getcontext()  # as in apply_fill: the venue's cash-only rule and margin ask on every fill
         setcontext(_LEDGER)
         try:
-            cash = self._cash()
+            return self._cash()
         finally:
             setcontext(saved)
-        self._cash_memo = (rates, balances, cash)
-        return cash
 
     def cash_by_currency(self) -> dict[str, Decimal]:
         """Cash held per currency, in that currency (the base first, then the others by code)."""
@@ -301,13 +293,21 @@ class Portfolio:
         return self._rate(self.instruments[p.symbol].quote_currency.upper())
 
     def _cash(self) -> Decimal:
+        """In the ledger's context. The venue's cash-only rule, the margin checks and every snapshot ask
+        for it, while the balances (written only by ``_apply_fill`` and ``book_funding``, which drop the
+        memo) and the rates move far less often: the same rates object gives the last sum again."""
+        rates = self.fx.current()
+        memo = self._cash_memo
+        if memo is not None and memo[0] is rates:
+            return memo[1]
         base = self.currency
         total = _ZERO
         for c, amount in self.balances.items():
             if c == base:
                 total += amount
             elif amount:
-                total += amount * self.fx.rate(c)
+                total += amount * (rates.get(c) or self.fx.rate(c))
+        self._cash_memo = (rates, total)
         return total
 
     def _unrealized(self) -> Decimal:
@@ -364,12 +364,7 @@ class Portfolio:
             net += e[7]
             gross += e[8]
             unrealized += e[9]
-        cash = _ZERO
-        for c, amount in self.balances.items():
-            if c == base:
-                cash += amount
-            elif amount:
-                cash += amount * (rates.get(c) or self.fx.rate(c))
+        cash = self._cash()
         eq = cash + net
         if eq > self.peak_equity:
             self.peak_equity = eq
