@@ -1404,7 +1404,9 @@ def _timeline(slots: list[_Slot]) -> tuple[np.ndarray, tuple[int, ...], list[tup
         uniq = sorted_unique(code)
         groups = [tuple(s for j, s in enumerate(slots) if (int(c) >> j) & 1) for c in uniq]
         return times, untracked(np.searchsorted(uniq, code).astype(np.int64)), groups, places
-    present_rows = np.stack([np.isin(times, s.arrays.ts_ns, assume_unique=True) for s in slots], axis=1)
+    present_rows = np.zeros((len(times), len(slots)), dtype=bool)
+    for j, s in enumerate(slots):
+        present_rows[places[s.symbol], j] = True
     uniq_rows, inverse = np.unique(present_rows, axis=0, return_inverse=True)
     groups = [tuple(s for j, s in enumerate(slots) if row[j]) for row in uniq_rows]
     return times, untracked(inverse.reshape(-1).astype(np.int64)), groups, places
