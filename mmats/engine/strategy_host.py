@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import traceback
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -200,22 +199,7 @@ def with_signal_id(signal: TradeSignal, known_ns: int, several_symbols: bool) ->
     not share an id (the second would be taken for a duplicate of the first and dropped)."""
     if signal.signal_id or not several_symbols:
         return signal
-    signal_id = f"{known_ns}:{signal.symbol}"
-    if type(signal) is not TradeSignal:
-        return replace(signal, signal_id=signal_id)
-    # ``replace`` without running the checks the signal passed when it was made: a third of the cost, and
-    # a multi-symbol strategy's every signal comes through here
-    out = object.__new__(TradeSignal)
-    for slot in _SIGNAL_SLOTS:
-        slot.__set__(out, slot.__get__(signal))
-    _SIGNAL_ID.__set__(out, signal_id)
-    return out
-
-
-# the slot descriptors of TradeSignal's fields (a frozen dataclass: its __setattr__ refuses)
-_SIGNAL_SLOTS: tuple[Any, ...] = tuple(TradeSignal.__dict__[f.name] for f in fields(TradeSignal)
-                                       if f.name != "signal_id")
-_SIGNAL_ID: Any = TradeSignal.__dict__["signal_id"]
+    return signal.with_id(f"{known_ns}:{signal.symbol}")
 
 
 def strategy_benchmarks(ref: str, params: dict[str, Any]) -> tuple[str, ...]:
