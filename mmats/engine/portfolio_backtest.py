@@ -325,8 +325,8 @@ class _Slot:
 
     def bar(self, i: int) -> BarUpdate:
         a = self.arrays
-        return BarUpdate(self.symbol, int(a.ts_ns[i]), float(a.open[i]), float(a.high[i]), float(a.low[i]),
-                         float(a.close[i]), float(a.volume[i]))
+        return BarUpdate(self.symbol, a.ts_ns.item(i), a.open.item(i), a.high.item(i), a.low.item(i),
+                         a.close.item(i), a.volume.item(i))
 
 
 def _feed_rate(feeds: list[tuple[_Slot, bool]]) -> float:
@@ -633,7 +633,7 @@ class PortfolioBacktest:
         times, codes, groups, self._places = _timeline(slots)
         self._times = times
         # symbol -> (whether it has had a bar, its last bar or 0) at each timestamp
-        self._timeline_index: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._timeline_index: dict[str, tuple[int, np.ndarray]] = {}
         n_ts = len(times)
         watch_equity = self.monitor.watches_equity
         pending: list[PendingSignal] = []
@@ -1233,22 +1233,31 @@ class PortfolioBacktest:
             decisions=self.decisions, kill_switch=self.kill_events, summary=summary,
             attribution=self._attribution(), instruments=self.instruments, warnings=self.warnings)
 
-    def _closes_on_timeline(self, slot: _Slot, rounded: bool = False, backfill: bool = False) -> np.ndarray:
+    def _closes_on_timeline(self, slot: _Slot, rounded: bool = False, backfill: bool = False,
+                            out: np.ndarray | None = None) -> np.ndarray:
         """The symbol's last close at every timestamp of the merged timeline (0 before its first bar, or
-        its first close with ``backfill``); ``rounded``: at the price precision, as the ledger marks it."""
+        its first close with ``backfill``); ``rounded``: at the price precision, as the ledger marks it.
+        ``out``: a buffer of the timeline's length to write into (a million-point curve allocated afresh
+        for every symbol costs more in page faults than in arithmetic)."""
         at = self._timeline_index.get(slot.symbol)
         if at is None:  # the curves ask for each symbol several times
             # its bars' places on the timeline counted up to each timestamp: the index of its last bar
-            bars = np.zeros(len(self._times), dtype=np.int64)
-            bars[self._places[slot.symbol]] = 1
-            idx = np.cumsum(bars) - 1
-            at = self._timeline_index[slot.symbol] = (idx >= 0, np.maximum(idx, 0))
-        seen, safe = at
+            places = self._places[slot.symbol]
+            idx = np.zeros(len(self._times), dtype=np.int64)
+            idx[places] = 1
+            np.cumsum(idx, out=idx)
+            idx -= 1
+            first = int(places[0]) if len(places) else len(idx)
+            idx[:first] = 0
+            at = self._timeline_index[slot.symbol] = (first, idx)
+        first, safe = at
         close = slot.arrays.close
         if rounded:
             close = np.round(close, slot.instrument.price_precision)
-        out: np.ndarray = np.where(seen | backfill, close[safe], 0.0)
-        return out
+        taken: np.ndarray = np.take(close, safe, out=out, mode="clip")
+        if not backfill:
+            taken[:first] = 0.0
+        return taken
 
     def _equity_curve(self) -> np.ndarray:
         """Cash per currency and quantities are step functions between book changes: replay the recorded
@@ -1260,10 +1269,11 @@ class PortfolioBacktest:
         if not steps:
             return np.full(n, init, dtype=np.float64)
         k = np.asarray([st[0] for st in steps], dtype=np.int64)
-        # for each timestamp, the last book recorded at or before it (-1: the initial books)
-        last = np.cumsum(np.bincount(k, minlength=n)) - 1
-        has = last >= 0
-        safe = np.where(has, last, 0)
+        # for each timestamp, the last book recorded at or before it (the initial books before the first)
+        first = int(k[0])
+        last = np.cumsum(np.bincount(k, minlength=n))
+        last -= 1
+        last[:first] = 0
         rate_cache: dict[tuple[tuple[str | None, float, bool], ...], np.ndarray] = {}
 
         def rate(chain: list[tuple[str | None, float, bool]]) -> np.ndarray | float:
@@ -1280,14 +1290,18 @@ class PortfolioBacktest:
 
         base = self.portfolio.currency
         equity = np.zeros(n)
-        for ccy in sorted({c for st in steps for c in st[1]} | {base}):
-            initial = init if ccy == base else 0.0
-            values = np.asarray([st[1].get(ccy, 0.0) for st in steps])
-            equity += np.where(has, values[safe], initial) * rate(self._chains[ccy])
-        for sym in sorted({s for st in steps for s in st[2]}):
-            values = np.asarray([st[2].get(sym, 0.0) for st in steps])
-            qty = np.where(has, values[safe], 0.0)
-            equity += qty * self._closes_on_timeline(self.slots[sym], rounded=True) * rate(self._pos_rate[sym])
+        held = np.empty(n)  # buffers reused for every term: (amount or quantity) x close x rate
+        closes = np.empty(n)
+        cash, qty = _step_columns([st[1] for st in steps]), _step_columns([st[2] for st in steps])
+        for ccy in sorted({*cash, base}):
+            np.take(cash.get(ccy, np.zeros(len(steps))), last, out=held, mode="clip")
+            held[:first] = init if ccy == base else 0.0
+            equity += np.multiply(held, rate(self._chains[ccy]), out=held)
+        for sym in sorted(qty):
+            np.take(qty[sym], last, out=held, mode="clip")
+            held[:first] = 0.0
+            np.multiply(held, self._closes_on_timeline(self.slots[sym], rounded=True, out=closes), out=held)
+            equity += np.multiply(held, rate(self._pos_rate[sym]), out=held)
         out: np.ndarray = np.asarray(equity, dtype=np.float64)
         return out
 
@@ -1340,6 +1354,19 @@ class PortfolioBacktest:
                                len(trips), sum(1 for x in trips if x.pnl > 0))
         return {"by_strategy": by_strategy, "by_market": by_market, "by_symbol": by_symbol,
                 "totals": {"realized_pnl": round(float(pf.realized_pnl), 2), "fees": round(float(pf.fees), 2)}}
+
+
+def _step_columns(rows: list[dict[str, float]]) -> dict[str, np.ndarray]:
+    """Rows of {key: value} as one column per key (0 where a row lacks it), in one pass over the rows."""
+    cols: dict[str, list[float]] = {}
+    n = len(rows)
+    for j, row in enumerate(rows):
+        for key, value in row.items():
+            col = cols.get(key)
+            if col is None:
+                col = cols[key] = [0.0] * n
+            col[j] = value
+    return {key: np.asarray(col, dtype=np.float64) for key, col in cols.items()}
 
 
 def daily_ratios(metrics: dict[str, Any], equity: np.ndarray | list[float], times: np.ndarray) -> dict[str, Any]:
