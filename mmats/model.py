@@ -250,7 +250,12 @@ class Instrument:
         if self.kind is InstrumentKind.SPOT or not quantity or (quantity > 0 and self.kind is InstrumentKind.STOCK):
             return _NO_MARGIN
         rate = self.margin_rate(-1.0 if quantity < 0 else 1.0)
-        return abs(quantity) * price * Decimal(repr(rate)) if rate else _NO_MARGIN
+        if not rate:
+            return _NO_MARGIN
+        exact = _RATES.get(rate)
+        if exact is None:
+            exact = _RATES[rate] = Decimal(repr(rate))
+        return abs(quantity) * price * exact
 
     @property
     def maintenance_rate(self) -> float:
@@ -264,6 +269,7 @@ class Instrument:
 
 _QUANTA = tuple(Decimal(1).scaleb(-p) for p in range(13))
 _NO_MARGIN = Decimal(0)
+_RATES: dict[float, Decimal] = {}  # a margin rate as the Decimal its text reads (every snapshot asks)
 
 
 def default_kind(symbol: str, market: MarketType) -> InstrumentKind:

@@ -39,6 +39,7 @@ _ZERO = Decimal(0)
 # (quantity, last price, average price, realized P&L, rate, instrument) -> (snapshot, value, |value|,
 # unrealized P&L), all in base currency but the snapshot
 _SnapEntry = tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Instrument, PositionSnapshot, Decimal, Decimal, Decimal]
+_SnapExtras = tuple[Mapping[str, Decimal] | None, dict[str, Decimal], dict[str, Decimal], Decimal]
 
 
 @dataclass(slots=True)
@@ -94,6 +95,9 @@ class Portfolio:
         # the very same objects is not recomputed (most positions do not move between two signals).
         self._snap_cache: dict[str, _SnapEntry] = {}
         self._cash_memo: tuple[Mapping[str, Decimal], Decimal] | None = None  # (rates, cash): ``_cash``
+        # (rates, cash by currency, rates but the base's, translation P&L): ``_snapshot``; dropped with the
+        # cash memo when the balances move, the last three recomputed when the rates move
+        self._snap_extras: _SnapExtras | None = None
 
     def register(self, instrument: Instrument) -> None:
         """An instrument whose quote currency no rate converts to base is refused here (``FxError``)."""
@@ -141,7 +145,7 @@ class Portfolio:
         f_rate = q_rate if fee_ccy == quote else self._rate(fee_ccy)
         signed = fill.signed_quantity
         balances = self.balances
-        self._cash_memo = None
+        self._cash_memo = self._snap_extras = None
         balances[quote] = balances.get(quote, _ZERO) - signed * fill.price
         balances[fee_ccy] = balances.get(fee_ccy, _ZERO) - fill.fee
         fee_base = fill.fee * f_rate
@@ -218,7 +222,7 @@ class Portfolio:
         with localcontext(_LEDGER):
             rate = self._rate(quote)
             base = amount * rate
-            self._cash_memo = None
+            self._cash_memo = self._snap_extras = None
             self.balances[quote] = self.balances.get(quote, _ZERO) + amount
             self._book(quote, amount, rate)
             pos.realized_pnl += amount
@@ -366,6 +370,12 @@ class Portfolio:
             unrealized += e[9]
         cash = self._cash()
         eq = cash + net
+        extras = self._snap_extras  # shared by the snapshots until the balances or the rates move: read only
+        if extras is None or extras[0] is not rates:
+            extras = self._snap_extras = (
+                rates, extras[1] if extras is not None else self.cash_by_currency(),
+                {c: r for c, r in rates.items() if c != base},
+                sum((amt * rates[c] - booked for c, (amt, booked) in self._booked.items() if c in rates), _ZERO))
         if eq > self.peak_equity:
             self.peak_equity = eq
         return AccountState(
@@ -379,9 +389,9 @@ class Portfolio:
             fees=self.fees,
             peak_equity=self.peak_equity,
             gross_exposure=gross,
-            cash_by_currency=self.cash_by_currency(),
-            fx_rates={c: r for c, r in rates.items() if c != self.currency},
-            fx_pnl=sum((amt * rates[c] - booked for c, (amt, booked) in self._booked.items() if c in rates), _ZERO),
+            cash_by_currency=extras[1],
+            fx_rates=extras[2],
+            fx_pnl=extras[3],
             net_exposure=net,
         )
 
