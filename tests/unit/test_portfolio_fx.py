@@ -215,3 +215,27 @@ def test_cash_follows_every_balance_and_rate_change_and_is_reused_only_when_neit
     assert p.cash == D(100_000) + D(150_000) / 125
     p.book_funding("USD/JPY", D("-300"), "s")  # a balance moved (JPY, as the pair is quoted)
     assert p.cash == D(100_000) + D(149_700) / 125
+
+
+def test_snapshot_cash_by_currency_rates_and_translation_follow_fills_rates_and_funding() -> None:
+    fx = FxRates("USD", feed_symbols=["USD/JPY"])
+    fx.require(["JPY"])
+    p = Portfolio(D(100_000), fx=fx)
+    p.register(USDJPY)
+    p.on_price("USD/JPY", D(150))
+    first = p.snapshot(1)
+    assert first.cash_by_currency == {"USD": D(100_000)} and first.fx_rates == {"JPY": fx.rate("JPY")}
+    assert p.snapshot(2).cash_by_currency is first.cash_by_currency  # nothing moved: the same figures
+    p.apply_fill(fill("USD/JPY", Side.SELL, "1000", "150.00"))  # the balances moved
+    s = p.snapshot(3)
+    assert s.cash_by_currency == p.cash_by_currency() and set(s.cash_by_currency) == {"USD", "JPY"}
+    p.on_price("USD/JPY", D(125))  # a rate moved: the rates and the translation P&L, not the balances
+    r = p.snapshot(4)
+    assert r.fx_rates == {"JPY": fx.rate("JPY")} != s.fx_rates
+    assert r.cash_by_currency == s.cash_by_currency and r.fx_pnl == p.fx_pnl
+    p.book_funding("USD/JPY", D("-300"), "s")  # the balances moved through funding
+    f = p.snapshot(5)
+    assert f.cash_by_currency == p.cash_by_currency() != r.cash_by_currency
+    assert f.fx_pnl == p.fx_pnl
+    p.on_price("USD/JPY", D(100))  # the funding paid in JPY is worth more dollars now
+    assert p.snapshot(6).fx_pnl == p.fx_pnl != 0
