@@ -289,7 +289,7 @@ class _LazyColumns(dict[str, tuple[float, ...]]):
 class _Slot:
     """One symbol on the merged timeline: its index, its runners, its bars for the paper venue."""
 
-    __slots__ = ("_mark", "_mark_i", "arrays", "closes", "eq_read", "highs", "i", "instrument", "lows", "ref_hi",
+    __slots__ = ("_mark", "_mark_i", "arrays", "closes", "eq_terms", "highs", "i", "instrument", "lows", "ref_hi",
                  "ref_lo", "runners", "symbol", "tf_runners", "ts")
 
     def __init__(self, symbol: str, arrays: BarArrays, instrument: Instrument) -> None:
@@ -309,7 +309,8 @@ class _Slot:
         self.runners: list[tuple[int, set[int], _Cursor, Callable[[StrategyContext], Any], StrategyContext, str,
                                  bool]] = []
         self.tf_runners: list[_Runner] = []
-        self.eq_read = False  # the float equity reads its close (``PortfolioBacktest._record_books``)
+        # the float equity's terms that read its close (``PortfolioBacktest._record_books``): empty, none
+        self.eq_terms: list[_EquityTerm] = []
         self._mark_i = -1
         self._mark = Decimal(0)
 
@@ -327,6 +328,26 @@ class _Slot:
         a = self.arrays
         return BarUpdate(self.symbol, a.ts_ns.item(i), a.open.item(i), a.high.item(i), a.low.item(i),
                          a.close.item(i), a.volume.item(i))
+
+
+# A term of the float equity: [its value at the last valuation, amount (cash, its rate's constant folded
+# in) or quantity, the position's slot (None: cash), the rate's constant, the rate's feeds (slot, inverted)]
+_EquityTerm = list[Any]
+
+
+def _term_value(term: _EquityTerm) -> float:
+    """A cash amount at its rate, or a position at its symbol's last close and its rate, in base currency
+    (``_feed_rate`` inlined: this runs on most timestamps)."""
+    _, qty, slot, const, feeds = term
+    value: float = qty * const * 1.0 if slot is None else qty * slot.closes[slot.i] * const
+    if feeds:
+        r = 1.0
+        for fs, inverted in feeds:
+            i = fs.i
+            px = fs.closes[i] if i >= 0 else fs.closes[0]
+            r = r / px if inverted else r * px
+        value = value * r
+    return value
 
 
 def _feed_rate(feeds: list[tuple[_Slot, bool]]) -> float:
@@ -564,9 +585,8 @@ class PortfolioBacktest:
         self._maintenance = {sym: inst.maintenance_rate for sym, inst in self.instruments.items()}
         self._held_floats: dict[tuple[str, str], float] | None = None  # cache of positions.floats()
         self._eq_base = cfg.initial_cash  # the float equity's parts (rebuilt on every change of the books)
-        self._eq_cash: list[tuple[float, list[tuple[_Slot, bool]]]] = []
-        self._eq_pos: list[tuple[float, _Slot, float, list[tuple[_Slot, bool]]]] = []
-        self._eq_slots: list[_Slot] = []  # the slots whose closes those parts read
+        self._eq_terms: list[_EquityTerm] = []
+        self._eq_slots: list[_Slot] = []  # the slots whose closes those terms read
         self._eq_changed = True  # the parts changed since the equity was last computed
         self.warnings += self.fx.notes()
         for slot in self._fx_slots:  # a pair's first open values what is booked before its first bar
@@ -647,7 +667,7 @@ class PortfolioBacktest:
         trig_ref = self._trig_ref
         marks: dict[str, float] = self.execution.margin._marks if self._margined else {}
         on_equity = self.monitor.on_equity if watch_equity else None
-        equity_now = self._equity_now
+        equity_now, equity_moved = self._equity_now, self._equity_moved
         equity = self._eq_base
         allocate = self._allocate if self.allocation is not None else None
         journaling = self.journal is not None
@@ -669,13 +689,13 @@ class PortfolioBacktest:
                             self._trig_version = -1
                             break
                 step = False
+                stale = self._trig_version != len(book_steps)  # the books changed since the bands were computed
                 for slot in grp:
                     sym = slot.symbol
                     if sym not in working:
                         continue
                     band = bands.get(sym)
-                    if (band is None or brokers[sym].open_orders or self._trig_version != len(book_steps)
-                            or funding_next.get(sym, -1.0) <= t):
+                    if band is None or stale or brokers[sym].open_orders or funding_next.get(sym, -1.0) <= t:
                         step = True
                         break
                     i = slot.i
@@ -693,8 +713,8 @@ class PortfolioBacktest:
                     equity = equity_now()
                 else:
                     for slot in grp:
-                        if slot.eq_read:
-                            equity = equity_now()
+                        if slot.eq_terms:
+                            equity = equity_moved(equity, grp)
                             break
                 on_equity(t, equity)
             if allocate is not None:
@@ -982,31 +1002,33 @@ class PortfolioBacktest:
         quantities = {s: of(s, p.quantity) for s, p in pf.positions.items() if p.quantity}
         self._book_steps.append((self._k, balances, quantities))
         self._held_floats = None
-        # The float equity in parts: constant-rate cash folded into one number, the rest per timestamp;
-        # and the slots whose closes those parts read.
+        # The float equity in terms: constant-rate cash folded into one number, the rest valued per
+        # timestamp; each slot lists the terms that read its close.
         base = 0.0
-        reads: list[_Slot] = []
-        cash_terms: list[tuple[float, list[tuple[_Slot, bool]]]] = []
+        terms: list[_EquityTerm] = []
         for ccy, amount in balances.items():
             if amount:
                 const, feeds = self._ccy_split[ccy]
                 if feeds:
-                    cash_terms.append((amount * const, feeds))
-                    reads += (fs for fs, _ in feeds)
+                    terms.append([0.0, amount * const, None, 1.0, feeds])
                 else:
                     base += amount * const
-        pos_terms: list[tuple[float, _Slot, float, list[tuple[_Slot, bool]]]] = []
         parts = self._pos_parts
         for sym, qty in quantities.items():
-            slot, const, feeds, slot_reads = parts[sym]
-            pos_terms.append((qty, slot, const, feeds))
-            reads += slot_reads
-        self._eq_base, self._eq_cash, self._eq_pos = base, cash_terms, pos_terms
+            slot, const, feeds, _ = parts[sym]
+            terms.append([0.0, qty, slot, const, feeds])
         for slot in self._eq_slots:
-            slot.eq_read = False
-        for slot in reads:
-            slot.eq_read = True
-        self._eq_slots = reads
+            slot.eq_terms = []
+        reads: list[_Slot] = []
+        for term in terms:
+            read = [fs for fs, _ in term[4]]
+            if term[2] is not None:
+                read.append(term[2])
+            for slot in dict.fromkeys(read):  # a term once per slot, though it read the slot twice
+                if not slot.eq_terms:
+                    reads.append(slot)
+                slot.eq_terms.append(term)
+        self._eq_base, self._eq_terms, self._eq_slots = base, terms, reads
         self._eq_changed = True
 
     def _split_chain(self, chain: list[tuple[str | None, float, bool]]) -> tuple[float, list[tuple[_Slot, bool]]]:
@@ -1022,26 +1044,25 @@ class PortfolioBacktest:
 
     def _equity_now(self) -> float:
         """Cash per currency and every open position at its symbol's last close, in base currency, in
-        floats (what the kill-switch monitor watches on every timestamp)."""
+        floats (what the kill-switch monitor watches), each term's value kept for ``_equity_moved``."""
         eq = self._eq_base
-        for amount, feeds in self._eq_cash:  # ``_feed_rate`` inlined: this runs on every timestamp
-            r = 1.0
-            for fs, inverted in feeds:
-                i = fs.i
-                px = fs.closes[i] if i >= 0 else fs.closes[0]
-                r = r / px if inverted else r * px
-            eq += amount * r
-        for qty, slot, const, feeds in self._eq_pos:
-            value = qty * slot.closes[slot.i] * const
-            if feeds:
-                r = 1.0
-                for fs, inverted in feeds:
-                    i = fs.i
-                    px = fs.closes[i] if i >= 0 else fs.closes[0]
-                    r = r / px if inverted else r * px
-                value = value * r
+        for term in self._eq_terms:
+            value = _term_value(term)
+            term[0] = value
             eq += value
         return eq
+
+    @staticmethod
+    def _equity_moved(equity: float, grp: tuple[_Slot, ...]) -> float:
+        """The equity after this timestamp's bars with the books unchanged: only the terms that read a
+        close that moved are valued again, their change added (between two changes of the books, which
+        value every term afresh, the sum drifts from a fresh one by a few units in the last place)."""
+        for slot in grp:
+            for term in slot.eq_terms:
+                value = _term_value(term)
+                equity += value - term[0]
+                term[0] = value
+        return equity
 
     def _mark(self) -> None:
         """Every open position and every currency pair the rates follow at its last close (the

@@ -19,6 +19,7 @@ import pytest
 from mmats.audit import InMemoryJournal
 from mmats.engine.portfolio_backtest import (
     PortfolioBacktest,
+    _term_value,
     load_portfolio_data,
     run_portfolio_backtest,
 )
@@ -26,6 +27,7 @@ from mmats.engine.strategy_host import StrategyHost
 from mmats.errors import ConfigError
 from mmats.model import Environment, MarketType
 from mmats.research.runconfig import BacktestConfig, run_backtest
+from mmats.risk.monitor import KillSwitchMonitor
 from mmats.system_config import SystemConfig, load_system_config
 from tests.conftest import shared_file
 
@@ -147,6 +149,42 @@ def test_a_finished_run_goes_with_its_owner_without_the_cycle_collector() -> Non
     finally:
         gc.enable()
     assert result.fills
+
+
+def test_the_kill_switch_watches_the_equity_of_every_timestamp_valued_afresh_or_by_the_terms_that_moved(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between two changes of the books only the equity terms whose close moved are valued again; what the
+    monitor sees stays within a few units in the last place of a full valuation at every timestamp."""
+    raw = mixed_config()
+    raw["risk"] = {"kill_switch": {"max_drawdown_pct": 0.9, "daily_loss_pct": 0.9}}
+    cfg = system(raw)
+    engine = PortfolioBacktest(cfg, load_portfolio_data(cfg, "2013-02-04", "2013-02-12"))
+    assert engine.monitor.watches_equity
+    seen: list[tuple[float, float]] = []
+    watch = KillSwitchMonitor.on_equity
+
+    def on_equity(monitor: KillSwitchMonitor, ts_ns: int, equity: float) -> Any:
+        fresh = engine._eq_base  # every term valued at the same closes, without touching the kept values
+        for term in engine._eq_terms:
+            fresh += _term_value(term)
+        seen.append((equity, fresh))
+        return watch(monitor, ts_ns, equity)
+
+    monkeypatch.setattr(KillSwitchMonitor, "on_equity", on_equity)
+    moved = 0
+    valued = PortfolioBacktest._equity_moved
+
+    def count(equity: float, grp: Any) -> float:
+        nonlocal moved
+        moved += 1
+        return valued(equity, grp)
+
+    engine._equity_moved = count  # type: ignore[method-assign]
+    result = engine.run()
+    assert len(seen) == len(result.ts_ns) and result.fills
+    assert moved > len(seen) // 2  # most timestamps move a close the books hold, with the books unchanged
+    assert max(abs(a - b) / abs(b) for a, b in seen) < 1e-12
+    assert len({round(b, 6) for _, b in seen}) > 100  # the equity does move
 
 
 def test_one_strategy_on_one_symbol_matches_the_single_symbol_engine() -> None:
