@@ -579,8 +579,11 @@ class PortfolioBacktest:
         # the same rates as a constant factor and the feed prices it multiplies by, split once
         self._ccy_split = {ccy: self._split_chain(chain) for ccy, chain in self._chains.items()}
         self._pos_split = {sym: self._ccy_split[inst.quote_currency.upper()] for sym, inst in self.instruments.items()}
+        self._ccy_reads = {ccy: tuple(dict.fromkeys(fs for fs, _ in feeds))  # the slots a rate reads, each once
+                           for ccy, (_, feeds) in self._ccy_split.items()}
         # a position's equity term: its slot, its rate's constant and feeds, and the slots it reads
-        self._pos_parts = {sym: (slot, *self._pos_split[sym], (slot, *(fs for fs, _ in self._pos_split[sym][1])))
+        self._pos_parts = {sym: (slot, *self._pos_split[sym],
+                                 tuple(dict.fromkeys((slot, *(fs for fs, _ in self._pos_split[sym][1])))))
                            for sym, slot in self.slots.items()}
         self._maintenance = {sym: inst.maintenance_rate for sym, inst in self.instruments.items()}
         self._held_floats: dict[tuple[str, str], float] | None = None  # cache of positions.floats()
@@ -1004,27 +1007,29 @@ class PortfolioBacktest:
         self._held_floats = None
         # The float equity in terms: constant-rate cash folded into one number, the rest valued per
         # timestamp; each slot lists the terms that read its close.
+        for slot in self._eq_slots:
+            slot.eq_terms = []
         base = 0.0
         terms: list[_EquityTerm] = []
+        reads: list[_Slot] = []
         for ccy, amount in balances.items():
             if amount:
                 const, feeds = self._ccy_split[ccy]
                 if feeds:
-                    terms.append([0.0, amount * const, None, 1.0, feeds])
+                    term: _EquityTerm = [0.0, amount * const, None, 1.0, feeds]
+                    terms.append(term)
+                    for slot in self._ccy_reads[ccy]:
+                        if not slot.eq_terms:
+                            reads.append(slot)
+                        slot.eq_terms.append(term)
                 else:
                     base += amount * const
         parts = self._pos_parts
         for sym, qty in quantities.items():
-            slot, const, feeds, _ = parts[sym]
-            terms.append([0.0, qty, slot, const, feeds])
-        for slot in self._eq_slots:
-            slot.eq_terms = []
-        reads: list[_Slot] = []
-        for term in terms:
-            read = [fs for fs, _ in term[4]]
-            if term[2] is not None:
-                read.append(term[2])
-            for slot in dict.fromkeys(read):  # a term once per slot, though it read the slot twice
+            pslot, const, feeds, read = parts[sym]
+            term = [0.0, qty, pslot, const, feeds]
+            terms.append(term)
+            for slot in read:  # each slot once, though the term reads it twice (a pair valued at its own rate)
                 if not slot.eq_terms:
                     reads.append(slot)
                 slot.eq_terms.append(term)

@@ -211,7 +211,8 @@ class SignalPath:
         # signals of one account snapshot mostly re-mark positions that have not moved.
         self._marks: dict[str, tuple[Instrument, float, Decimal]] = {}
         self._remarked: RemarkCache = {}
-        self._values = FloatMemo()  # the positions' float values, kept by snapshot identity between signals
+        # the positions' float values by snapshot identity, shared with the gate when it keeps them
+        self._values: FloatMemo = getattr(gate, "position_floats", None) or FloatMemo()
 
     def on_bars(self, bars: Iterable[tuple[str, int, float, float, float, float, float]],
                 upto_ts: int) -> GatewayOutput:

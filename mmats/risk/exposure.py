@@ -82,17 +82,23 @@ class FloatMemo:
     """Float figures of the positions seen in the previous snapshot, keyed by object identity (the
     position is kept alongside, so an id can never be reused by another object while it is cached)."""
 
-    __slots__ = ("values",)
+    __slots__ = ("_last", "values")
 
     def __init__(self) -> None:
         self.values: dict[int, tuple[PositionSnapshot, float, float]] = {}
+        # the last tuple of positions asked about and the answer (the gate and the signal path ask in turn)
+        self._last: tuple[tuple[PositionSnapshot, ...], list[tuple[PositionSnapshot, float, float]]] | None = None
 
     def open_positions(self, positions: Iterable[PositionSnapshot]) -> list[tuple[PositionSnapshot, float, float]]:
         """Each open position with its float quantity and signed value in base currency, in order.
 
         Decimal -> float costs ~0.3 µs; successive snapshots mostly share the same position snapshots
         (the ledger and the re-marking reuse those of positions that did not move), so the figures of a
-        snapshot seen in the previous call are reused, and only those are kept for the next."""
+        snapshot seen in the previous call are reused, and only those are kept for the next. The answer
+        is shared by the callers that ask about the same tuple: read only."""
+        last = self._last
+        if last is not None and last[0] is positions:
+            return last[1]
         old = self.values
         new: dict[int, tuple[PositionSnapshot, float, float]] = {}
         out: list[tuple[PositionSnapshot, float, float]] = []
@@ -111,4 +117,5 @@ class FloatMemo:
             new[key] = e
             out.append(e)
         self.values = new
+        self._last = (positions, out) if type(positions) is tuple else None
         return out

@@ -85,7 +85,8 @@ class RiskGatekeeper:
         self._sessions: dict[MarketType, Session] = {}
         self._assets: dict[str, str] = {}
         self._exp: Exposure | None = None
-        self._memo = FloatMemo()
+        # the positions' float figures by snapshot identity; the signal path that feeds this gate reads them too
+        self.position_floats = FloatMemo()
         self._corr_version = -1
         self._flatten_keys: set[tuple[str, str, str]] = set()
 
@@ -246,7 +247,7 @@ class RiskGatekeeper:
     def _exposure(self, account: AccountState) -> Exposure:
         exp = self._exp
         if exp is None or exp.account is not account:
-            exp = self._exp = Exposure(account, self._assets, self.effective.levels.assets, self._memo)
+            exp = self._exp = Exposure(account, self._assets, self.effective.levels.assets, self.position_floats)
             self.state.cluster_cache.clear()
         corr = self.correlation
         if corr is not None:
