@@ -649,7 +649,12 @@ class PortfolioBacktest:
 
     def run(self, progress: Callable[[int], None] | None = None) -> PortfolioResult:
         with full_gc_deferred():
-            return self._run(progress)
+            try:
+                return self._run(progress)
+            finally:
+                for slot in self.slots.values():  # a term holds its slot: no cycle outlives the run
+                    slot.eq_terms = []
+                self._eq_terms = []
 
     def _run(self, progress: Callable[[int], None] | None) -> PortfolioResult:
         slots = list(self.slots.values())

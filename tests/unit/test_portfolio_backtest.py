@@ -19,6 +19,7 @@ import pytest
 from mmats.audit import InMemoryJournal
 from mmats.engine.portfolio_backtest import (
     PortfolioBacktest,
+    _Slot,
     _term_value,
     load_portfolio_data,
     run_portfolio_backtest,
@@ -146,7 +147,12 @@ def test_a_finished_run_goes_with_its_owner_without_the_cycle_collector() -> Non
         gone = weakref.ref(engine)
         del engine
         assert gone() is None
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what only the cycle collector would free: none of the run's symbols
+        gc.collect()
+        assert not [o for o in gc.garbage if isinstance(o, _Slot)]
     finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
         gc.enable()
     assert result.fills
 
