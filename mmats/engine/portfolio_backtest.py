@@ -100,6 +100,9 @@ class PortfolioData:
     sources: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     _timeline: np.ndarray | None = None
+    # derived from the bars alone, kept for every run over them (a sweep runs many): ``layout``, ``last_bar``
+    _layout: TimelineLayout | None = None
+    _last_bar: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
     @property
     def timeline(self) -> np.ndarray:
@@ -107,6 +110,27 @@ class PortfolioData:
         if self._timeline is None:
             self._timeline = sorted_unique(np.concatenate([a.ts_ns for a in self.series.values()]))
         return self._timeline
+
+    def layout(self) -> TimelineLayout:
+        """The timeline as the engine walks it, over every symbol with bars in name order (``_timeline``)."""
+        if self._layout is None:
+            self._layout = _timeline({s: a.ts_ns for s, a in sorted(self.series.items()) if len(a)}, self.timeline)
+        return self._layout
+
+    def last_bar(self, symbol: str) -> tuple[int, np.ndarray]:
+        """(the place of the symbol's first bar on the timeline, the index of its last bar at or before each
+        timestamp, 0 before the first): what puts its closes on the timeline."""
+        at = self._last_bar.get(symbol)
+        if at is None:
+            places = self.layout()[4][symbol]
+            idx = np.zeros(len(self.timeline), dtype=np.int64)
+            idx[places] = 1
+            np.cumsum(idx, out=idx)
+            idx -= 1
+            first = int(places[0]) if len(places) else len(idx)
+            idx[:first] = 0
+            at = self._last_bar[symbol] = (first, idx)
+        return at
 
     @property
     def bars(self) -> PortfolioBars:
@@ -657,17 +681,14 @@ class PortfolioBacktest:
                 self._eq_terms = []
 
     def _run(self, progress: Callable[[int], None] | None) -> PortfolioResult:
-        slots = list(self.slots.values())
-        times, codes, groups, self._places = _timeline(slots)
+        times, t_list, codes, by_symbol, _ = self.data.layout()
+        groups = [tuple(self.slots[sym] for sym in g) for g in by_symbol]
         self._times = times
-        # symbol -> (whether it has had a bar, its last bar or 0) at each timestamp
-        self._timeline_index: dict[str, tuple[int, np.ndarray]] = {}
         n_ts = len(times)
         watch_equity = self.monitor.watches_equity
         pending: list[PendingSignal] = []
         report_every = max(1, n_ts // 200)
         bars_done = 0
-        t_list: tuple[int, ...] = untracked(times)
         # Locals for the per-timestamp path (each is mutated in place, never rebound, by the handlers).
         working, effects = self._working, self._effects
         brokers = self.execution.brokers
@@ -1270,18 +1291,7 @@ class PortfolioBacktest:
         its first close with ``backfill``); ``rounded``: at the price precision, as the ledger marks it.
         ``out``: a buffer of the timeline's length to write into (a million-point curve allocated afresh
         for every symbol costs more in page faults than in arithmetic)."""
-        at = self._timeline_index.get(slot.symbol)
-        if at is None:  # the curves ask for each symbol several times
-            # its bars' places on the timeline counted up to each timestamp: the index of its last bar
-            places = self._places[slot.symbol]
-            idx = np.zeros(len(self._times), dtype=np.int64)
-            idx[places] = 1
-            np.cumsum(idx, out=idx)
-            idx -= 1
-            first = int(places[0]) if len(places) else len(idx)
-            idx[:first] = 0
-            at = self._timeline_index[slot.symbol] = (first, idx)
-        first, safe = at
+        first, safe = self.data.last_bar(slot.symbol)
         close = slot.arrays.close
         if rounded:
             close = np.round(close, slot.instrument.price_precision)
@@ -1448,26 +1458,32 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     return out[keep]
 
 
-def _timeline(slots: list[_Slot]) -> tuple[np.ndarray, tuple[int, ...], list[tuple[_Slot, ...]],
-                                            dict[str, np.ndarray]]:
-    """Every distinct timestamp, and for each the symbols with a bar at it (as an index into a few
-    interned tuples: aligned symbols share one tuple, so the loop allocates nothing per timestamp);
-    and each symbol's bars' places on it."""
-    times = sorted_unique(np.concatenate([s.arrays.ts_ns for s in slots]))
-    places = {s.symbol: np.searchsorted(times, s.arrays.ts_ns) for s in slots}  # every bar time is in ``times``
-    if len(slots) <= 62:
+# (every distinct time, the same as Python ints, per time the index of its group in the next, the
+# groups: the symbols with a bar at a time, each symbol's bars' places on the timeline)
+TimelineLayout = tuple[np.ndarray, tuple[int, ...], tuple[int, ...], list[tuple[str, ...]], dict[str, np.ndarray]]
+
+
+def _timeline(ts_by_symbol: Mapping[str, np.ndarray], times: np.ndarray | None = None) -> TimelineLayout:
+    """Every distinct timestamp (``times`` when the caller has them), and for each the symbols with a bar
+    at it (as an index into a few interned tuples: aligned symbols share one tuple, so the loop allocates
+    nothing per timestamp); and each symbol's bars' places on it."""
+    symbols = list(ts_by_symbol)
+    if times is None:
+        times = sorted_unique(np.concatenate(list(ts_by_symbol.values())))
+    places = {s: np.searchsorted(times, ts) for s, ts in ts_by_symbol.items()}  # every bar time is in ``times``
+    if len(symbols) <= 62:
         code = np.zeros(len(times), dtype=np.int64)
-        for j, s in enumerate(slots):
-            code[places[s.symbol]] |= 1 << j
+        for j, s in enumerate(symbols):
+            code[places[s]] |= 1 << j
         uniq = sorted_unique(code)
-        groups = [tuple(s for j, s in enumerate(slots) if (int(c) >> j) & 1) for c in uniq]
-        return times, untracked(np.searchsorted(uniq, code).astype(np.int64)), groups, places
-    present_rows = np.zeros((len(times), len(slots)), dtype=bool)
-    for j, s in enumerate(slots):
-        present_rows[places[s.symbol], j] = True
+        groups = [tuple(s for j, s in enumerate(symbols) if (int(c) >> j) & 1) for c in uniq]
+        return times, untracked(times), untracked(np.searchsorted(uniq, code).astype(np.int64)), groups, places
+    present_rows = np.zeros((len(times), len(symbols)), dtype=bool)
+    for j, s in enumerate(symbols):
+        present_rows[places[s], j] = True
     uniq_rows, inverse = np.unique(present_rows, axis=0, return_inverse=True)
-    groups = [tuple(s for j, s in enumerate(slots) if row[j]) for row in uniq_rows]
-    return times, untracked(inverse.reshape(-1).astype(np.int64)), groups, places
+    groups = [tuple(s for j, s in enumerate(symbols) if row[j]) for row in uniq_rows]
+    return times, untracked(times), untracked(inverse.reshape(-1).astype(np.int64)), groups, places
 
 
 def run_portfolio_backtest(cfg: SystemConfig, data: PortfolioData | None = None, *, journal: Journal | None = None,

@@ -464,20 +464,15 @@ def test_sharpe_of_a_mixed_timeline_comes_from_daily_closes() -> None:
 
 @pytest.mark.parametrize("n_symbols", [3, 70])  # up to 62 symbols as bit codes, more as rows of a table
 def test_the_timeline_groups_each_time_with_exactly_the_symbols_that_have_a_bar_then(n_symbols: int) -> None:
-    from mmats.data import BarArrays
-    from mmats.engine.portfolio_backtest import _Slot, _timeline
-    from mmats.model import default_instrument
+    from mmats.engine.portfolio_backtest import _timeline
 
     rng = np.random.default_rng(n_symbols)
-    slots = []
-    for j in range(n_symbols):
-        ts = np.sort(rng.choice(np.arange(2_000), int(rng.integers(5, 800)), replace=False)).astype(np.int64)
-        ones = np.ones(len(ts))
-        slots.append(_Slot(f"S{j}", BarArrays(ts, ones, ones, ones, ones, ones), default_instrument(f"S{j}", "stock")))
-    times, codes, groups, places = _timeline(slots)
-    bars_at = {s.symbol: set(s.arrays.ts_ns.tolist()) for s in slots}
-    assert times.tolist() == sorted(set().union(*bars_at.values()))
-    for k, t in enumerate(times.tolist()):
-        assert [s.symbol for s in groups[codes[k]]] == [s.symbol for s in slots if t in bars_at[s.symbol]]
-    for s in slots:
-        assert times[places[s.symbol]].tolist() == s.arrays.ts_ns.tolist()
+    series = {f"S{j}": np.sort(rng.choice(np.arange(2_000), int(rng.integers(5, 800)), replace=False)).astype(np.int64)
+              for j in range(n_symbols)}
+    times, t_list, codes, groups, places = _timeline(series)
+    bars_at = {sym: set(ts.tolist()) for sym, ts in series.items()}
+    assert times.tolist() == list(t_list) == sorted(set().union(*bars_at.values()))
+    for k, t in enumerate(t_list):
+        assert list(groups[codes[k]]) == [sym for sym in series if t in bars_at[sym]]
+    for sym, ts in series.items():
+        assert times[places[sym]].tolist() == ts.tolist()
