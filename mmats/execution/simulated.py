@@ -232,6 +232,16 @@ class SimulatedBroker:
             self.cancel(o, ts_ns)
         return victims
 
+    def may_spend_cash(self) -> bool:
+        """Whether ``process_bar`` can read its ``cash``: a cash-only rule and a buy that is not reduce-only
+        among the working orders or the bracket children a fill may activate (otherwise any number does)."""
+        if not self.config.cash_only:
+            return False
+        for order in self.open_orders:
+            if order.side is Side.BUY and not order.reduce_only:
+                return True
+        return any(c.side is Side.BUY and not c.reduce_only for kids in self._children.values() for c in kids)
+
     def process_bar(
         self,
         i: int,

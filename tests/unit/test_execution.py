@@ -175,6 +175,26 @@ def test_cash_only_account_cannot_buy_more_than_cash_pays_for_fees_included() ->
     assert bar(margin, 1, 100, 100, 100, 100, cash=150.0)[0].quantity == Decimal(2)
 
 
+def test_the_venue_asks_for_cash_only_when_a_buy_could_spend_it() -> None:
+    """``may_spend_cash``: the paper venue sums the account's cash for a bar only when some working order or
+    waiting bracket child is a buy that is not reduce-only, on a cash-only account."""
+    b = SimulatedBroker(INST)
+    assert not b.may_spend_cash()
+    b.submit(order("s", Side.SELL), 0, 0)
+    b.submit(order("cover", reduce_only=True), 0, 0)
+    assert not b.may_spend_cash()  # a sale and a reduce-only buy never read the cash
+    short = order("short", Side.SELL)
+    b.submit(short, 0, 0, [order("tp", parent_id="short", order_type=OrderType.LIMIT, price=Decimal("90"))])
+    assert b.may_spend_cash()  # the short's take-profit is a plain buy: once active it may spend cash
+    b.cancel(short, 0)
+    assert not b.may_spend_cash()
+    b.submit(order("buy"), 0, 0)
+    assert b.may_spend_cash()
+    margin = SimulatedBroker(INST, config=ExecutionConfig(cash_only=False))
+    margin.submit(order("buy"), 0, 0)
+    assert not margin.may_spend_cash()  # a margin account's buys are not cut to its cash
+
+
 def test_commission_models() -> None:
     assert PercentCommission(10).fee(2, 100, Liquidity.TAKER) == pytest.approx(0.2)
     assert PercentCommission(10, 2).fee(2, 100, Liquidity.MAKER) == pytest.approx(0.04)
