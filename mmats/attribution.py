@@ -37,7 +37,7 @@ class StrategyLedgers:
     def apply(self, fill: Fill) -> None:
         book = self.books.get(fill.strategy_id)
         if book is None:
-            book = self.books[fill.strategy_id] = Portfolio(_NOMINAL_CASH, fx=self.fx)
+            book = self.books[fill.strategy_id] = Portfolio(_NOMINAL_CASH, fx=self.fx, records=False)
             for inst in self.instruments:
                 book.register(inst)
             self.counts[fill.strategy_id] = {"fills": 0, "trades": 0, "wins": 0}

@@ -62,7 +62,7 @@ class PaperExecution:
         # ``fx``: the account's rates (shared with the account's portfolio, which keeps them current), so a
         # mirror of an account holding several currencies values its cash as the account does.
         currency = None if fx is not None else next(iter(instruments.values())).quote_currency
-        self.ledger = Portfolio(initial_cash, currency, fx=fx)
+        self.ledger = Portfolio(initial_cash, currency, fx=fx, records=False)  # cash, positions: a mirror
         for inst in instruments.values():
             self.ledger.register(inst)
         # Funding, liquidation and forex closeout as the backtest applies them (mmats.margin); funding

@@ -239,3 +239,26 @@ def test_snapshot_cash_by_currency_rates_and_translation_follow_fills_rates_and_
     assert f.fx_pnl == p.fx_pnl
     p.on_price("USD/JPY", D(100))  # the funding paid in JPY is worth more dollars now
     assert p.snapshot(6).fx_pnl == p.fx_pnl != 0
+
+
+def test_a_mirror_without_records_books_the_same_cash_positions_and_totals() -> None:
+    """``records=False`` (the paper venue's mirror, the per-strategy books) skips the round trips and the
+    attribution tables, nothing the mirror's readers use."""
+    fills = [fill("BTC/USDT", Side.BUY, "0.5", "40000", "2"), fill("USD/JPY", Side.SELL, "1000", "150.00", "1"),
+             fill("EUR/USD", Side.BUY, "2000", "1.10", "0.5", "USD"), fill("BTC/USDT", Side.SELL, "0.8", "41000", "3"),
+             fill("USD/JPY", Side.BUY, "1500", "148.00"), fill("AAPL", Side.BUY, "10", "190", "1"),
+             fill("EUR/USD", Side.SELL, "2000", "1.12"), fill("BTC/USDT", Side.BUY, "0.3", "39000", "1")]
+    full, mirror = mixed_account(), mixed_account()
+    mirror.records = False  # as Portfolio(..., records=False) builds it
+    for p in (full, mirror):
+        p.on_price("EUR/USD", D("1.10"))
+        p.on_price("BTC/USDT", D("40000"))
+        for f in fills:
+            p.apply_fill(f)
+    assert mirror.balances == full.balances and mirror.cash == full.cash and mirror.equity == full.equity
+    assert {s: (p.quantity, p.avg_price, p.realized_pnl, p.fees) for s, p in mirror.positions.items()} == \
+        {s: (p.quantity, p.avg_price, p.realized_pnl, p.fees) for s, p in full.positions.items()}
+    assert mirror.realized_pnl == full.realized_pnl != 0 and mirror.fees == full.fees
+    assert len(full.trades) == 4 and full.realized_by_strategy and full.fx_pnl != 0  # flips and closes happened
+    assert not mirror.trades and not mirror.realized_by_strategy and not mirror.fees_by_market
+    assert Portfolio(D(1), records=False).records is False
