@@ -359,19 +359,24 @@ class _Slot:
 _EquityTerm = list[Any]
 
 
-def _term_value(term: _EquityTerm) -> float:
-    """A cash amount at its rate, or a position at its symbol's last close and its rate, in base currency
-    (``_feed_rate`` inlined: this runs on most timestamps)."""
-    _, qty, slot, const, feeds = term
-    value: float = qty * const * 1.0 if slot is None else qty * slot.closes[slot.i] * const
-    if feeds:
-        r = 1.0
-        for fs, inverted in feeds:
-            i = fs.i
-            px = fs.closes[i] if i >= 0 else fs.closes[0]
-            r = r / px if inverted else r * px
-        value = value * r
-    return value
+def _revalue(terms: list[_EquityTerm]) -> float:
+    """Value each term afresh (a cash amount at its rate, a position at its symbol's last close and its
+    rate, in base currency) and keep the value in it; the sum of the changes (``_feed_rate`` inlined: this
+    runs on most timestamps)."""
+    moved = 0.0
+    for term in terms:
+        old, qty, slot, const, feeds = term
+        value: float = qty * const * 1.0 if slot is None else qty * slot.closes[slot.i] * const
+        if feeds:
+            r = 1.0
+            for fs, inverted in feeds:
+                i = fs.i
+                px = fs.closes[i] if i >= 0 else fs.closes[0]
+                r = r / px if inverted else r * px
+            value = value * r
+        moved += value - old
+        term[0] = value
+    return moved
 
 
 def _feed_rate(feeds: list[tuple[_Slot, bool]]) -> float:
@@ -1076,11 +1081,11 @@ class PortfolioBacktest:
     def _equity_now(self) -> float:
         """Cash per currency and every open position at its symbol's last close, in base currency, in
         floats (what the kill-switch monitor watches), each term's value kept for ``_equity_moved``."""
+        terms = self._eq_terms
+        _revalue(terms)
         eq = self._eq_base
-        for term in self._eq_terms:
-            value = _term_value(term)
-            term[0] = value
-            eq += value
+        for term in terms:
+            eq += term[0]
         return eq
 
     @staticmethod
@@ -1089,10 +1094,8 @@ class PortfolioBacktest:
         close that moved are valued again, their change added (between two changes of the books, which
         value every term afresh, the sum drifts from a fresh one by a few units in the last place)."""
         for slot in grp:
-            for term in slot.eq_terms:
-                value = _term_value(term)
-                equity += value - term[0]
-                term[0] = value
+            if slot.eq_terms:
+                equity += _revalue(slot.eq_terms)
         return equity
 
     def _mark(self) -> None:

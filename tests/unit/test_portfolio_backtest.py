@@ -19,8 +19,8 @@ import pytest
 from mmats.audit import InMemoryJournal
 from mmats.engine.portfolio_backtest import (
     PortfolioBacktest,
+    _revalue,
     _Slot,
-    _term_value,
     load_portfolio_data,
     run_portfolio_backtest,
 )
@@ -170,9 +170,11 @@ def test_the_kill_switch_watches_the_equity_of_every_timestamp_valued_afresh_or_
     watch = KillSwitchMonitor.on_equity
 
     def on_equity(monitor: KillSwitchMonitor, ts_ns: int, equity: float) -> Any:
-        fresh = engine._eq_base  # every term valued at the same closes, without touching the kept values
-        for term in engine._eq_terms:
-            fresh += _term_value(term)
+        terms = [list(term) for term in engine._eq_terms]  # copies: the kept values stay as they are
+        _revalue(terms)
+        fresh = engine._eq_base  # every term valued at the same closes
+        for term in terms:
+            fresh += term[0]
         seen.append((equity, fresh))
         return watch(monitor, ts_ns, equity)
 
