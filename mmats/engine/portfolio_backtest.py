@@ -29,7 +29,7 @@ import json
 import math
 import weakref
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -442,6 +442,19 @@ class FloatCache(dict[Any, tuple[Decimal, float]]):
             e = self[key] = (value, float(value))
         return e[1]
 
+    def floats(self, items: Iterable[tuple[Any, Decimal]], nonzero: bool = False) -> dict[Any, float]:
+        """``of`` for every (key, Decimal) of ``items`` (``nonzero``: but the zero ones), in one call."""
+        out: dict[Any, float] = {}
+        get = self.get
+        for key, value in items:
+            if nonzero and not value:
+                continue
+            e = get(key)
+            if e is None or e[0] is not value:
+                e = self[key] = (value, float(value))
+            out[key] = e[1]
+        return out
+
 
 class StrategyPositions:
     """Each (strategy, symbol)'s own net quantity, as the portfolio actor keeps it for the gateway.
@@ -463,8 +476,7 @@ class StrategyPositions:
                 del self.held[k]
 
     def floats(self) -> dict[tuple[str, str], float]:
-        of = self._floats.of
-        return {k: of(k, v) for k, v in self.held.items() if v}
+        return self._floats.floats(self.held.items(), nonzero=True)
 
 
 def kill_switch_veto(switch: KillSwitch, signal: PendingSignal) -> str | None:
@@ -1031,9 +1043,9 @@ class PortfolioBacktest:
 
     def _record_books(self) -> None:
         pf = self.portfolio
-        of = self._book_floats.of
-        balances = {c: of(c, v) for c, v in pf.balances.items()}
-        quantities = {s: of(s, p.quantity) for s, p in pf.positions.items() if p.quantity}
+        floats = self._book_floats.floats
+        balances = floats(pf.balances.items())
+        quantities = floats([(s, p.quantity) for s, p in pf.positions.items()], nonzero=True)
         self._book_steps.append((self._k, balances, quantities))
         self._held_floats = None
         # The float equity in terms: constant-rate cash folded into one number, the rest valued per
