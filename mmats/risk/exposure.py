@@ -79,13 +79,13 @@ class Exposure:
 
 
 class FloatMemo:
-    """Float figures of the positions seen in the previous snapshot, keyed by object identity (the
-    position is kept alongside, so an id can never be reused by another object while it is cached)."""
+    """Float figures of the last position snapshot seen per symbol (the snapshot is kept alongside and
+    compared by identity, so figures are never taken for another object)."""
 
     __slots__ = ("_last", "values")
 
     def __init__(self) -> None:
-        self.values: dict[int, tuple[PositionSnapshot, float, float]] = {}
+        self.values: dict[str, tuple[PositionSnapshot, float, float]] = {}
         # the last tuple of positions asked about and the answer (the gate and the signal path ask in turn)
         self._last: tuple[tuple[PositionSnapshot, ...], list[tuple[PositionSnapshot, float, float]]] | None = None
 
@@ -93,18 +93,16 @@ class FloatMemo:
         """Each open position with its float quantity and signed value in base currency, in order.
 
         Decimal -> float costs ~0.3 µs; successive snapshots mostly share the same position snapshots
-        (the ledger and the re-marking reuse those of positions that did not move), so the figures of a
-        snapshot seen in the previous call are reused, and only those are kept for the next. The answer
-        is shared by the callers that ask about the same tuple: read only."""
+        (the ledger and the re-marking reuse those of positions that did not move), so a symbol's figures
+        are reused while its snapshot is the same object. The answer is shared by the callers that ask
+        about the same tuple: read only."""
         last = self._last
         if last is not None and last[0] is positions:
             return last[1]
-        old = self.values
-        new: dict[int, tuple[PositionSnapshot, float, float]] = {}
+        cache = self.values
         out: list[tuple[PositionSnapshot, float, float]] = []
         for p in positions:
-            key = id(p)
-            e = old.get(key)
+            e = cache.get(p.symbol)
             if e is None or e[0] is not p:
                 dq = p.quantity
                 if not dq:
@@ -113,9 +111,7 @@ class FloatMemo:
                 v = fq * float(p.last_price)
                 if p.fx_rate != 1:  # quoted in another currency than the account's base (mmats.fx)
                     v *= float(p.fx_rate)
-                e = (p, fq, v)
-            new[key] = e
+                e = cache[p.symbol] = (p, fq, v)
             out.append(e)
-        self.values = new
         self._last = (positions, out) if type(positions) is tuple else None
         return out
