@@ -16,7 +16,7 @@ import gc
 import json
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -76,12 +76,15 @@ class _Cursor:
 
     It serves as both ``context.bar`` and ``context.indicators``. Bar columns become Python tuples only
     when first read (an index is ~10x cheaper than a numpy scalar read, but converting a column of a
-    million floats costs ~30 ms, so columns nobody reads are never converted).
+    million floats costs ~30 ms, so columns nobody reads are never converted); so do the indicator
+    outputs given as ``lazy`` arrays (a channel's middle line, a MACD's histogram: many are never read).
+    The columns read are kept in a plain dict, which Python indexes fastest.
     """
 
-    __slots__ = ("_arrays", "_c", "_cols", "_h", "_l", "_o", "_ts", "_v", "i")
+    __slots__ = ("_arrays", "_c", "_cols", "_h", "_l", "_lazy", "_o", "_ts", "_v", "i")
 
-    def __init__(self, arrays: BarArrays, cols: Mapping[str, Sequence[float]]) -> None:
+    def __init__(self, arrays: BarArrays, cols: dict[str, tuple[float, ...]],
+                 lazy: Mapping[str, np.ndarray] | None = None) -> None:
         self.i = 0
         self._arrays = arrays
         self._o: tuple[float, ...] | None = None
@@ -91,6 +94,7 @@ class _Cursor:
         self._v: tuple[float, ...] | None = None
         self._ts: tuple[int, ...] = column_list(arrays, "ts_ns")
         self._cols = cols
+        self._lazy = lazy or {}
 
     def columns(self) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...],
                                tuple[float, ...], tuple[int, ...]]:
@@ -149,14 +153,26 @@ class _Cursor:
         try:
             return self._cols[name][self.i]
         except KeyError:
-            raise StrategyError(
-                f"indicator {name!r} was not declared in get_required_indicators() "
-                f"(available: {', '.join(sorted(self._cols))})"
-            ) from None
+            return self._convert(name)[self.i]
 
     def get(self, name: str, default: float = math.nan) -> float:
         col = self._cols.get(name)
-        return default if col is None else col[self.i]
+        if col is None:
+            if name not in self._lazy:
+                return default
+            col = self._convert(name)
+        return col[self.i]
+
+    def _convert(self, name: str) -> tuple[float, ...]:
+        """A lazy output's first read: it becomes a column; a name no indicator gives is the strategy's bug."""
+        arr = self._lazy.get(name)
+        if arr is None:
+            raise StrategyError(
+                f"indicator {name!r} was not declared in get_required_indicators() "
+                f"(available: {', '.join(sorted({*self._cols, *self._lazy}))})"
+            )
+        col = self._cols[name] = untracked(arr)
+        return col
 
 
 @dataclass(slots=True)

@@ -29,7 +29,7 @@ import json
 import math
 import weakref
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -274,40 +274,13 @@ class _Runner:
             bad = np.flatnonzero(mask[first:])
             gaps.update((bad + first).tolist())
         self.gaps = gaps
-        self.cur = _Cursor(arrays, _LazyColumns(cols_np))
+        self.cur = _Cursor(arrays, {}, cols_np)  # each output converted when a strategy first reads it
         self.closes: tuple[float, ...] = self.cur._c
         self.ctx = StrategyContext(self.cur, self.cur, Environment.BACKTEST, symbol, market, strategy_id, account)
         self.on_bar = strategy.on_bar
         self.bins: dict[int, list[int]] | None = None  # timeframe runners: source bar index -> bins it completes
         self.known: list[int] = []  # timeframe runners: the source time each bin became known
         self.several = False  # the strategy trades several symbols (mmats.engine.strategy_host.with_signal_id)
-
-
-class _LazyColumns(dict[str, tuple[float, ...]]):
-    """Indicator outputs as tuples, each converted when a strategy first reads it: an index is what
-    makes the cursor cheap, but a million-bar output costs 32 MB as Python floats, and many are never
-    read (a channel's middle line, a MACD's histogram)."""
-
-    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
-        super().__init__()
-        self._arrays = dict(arrays)
-
-    def __missing__(self, key: str) -> tuple[float, ...]:
-        arr = self._arrays.get(key)
-        if arr is None:
-            raise KeyError(key)
-        out: tuple[float, ...] = untracked(arr)
-        self[key] = out
-        return out
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._arrays)
 
 
 class _Slot:

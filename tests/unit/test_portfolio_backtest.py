@@ -478,3 +478,19 @@ def test_the_timeline_groups_each_time_with_exactly_the_symbols_that_have_a_bar_
         assert list(groups[codes[k]]) == [sym for sym in series if t in bars_at[sym]]
     for sym, ts in series.items():
         assert times[places[sym]].tolist() == ts.tolist()
+
+
+def test_an_indicator_output_is_converted_when_first_read_and_an_undeclared_one_is_refused() -> None:
+    from mmats.data import BarArrays
+    from mmats.engine.backtest import _Cursor
+    from mmats.errors import StrategyError
+
+    ts = np.arange(4, dtype=np.int64)
+    ones = np.ones(4)
+    cur = _Cursor(BarArrays(ts, ones, ones, ones, ones, ones), {},
+                  {"SMA_2": np.array([np.nan, 1.0, 2.0, 3.0]), "SMA_3": np.array([np.nan, np.nan, 2.0, 2.5])})
+    cur.i = 2
+    assert cur["SMA_2"] == 2.0 and list(cur._cols) == ["SMA_2"]  # only what was read became a column
+    assert cur.get("SMA_3") == 2.0 and cur.get("RSI_14", -1.0) == -1.0
+    with pytest.raises(StrategyError, match=r"'RSI_14' was not declared .*available: SMA_2, SMA_3"):
+        cur["RSI_14"]
