@@ -686,7 +686,7 @@ class PortfolioBacktest:
         trig_ref = self._trig_ref
         marks: dict[str, float] = self.execution.margin._marks if self._margined else {}
         on_equity = self.monitor.on_equity if watch_equity else None
-        equity_now, equity_moved = self._equity_now, self._equity_moved
+        equity_now, revalue = self._equity_now, _revalue
         equity = self._eq_base
         allocate = self._allocate if self.allocation is not None else None
         journaling = self.journal is not None
@@ -730,11 +730,10 @@ class PortfolioBacktest:
                 if self._eq_changed:
                     self._eq_changed = False
                     equity = equity_now()
-                else:
+                else:  # only the terms that read a close that moved are valued again, their change added
                     for slot in grp:
                         if slot.eq_terms:
-                            equity = equity_moved(equity, grp)
-                            break
+                            equity += revalue(slot.eq_terms)
                 on_equity(t, equity)
             if allocate is not None:
                 allocate(t)
@@ -1065,23 +1064,15 @@ class PortfolioBacktest:
 
     def _equity_now(self) -> float:
         """Cash per currency and every open position at its symbol's last close, in base currency, in
-        floats (what the kill-switch monitor watches), each term's value kept for ``_equity_moved``."""
+        floats (what the kill-switch monitor watches), each term's value kept: the run loop values again
+        only the terms whose close moved and adds their change (between two changes of the books, which value
+        every term afresh, the sum drifts from a fresh one by a few units in the last place)."""
         terms = self._eq_terms
         _revalue(terms)
         eq = self._eq_base
         for term in terms:
             eq += term[0]
         return eq
-
-    @staticmethod
-    def _equity_moved(equity: float, grp: tuple[_Slot, ...]) -> float:
-        """The equity after this timestamp's bars with the books unchanged: only the terms that read a
-        close that moved are valued again, their change added (between two changes of the books, which
-        value every term afresh, the sum drifts from a fresh one by a few units in the last place)."""
-        for slot in grp:
-            if slot.eq_terms:
-                equity += _revalue(slot.eq_terms)
-        return equity
 
     def _mark(self) -> None:
         """Every open position and every currency pair the rates follow at its last close (the

@@ -179,18 +179,18 @@ def test_the_kill_switch_watches_the_equity_of_every_timestamp_valued_afresh_or_
         return watch(monitor, ts_ns, equity)
 
     monkeypatch.setattr(KillSwitchMonitor, "on_equity", on_equity)
-    moved = 0
-    valued = PortfolioBacktest._equity_moved
+    full = 0
+    value_all = engine._equity_now
 
-    def count(equity: float, grp: Any) -> float:
-        nonlocal moved
-        moved += 1
-        return valued(equity, grp)
+    def count() -> float:
+        nonlocal full
+        full += 1
+        return value_all()
 
-    engine._equity_moved = count  # type: ignore[method-assign]
+    engine._equity_now = count  # type: ignore[method-assign]
     result = engine.run()
     assert len(seen) == len(result.ts_ns) and result.fills
-    assert moved > len(seen) // 2  # most timestamps move a close the books hold, with the books unchanged
+    assert full < len(seen) // 2  # most timestamps value only the terms a moved close reads
     assert max(abs(a - b) / abs(b) for a, b in seen) < 1e-12
     assert len({round(b, 6) for _, b in seen}) > 100  # the equity does move
 
