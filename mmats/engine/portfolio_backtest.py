@@ -111,6 +111,11 @@ class PortfolioData:
             self._timeline = sorted_unique(np.concatenate([a.ts_ns for a in self.series.values()]))
         return self._timeline
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (a sweep's object store, a worker's task) as its bars alone: what is derived from them
+        is rebuilt where it is needed."""
+        return PortfolioData, (self.series, self.instruments, self.sources, list(self.warnings))
+
     def layout(self) -> TimelineLayout:
         """The timeline as the engine walks it, over every symbol with bars in name order (``_timeline``)."""
         if self._layout is None:

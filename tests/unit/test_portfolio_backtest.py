@@ -494,3 +494,18 @@ def test_an_indicator_output_is_converted_when_first_read_and_an_undeclared_one_
     assert cur.get("SMA_3") == 2.0 and cur.get("RSI_14", -1.0) == -1.0
     with pytest.raises(StrategyError, match=r"'RSI_14' was not declared .*available: SMA_2, SMA_3"):
         cur["RSI_14"]
+
+
+def test_the_data_keeps_its_timeline_layout_for_every_run_and_pickles_as_its_bars_alone() -> None:
+    import pickle
+
+    cfg = system(mixed_config())
+    data = load_portfolio_data(cfg, "2013-02-04", "2013-02-12")
+    size = len(pickle.dumps(data))
+    first = PortfolioBacktest(cfg, data).run()
+    layout = data.layout()
+    again = PortfolioBacktest(cfg, data).run()
+    assert data.layout() is layout and again.to_json() == first.to_json()  # derived once, same result
+    copy = pickle.loads(pickle.dumps(data))
+    assert len(pickle.dumps(data)) == size and copy.fingerprint() == data.fingerprint()
+    assert PortfolioBacktest(cfg, copy).run().to_json() == first.to_json()
