@@ -257,6 +257,11 @@ class SimulatedBroker:
         """Fill what this bar allows; ``position`` and ``cash`` are the account's current float mirrors."""
         fills: list[Fill] = []
         day = ts_ns // 86_400_000_000_000
+        if not self._children:  # no bracket child to activate: one pass (what most bars of most orders take)
+            working = self.open_orders
+            for order in (working[:] if len(working) == 1 else sorted(working, key=_intrabar_priority)):
+                position, cash = self._process_order(order, i, ts_ns, day, o, h, lo, v, position, cash, fills)
+            return fills
         seen: set[str] = set()
         # Stops before limits: the pessimistic intrabar order for brackets. A second pass picks up the
         # bracket children that an entry fill at this bar's open has just activated.
@@ -412,4 +417,7 @@ class SimulatedBroker:
 
 
 def _intrabar_priority(order: Order) -> int:
-    return {OrderType.MARKET: 0, OrderType.STOP: 1, OrderType.STOP_LIMIT: 2, OrderType.LIMIT: 3}[order.order_type]
+    return _PRIORITY[order.order_type]
+
+
+_PRIORITY = {OrderType.MARKET: 0, OrderType.STOP: 1, OrderType.STOP_LIMIT: 2, OrderType.LIMIT: 3}
