@@ -198,12 +198,18 @@ def test_single_currency_portfolio_is_unchanged() -> None:
     assert p.snapshot(0).fx_rates == {}
 
 
-def test_cash_follows_every_balance_and_rate_change_and_is_reused_only_when_neither_moved() -> None:
+def usd_account_trading_usdjpy() -> Portfolio:
+    """100,000 USD, USD/JPY at 150 from its feed (the JPY rate follows it)."""
     fx = FxRates("USD", feed_symbols=["USD/JPY"])
     fx.require(["JPY"])
     p = Portfolio(D(100_000), fx=fx)
     p.register(USDJPY)
     p.on_price("USD/JPY", D(150))
+    return p
+
+
+def test_cash_follows_every_balance_and_rate_change_and_is_reused_only_when_neither_moved() -> None:
+    p = usd_account_trading_usdjpy()
     assert p.cash == D(100_000)
     p.apply_fill(fill("USD/JPY", Side.SELL, "1000", "150.00"))  # short 1,000 units: 150,000 JPY of cash
     after_fill = p.cash
@@ -218,20 +224,16 @@ def test_cash_follows_every_balance_and_rate_change_and_is_reused_only_when_neit
 
 
 def test_snapshot_cash_by_currency_rates_and_translation_follow_fills_rates_and_funding() -> None:
-    fx = FxRates("USD", feed_symbols=["USD/JPY"])
-    fx.require(["JPY"])
-    p = Portfolio(D(100_000), fx=fx)
-    p.register(USDJPY)
-    p.on_price("USD/JPY", D(150))
+    p = usd_account_trading_usdjpy()
     first = p.snapshot(1)
-    assert first.cash_by_currency == {"USD": D(100_000)} and first.fx_rates == {"JPY": fx.rate("JPY")}
+    assert first.cash_by_currency == {"USD": D(100_000)} and first.fx_rates == {"JPY": p.fx.rate("JPY")}
     assert p.snapshot(2).cash_by_currency is first.cash_by_currency  # nothing moved: the same figures
     p.apply_fill(fill("USD/JPY", Side.SELL, "1000", "150.00"))  # the balances moved
     s = p.snapshot(3)
     assert s.cash_by_currency == p.cash_by_currency() and set(s.cash_by_currency) == {"USD", "JPY"}
     p.on_price("USD/JPY", D(125))  # a rate moved: the rates and the translation P&L, not the balances
     r = p.snapshot(4)
-    assert r.fx_rates == {"JPY": fx.rate("JPY")} != s.fx_rates
+    assert r.fx_rates == {"JPY": p.fx.rate("JPY")} != s.fx_rates
     assert r.cash_by_currency == s.cash_by_currency and r.fx_pnl == p.fx_pnl
     p.book_funding("USD/JPY", D("-300"), "s")  # the balances moved through funding
     f = p.snapshot(5)
