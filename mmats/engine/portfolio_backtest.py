@@ -127,14 +127,7 @@ class PortfolioData:
         timestamp, 0 before the first): what puts its closes on the timeline."""
         at = self._last_bar.get(symbol)
         if at is None:
-            places = self.layout()[4][symbol]
-            idx = np.zeros(len(self.timeline), dtype=np.int64)
-            idx[places] = 1
-            np.cumsum(idx, out=idx)
-            idx -= 1
-            first = int(places[0]) if len(places) else len(idx)
-            idx[:first] = 0
-            at = self._last_bar[symbol] = (first, idx)
+            at = self._last_bar[symbol] = _last_at(self.layout()[4][symbol], len(self.timeline))
         return at
 
     @property
@@ -1293,12 +1286,8 @@ class PortfolioBacktest:
         steps = self._book_steps
         if not steps:
             return np.full(n, init, dtype=np.float64)
-        k = np.asarray([st[0] for st in steps], dtype=np.int64)
         # for each timestamp, the last book recorded at or before it (the initial books before the first)
-        first = int(k[0])
-        last = np.cumsum(np.bincount(k, minlength=n))
-        last -= 1
-        last[:first] = 0
+        first, last = _last_at(np.asarray([st[0] for st in steps], dtype=np.int64), n)
         rate_cache: dict[tuple[tuple[str | None, float, bool], ...], np.ndarray] = {}
 
         def rate(chain: list[tuple[str | None, float, bool]]) -> np.ndarray | float:
@@ -1379,6 +1368,17 @@ class PortfolioBacktest:
                                len(trips), sum(1 for x in trips if x.pnl > 0))
         return {"by_strategy": by_strategy, "by_market": by_market, "by_symbol": by_symbol,
                 "totals": {"realized_pnl": round(float(pf.realized_pnl), 2), "fees": round(float(pf.fees), 2)}}
+
+
+def _last_at(places: np.ndarray, n: int) -> tuple[int, np.ndarray]:
+    """The place of the first of some events on a timeline of ``n`` timestamps, and for each timestamp the
+    index of the last event at or before it (0 before the first); ``places``: the events' timestamps'
+    indices, in order, several events may share one."""
+    idx = np.cumsum(np.bincount(places, minlength=n))
+    idx -= 1
+    first = int(places[0])
+    idx[:first] = 0
+    return first, idx
 
 
 def _step_columns(rows: list[dict[str, float]]) -> dict[str, np.ndarray]:
