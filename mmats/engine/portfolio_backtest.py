@@ -337,7 +337,7 @@ def _revalue(terms: list[_EquityTerm]) -> float:
     moved = 0.0
     for term in terms:
         old, qty, slot, const, feeds = term
-        value: float = qty * const * 1.0 if slot is None else qty * slot.closes[slot.i] * const
+        value: float = qty if slot is None else qty * slot.closes[slot.i] * const  # cash: its constant folded in
         if feeds:
             r = 1.0
             for fs, inverted in feeds:
