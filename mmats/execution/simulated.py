@@ -257,20 +257,17 @@ class SimulatedBroker:
         """Fill what this bar allows; ``position`` and ``cash`` are the account's current float mirrors."""
         fills: list[Fill] = []
         day = ts_ns // 86_400_000_000_000
-        if not self._children:  # no bracket child to activate: one pass (what most bars of most orders take)
-            working = self.open_orders
-            for order in (working[:] if len(working) == 1 else sorted(working, key=_intrabar_priority)):
-                position, cash = self._process_order(order, i, ts_ns, day, o, h, lo, v, position, cash, fills)
-            return fills
-        seen: set[str] = set()
         # Stops before limits: the pessimistic intrabar order for brackets. A second pass picks up the
-        # bracket children that an entry fill at this bar's open has just activated.
-        for _pass in range(2):
-            batch = [o_ for o_ in self.open_orders if o_.client_order_id not in seen]
-            if not batch:
-                break
-            for order in sorted(batch, key=_intrabar_priority):
-                seen.add(order.client_order_id)
+        # bracket children that an entry fill at this bar's open has just activated (only a broker holding
+        # children can have any).
+        may_activate = bool(self._children)
+        working = self.open_orders
+        batch = working[:] if len(working) < 2 else sorted(working, key=_intrabar_priority)
+        for order in batch:
+            position, cash = self._process_order(order, i, ts_ns, day, o, h, lo, v, position, cash, fills)
+        if may_activate:
+            seen = {order.client_order_id for order in batch}
+            for order in sorted((x for x in self.open_orders if x.client_order_id not in seen), key=_intrabar_priority):
                 position, cash = self._process_order(order, i, ts_ns, day, o, h, lo, v, position, cash, fills)
         return fills
 
