@@ -302,7 +302,12 @@ class Portfolio:
         """Currency translation: the base value now of realized P&L and fees booked in other currencies,
         minus their base value when booked."""
         with localcontext(_LEDGER):
-            return sum((amt * self.fx.rate(c) - booked for c, (amt, booked) in self._booked.items()), _ZERO)
+            return self._fx_pnl(self.fx.current())
+
+    def _fx_pnl(self, rates: Mapping[str, Decimal]) -> Decimal:
+        """In the ledger's context, at ``rates`` (the rates object of the moment)."""
+        return sum((amt * (rates.get(c) or self.fx.rate(c)) - booked for c, (amt, booked) in self._booked.items()),
+                   _ZERO)
 
     def _open(self) -> list[Position]:
         return [p for p in self.positions.values() if p.quantity]
@@ -388,8 +393,7 @@ class Portfolio:
         if extras is None or extras[0] is not rates:
             extras = self._snap_extras = (
                 rates, extras[1] if extras is not None else self.cash_by_currency(),
-                {c: r for c, r in rates.items() if c != base},
-                sum((amt * rates[c] - booked for c, (amt, booked) in self._booked.items() if c in rates), _ZERO))
+                {c: r for c, r in rates.items() if c != base}, self._fx_pnl(rates))
         if eq > self.peak_equity:
             self.peak_equity = eq
         return AccountState(
