@@ -332,19 +332,13 @@ _EquityTerm = list[Any]
 
 def _revalue(terms: list[_EquityTerm]) -> float:
     """Value each term afresh (a cash amount at its rate, a position at its symbol's last close and its
-    rate, in base currency) and keep the value in it; the sum of the changes (``_feed_rate`` inlined: this
-    runs on most timestamps)."""
+    rate, in base currency) and keep the value in it; the sum of the changes."""
     moved = 0.0
     for term in terms:
         old, qty, slot, const, feeds = term
         value: float = qty if slot is None else qty * slot.closes[slot.i] * const  # cash: its constant folded in
         if feeds:
-            r = 1.0
-            for fs, inverted in feeds:
-                i = fs.i
-                px = fs.closes[i] if i >= 0 else fs.closes[0]
-                r = r / px if inverted else r * px
-            value = value * r
+            value = value * _feed_rate(feeds)
         moved += value - old
         term[0] = value
     return moved
