@@ -401,14 +401,8 @@ class FloatCache(dict[Any, tuple[Decimal, float]]):
     object. Converting a Decimal costs 0.3-1 µs (it goes through its text) and the books convert all
     their figures at every change, while one fill changes one or two of them."""
 
-    def of(self, key: Any, value: Decimal) -> float:
-        e = self.get(key)
-        if e is None or e[0] is not value:
-            e = self[key] = (value, float(value))
-        return e[1]
-
     def floats(self, items: Iterable[tuple[Any, Decimal]], nonzero: bool = False) -> dict[Any, float]:
-        """``of`` for every (key, Decimal) of ``items`` (``nonzero``: but the zero ones), in one call."""
+        """The float of every (key, Decimal) of ``items`` (``nonzero``: but the zero ones), by key."""
         out: dict[Any, float] = {}
         get = self.get
         for key, value in items:
@@ -903,19 +897,16 @@ class PortfolioBacktest:
 
     def _compute_triggers(self) -> None:
         ledger = self.execution.ledger
-        of = self._trig_floats.of
+        positions = ledger.positions
+        held = self._trig_floats.floats([(o, p.quantity) for o, p in positions.items()], nonzero=True)
         marks = self.execution.margin._marks
         maintenance = self._maintenance
         pos_split = self._pos_split
         # each held symbol's terms as another position of the ones below: value, maintenance, slack; and
         # its quantity and rate for its own band
         terms: list[tuple[str, float, float, float, float, float]] = []
-        for o, p in ledger.positions.items():
-            qd = p.quantity
-            if not qd:
-                continue
-            qo = of(o, qd)
-            px = marks.get(o) or float(p.last_price)
+        for o, qo in held.items():
+            px = marks.get(o) or float(positions[o].last_price)
             const, feeds = pos_split[o]
             rate = const * _feed_rate(feeds) if feeds else const
             v, mo = px * rate, maintenance[o]  # price x rate, in base currency
