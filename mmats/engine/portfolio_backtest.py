@@ -1005,21 +1005,16 @@ class PortfolioBacktest:
         self._held_floats = None
         # The float equity in terms: constant-rate cash folded into one number, the rest valued per
         # timestamp; each slot lists the terms that read its close.
-        for slot in self._eq_slots:
-            slot.eq_terms = []
         base = 0.0
         terms: list[_EquityTerm] = []
-        reads: list[_Slot] = []
+        reading: list[tuple[_EquityTerm, tuple[_Slot, ...]]] = []  # each term and the slots it reads, each once
         for ccy, amount in balances.items():
             if amount:
                 const, feeds = self._ccy_split[ccy]
                 if feeds:
                     term: _EquityTerm = [0.0, amount * const, None, 1.0, feeds]
                     terms.append(term)
-                    for slot in self._ccy_reads[ccy]:
-                        if not slot.eq_terms:
-                            reads.append(slot)
-                        slot.eq_terms.append(term)
+                    reading.append((term, self._ccy_reads[ccy]))
                 else:
                     base += amount * const
         parts = self._pos_parts
@@ -1027,7 +1022,12 @@ class PortfolioBacktest:
             pslot, const, feeds, read = parts[sym]
             term = [0.0, qty, pslot, const, feeds]
             terms.append(term)
-            for slot in read:  # each slot once, though the term reads it twice (a pair valued at its own rate)
+            reading.append((term, read))
+        for slot in self._eq_slots:
+            slot.eq_terms = []
+        reads: list[_Slot] = []
+        for term, read in reading:
+            for slot in read:
                 if not slot.eq_terms:
                     reads.append(slot)
                 slot.eq_terms.append(term)
