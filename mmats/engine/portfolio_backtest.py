@@ -127,7 +127,8 @@ class PortfolioData:
         timestamp, 0 before the first): what puts its closes on the timeline."""
         at = self._last_bar.get(symbol)
         if at is None:
-            at = self._last_bar[symbol] = _last_at(self.layout()[4][symbol], len(self.timeline))
+            places = self.layout()[4]  # each symbol's bars' places on the timeline
+            at = self._last_bar[symbol] = _last_at(places[symbol], len(self.timeline))
         return at
 
     @property
