@@ -13,6 +13,7 @@ derives every formula used here). Three parts:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -186,28 +187,6 @@ def _log_softmax(x: Vector) -> Vector:
     return out
 
 
-def pnl_likelihood(a_ret: Vector, exposure: int) -> Vector:
-    """P(P&L outcome | regime) for an exposure: the return bins as earned by the position, or "none".
-
-    Long earns the market's bins as they are, short earns them mirrored, flat earns nothing for sure.
-    """
-    n_ret, n_states = a_ret.shape
-    out = np.zeros((n_ret + 1, n_states))
-    if exposure == LONG:
-        out[:n_ret] = a_ret
-    elif exposure == SHORT:
-        out[:n_ret] = a_ret[::-1]
-    else:
-        out[NONE_OUTCOME] = 1.0
-    return out
-
-
-def entropy_columns(a: Vector) -> Vector:
-    """Shannon entropy (nats) of each column, with 0 · ln 0 = 0."""
-    out: Vector = -(a * np.log(np.where(a > 0, a, 1.0))).sum(axis=0)
-    return out
-
-
 @dataclass(frozen=True)
 class EfeTerms:
     """Expected free energy of one policy, with its decomposition summed over the horizon."""
@@ -221,6 +200,67 @@ class EfeTerms:
         return self.risk + self.ambiguity + self.turnover
 
 
+def step_terms(belief: Vector, a_ret: Vector, b: Vector, exposures: tuple[int, ...], horizon: int,
+               log_c: Vector) -> list[dict[int, tuple[float, float]]]:
+    """(risk, ambiguity) of holding each exposure at each step ahead, ``log_c`` the P&L preferences.
+
+    What the agent holds changes its P&L, not the market: the predicted regimes ``b^τ · belief`` are the
+    same under every policy, so each (step, exposure) pair is scored once and a policy's G is a sum of
+    its steps' entries (``efe_of``). The three exposures read one prediction of the market's return
+    bins, ``a_ret · q_τ``: long earns them as they are, short mirrored (same probabilities against the
+    reversed preferences, and the same column entropies), flat earns "none" for sure (risk −ln C(none),
+    no ambiguity). The vectors have three entries: plain floats, as numpy's per-call cost would be most
+    of the work.
+    """
+    a_rows: list[list[float]] = a_ret.tolist()
+    b_rows: list[list[float]] = b.tolist()
+    lc: list[float] = log_c.tolist()
+    n_ret = len(a_rows)
+    lc_long, lc_short = lc[:n_ret], lc[n_ret - 1::-1]
+    # H of each regime's column of a_ret: the ambiguity of a position in that regime, long or short.
+    entropy = [-sum(row[j] * math.log(row[j]) for row in a_rows if row[j] > 0) for j in range(len(b_rows))]
+    flat = (-lc[NONE_OUTCOME], 0.0)
+    out: list[dict[int, tuple[float, float]]] = []
+    qs: list[float] = belief.tolist()
+    for _ in range(horizon):
+        qs = [_dot(row, qs) for row in b_rows]
+        q_ret = [_dot(row, qs) for row in a_rows]
+        logs = [math.log(max(q, _EPS)) if q > 0 else 0.0 for q in q_ret]  # 0 · ln 0 = 0
+        ambiguity = _dot(entropy, qs)
+        terms: dict[int, tuple[float, float]] = {}
+        for e in exposures:
+            if e == FLAT:
+                terms[e] = flat
+            else:
+                prefs = lc_long if e == LONG else lc_short
+                terms[e] = (sum(q * (lq - c) for q, lq, c in zip(q_ret, logs, prefs, strict=True) if q > 0),
+                            ambiguity)
+        out.append(terms)
+    return out
+
+
+def _dot(x: list[float], y: list[float]) -> float:
+    total = 0.0
+    for a, b in zip(x, y, strict=True):
+        total += a * b
+    return total
+
+
+def efe_of(terms: list[dict[int, tuple[float, float]]], policy: tuple[int, ...], current: int,
+           log_c_turn: Vector) -> EfeTerms:
+    """A policy's G from the per-step terms of ``step_terms``, plus its turnover from ``current`` on."""
+    risk = ambiguity = turnover = 0.0
+    previous = current
+    for row, exposure in zip(terms, policy, strict=False):
+        r, a = row[exposure]
+        risk += r
+        ambiguity += a
+        # The turnover outcome is certain given the policy, so its KL from C is -ln C(outcome).
+        turnover += float(-log_c_turn[int(exposure != previous)])
+        previous = exposure
+    return EfeTerms(risk, ambiguity, turnover)
+
+
 def expected_free_energy(belief: Vector, a_ret: Vector, b: Vector, policy: tuple[int, ...], current: int,
                          prefs: Preferences) -> EfeTerms:
     """G(π) = Σ_τ KL[Q(o_τ|π) ‖ C] + E_Q(s_τ|π) H[P(o_τ|s_τ)] over the P&L and turnover modalities.
@@ -229,25 +269,20 @@ def expected_free_energy(belief: Vector, a_ret: Vector, b: Vector, policy: tuple
     arrive whatever the agent holds, so their risk and ambiguity are the same for every policy and
     are left out: only the outcomes the policy changes can rank the policies.
     """
-    log_c = prefs.log_c_pnl()
-    log_c_turn = prefs.log_c_turnover()
-    risk = ambiguity = turnover = 0.0
-    qs, previous = belief, current
-    for exposure in policy:
-        qs = b @ qs
-        a = pnl_likelihood(a_ret, exposure)
-        q_o = a @ qs
-        risk += float((q_o * (np.log(np.maximum(q_o, _EPS)) - log_c))[q_o > 0].sum())
-        ambiguity += float(entropy_columns(a) @ qs)
-        # The turnover outcome is certain given the policy, so its KL from C is -ln C(outcome).
-        turnover += float(-log_c_turn[int(exposure != previous)])
-        previous = exposure
-    return EfeTerms(risk, ambiguity, turnover)
+    terms = step_terms(belief, a_ret, b, tuple(dict.fromkeys(policy)), len(policy), prefs.log_c_pnl())
+    return efe_of(terms, policy, current, prefs.log_c_turnover())
 
 
-def policies(exposures: tuple[int, ...], horizon: int) -> list[tuple[int, ...]]:
+@functools.cache
+def policies(exposures: tuple[int, ...], horizon: int) -> tuple[tuple[int, ...], ...]:
     """Every sequence of exposures over the horizon (3 exposures, 2 steps: 9 policies)."""
-    return list(itertools.product(exposures, repeat=horizon))
+    return tuple(itertools.product(exposures, repeat=horizon))
+
+
+@functools.cache
+def _preference_logs(prefs: Preferences) -> tuple[Vector, Vector]:
+    """ln C of the P&L and turnover outcomes: fixed by the parameters, so computed once per agent."""
+    return prefs.log_c_pnl(), prefs.log_c_turnover()
 
 
 @dataclass(frozen=True)
@@ -270,7 +305,9 @@ def decide(belief: Vector, a_ret: Vector, b: Vector, current: int, exposures: tu
            prefs: Preferences, precision: float) -> Decision:
     """The next exposure: the one with the largest marginal policy probability (ties keep the current one)."""
     pols = policies(exposures, horizon)
-    g = np.array([expected_free_energy(belief, a_ret, b, p, current, prefs).total for p in pols])
+    log_c, log_c_turn = _preference_logs(prefs)
+    terms = step_terms(belief, a_ret, b, exposures, horizon, log_c)
+    g = np.array([efe_of(terms, p, current, log_c_turn).total for p in pols])
     q_pi = policy_posterior(g, precision)
     marginal = {e: 0.0 for e in exposures}
     best_g = {e: math.inf for e in exposures}

@@ -208,6 +208,50 @@ def test_expected_free_energy_of_a_tiny_two_state_model_by_hand() -> None:
     assert d.exposure == (LONG if p_long > 0.5 else FLAT)
 
 
+def _g_by_rolling_each_policy(belief: np.ndarray, a: np.ndarray, b: np.ndarray, policy: tuple[int, ...],
+                              current: int, prefs: Preferences) -> float:
+    """G(π) the direct way, an independent check of the shared-prediction scoring: every policy rolls the
+    regimes forward itself and scores its own P&L matrix (long: a, short: a flipped, flat: "none")."""
+    log_c, log_turn = prefs.log_c_pnl(), prefs.log_c_turnover()
+    g, qs, previous = 0.0, belief, current
+    for e in policy:
+        qs = b @ qs
+        pnl = np.zeros((a.shape[0] + 1, a.shape[1]))
+        if e == LONG:
+            pnl[:-1] = a
+        elif e == SHORT:
+            pnl[:-1] = a[::-1]
+        else:
+            pnl[-1] = 1.0
+        q_o = pnl @ qs
+        g += float(sum(q * (math.log(q) - c) for q, c in zip(q_o, log_c, strict=True) if q > 0))
+        logs = np.log(np.where(pnl > 0, pnl, 1.0))
+        g += float(-(pnl * logs).sum(axis=0) @ qs)
+        g += float(-log_turn[int(e != previous)])
+        previous = e
+    return g
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_decide_scores_every_policy_as_rolling_it_alone_would(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = RegimeModel.expected(rng.uniform(0.1, 5.0, (5, 3)))
+    b = RegimeModel.expected(rng.uniform(0.1, 5.0, (3, 3)))
+    belief = rng.dirichlet(np.ones(3))
+    prefs = Preferences(1.0, 1.5, 0.25)
+    exposures = (LONG, FLAT, SHORT)
+    for current in exposures:
+        d = decide(belief, a, b, current, exposures, 3, prefs, precision=4.0)
+        pols = [(x, y, z) for x in exposures for y in exposures for z in exposures]
+        g = np.array([_g_by_rolling_each_policy(belief, a, b, p, current, prefs) for p in pols])
+        q = np.exp(-4.0 * (g - g.min()))
+        q /= q.sum()
+        for e in exposures:
+            assert d.efe[e] == pytest.approx(min(gp for p, gp in zip(pols, g, strict=True) if p[0] == e), rel=1e-12)
+            assert d.probabilities[e] == pytest.approx(sum(qp for p, qp in zip(pols, q, strict=True) if p[0] == e),
+                                                       rel=1e-9, abs=1e-15)
+
+
 def test_precision_sharpens_confidence_without_changing_the_choice() -> None:
     a = RegimeModel.expected(RegimeModel.with_priors(0.5, 0.99, 50.0, 200.0, 1.0).a_ret)
     b = np.array([[0.98, 0.01, 0.01], [0.01, 0.98, 0.01], [0.01, 0.01, 0.98]])
