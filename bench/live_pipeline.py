@@ -157,12 +157,8 @@ def cpu_share(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, 
 def signal_to_order_s(order: dict[str, Any], accepted: dict[str, float], published: dict[int, float]) -> float | None:
     """Wall seconds from the feed publishing the bar an order was decided on to the router accepting the
     order (feed -> strategy -> gatekeeper -> router); None when either time is not on record."""
-    from datetime import datetime
-
-    from mmats.model import datetime_to_ns
-
     cid = order["client_order_id"]
-    signal_ts = datetime_to_ns(datetime.fromisoformat(order["created"].replace("Z", "+00:00")))
+    signal_ts = created_ns(order)
     if cid not in accepted or signal_ts not in published:
         return None
     return accepted[cid] - published[signal_ts]
@@ -234,7 +230,7 @@ def latency_phase(speed: float, seconds: float, home: str, kill_runs: int, per_a
         lat.append((decide + fill) * 1000)
         parts["decide"].append(decide * 1000)
         parts["fill"].append(fill * 1000)
-        signal_ts = _created_ns(order)
+        signal_ts = created_ns(order)
         arrived = hop["signal_arrived"].get((order["strategy_id"], signal_ts))
         decided = hop["decided"].get(cid)
         routed = bar_wall.get(int(fill_ts))
@@ -265,7 +261,8 @@ def latency_phase(speed: float, seconds: float, home: str, kill_runs: int, per_a
     }
 
 
-def _created_ns(order: dict[str, Any]) -> int:
+def created_ns(order: dict[str, Any]) -> int:
+    """The time (ns) of the bar an order was decided on, from its ``created`` field."""
     from datetime import datetime
 
     from mmats.model import datetime_to_ns

@@ -120,6 +120,7 @@ def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str, poo
     try:
         time.sleep(warmup)
         s0 = ray.get(feed.stats.remote())
+        cpu0, w0 = lp.worker_cpu_s(), time.perf_counter()
         t0 = time.time()
         samples: list[tuple[int, dict[str, int]]] = []  # (feed's newest bar, each strategy's newest bar)
         max_backlog = 0
@@ -137,6 +138,7 @@ def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str, poo
                 next_note += 5
             time.sleep(0.25)
         t1 = time.time()
+        cores = lp.cpu_share(cpu0, lp.worker_cpu_s(), time.perf_counter() - w0)
         s1 = ray.get(feed.stats.remote())
         rss = lp.ray_rss_mb()
         workers = lp.ray_worker_rss_mb()
@@ -144,19 +146,35 @@ def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str, poo
         published = ray.get(feed.publish_times.remote())
         accepted = ray.get(h["router"].accept_times.remote())
         orders = ray.get(h["router"].orders.remote())
+        hop = ray.get(h["gatekeeper"].hop_times.remote())
     finally:
         lp.stop(sup, h)
     latency: list[float] = []
+    by_kind: dict[str, list[float]] = {}  # per strategy kind (its ref): which ones the tail comes from
+    kinds = {spec["id"]: spec["ref"] for spec in cfg["strategies"]}
     first: list[float] = []  # the strategy that phase 1 runs alone
     first_id = strategy_specs(1)[0]["id"]
+    # the order path by hop: feed -> gatekeeper (strategy included), the gatekeeper's decision and
+    # journal commit, gatekeeper -> router
+    hops: dict[str, list[float]] = {"feed_to_gatekeeper": [], "gatekeeper_decides": [], "gatekeeper_to_router": []}
     for o in orders:
-        if not t0 <= accepted.get(o["client_order_id"], 0.0) <= t1:
+        cid = o["client_order_id"]
+        if not t0 <= accepted.get(cid, 0.0) <= t1:
             continue
         s = lp.signal_to_order_s(o, accepted, published)
-        if s is not None:
-            latency.append(s * 1000)
-            if o["strategy_id"] == first_id:
-                first.append(s * 1000)
+        if s is None:
+            continue
+        latency.append(s * 1000)
+        by_kind.setdefault(kinds.get(o["strategy_id"], "?"), []).append(s * 1000)
+        if o["strategy_id"] == first_id:
+            first.append(s * 1000)
+        signal_ts = lp.created_ns(o)
+        arrived = hop["signal_arrived"].get((o["strategy_id"], signal_ts))
+        decided = hop["decided"].get(cid)
+        if arrived is not None and decided is not None:
+            hops["feed_to_gatekeeper"].append((arrived - published[signal_ts]) * 1000)
+            hops["gatekeeper_decides"].append((decided - arrived) * 1000)
+            hops["gatekeeper_to_router"].append((accepted[cid] - decided) * 1000)
     lag: list[float] = []
     for newest, seen in samples:
         for ts in seen.values():
@@ -175,6 +193,10 @@ def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str, poo
         "first_strategy_p99_ms": pct(first, 99),
         "lag_p50_ms": pct(lag, 50), "lag_p99_ms": pct(lag, 99), "lag_max_ms": pct(lag, 100), "lag_samples": len(lag),
         "max_backlog_bars": max_backlog, "skipped_bars": skipped, "bars_per_sec_published": round(done, 1),
+        "hops": {k: {"p50_ms": pct(v, 50), "p99_ms": pct(v, 99)} for k, v in hops.items()},
+        "by_kind": {k: {"orders": len(v), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99)}
+                    for k, v in sorted(by_kind.items())},
+        "cores_used": cores,
         "rss_mb": round(rss), "workers": workers, "strategy_errors": errors,
         "bars_seen": {sid: x["bars_seen"] for sid, x in healths.items()},
     }
