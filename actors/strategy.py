@@ -16,6 +16,7 @@ from typing import Any
 import ray
 
 from actors.control import was_restarted
+from actors.processed_times import ProcessedTimes
 from actors.signal_sender import SignalSender
 from mmats.engine.actor_settings import HostSettings, StrategySettings
 from mmats.engine.strategy_group import build_host
@@ -45,6 +46,7 @@ class StrategyActor:
         self.gatekeeper = wiring.gatekeeper
         self.feed = feed = wiring.feed
         self.signals = SignalSender(self.gatekeeper, lambda: (strategy_id,))  # adaptively batched, one in flight
+        self.processed = ProcessedTimes()
         self.host = build_host(st)
         # After a restart: rebuild state from history, silently, then resume live (a coarser timeframe
         # needs as many of its own bars, so proportionally more source bars).
@@ -94,9 +96,14 @@ class StrategyActor:
             log.error("strategy %s disabled after %d consecutive errors: %s", self.strategy_id,
                       self.host.max_errors, self.host.last_error)
             self.gatekeeper.on_strategy_disabled.remote(self.strategy_id, self.host.last_error)
+        self.processed.stamp(msg.bars)
         if msg.last:
             self.signals.drain()
         return len(signals)
+
+    def processed_times(self) -> dict[int, float]:
+        """Bar time -> wall time this strategy had processed it (``actors.processed_times``)."""
+        return dict(self.processed.wall)
 
     def wire(self, wiring: Wiring[Any], members: list[StrategySettings] | None = None) -> None:
         """Peers from the topology; after a restart also the strategy's enabled flag as it runs now."""

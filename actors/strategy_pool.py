@@ -21,6 +21,7 @@ from typing import Any
 import ray
 
 from actors.control import was_restarted
+from actors.processed_times import ProcessedTimes
 from actors.signal_sender import SignalSender
 from mmats.engine.actor_settings import HostSettings, StrategySettings
 from mmats.engine.strategy_group import StrategyGroup
@@ -39,6 +40,7 @@ class StrategyPoolActor:
         self.gatekeeper = wiring.gatekeeper
         self.feed = wiring.feed
         self.signals = SignalSender(self.gatekeeper, lambda: tuple(self.group.ids))  # adaptively batched, one in flight
+        self.processed = ProcessedTimes()
         self.group = StrategyGroup(list(settings.strategies))
         self.group.warm(ray.get(self.feed.get_history.remote(self.group.feed_symbols, self.group.warmup_bars)))
         self.attached = False
@@ -98,9 +100,14 @@ class StrategyPoolActor:
         for sid, error in disabled:
             log.error("strategy %s disabled after repeated errors: %s", sid, error)
             self.gatekeeper.on_strategy_disabled.remote(sid, error)
+        self.processed.stamp(msg.bars)
         if msg.last:
             self.signals.drain()
         return len(signals)
+
+    def processed_times(self) -> dict[int, float]:
+        """Bar time -> wall time every member had processed it (``actors.processed_times``)."""
+        return dict(self.processed.wall)
 
     def on_orders(self, msg: OrderOutcomes) -> None:
         self.group.on_orders(msg)

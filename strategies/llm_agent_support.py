@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import queue
 import re
 import threading
 import time
@@ -304,18 +305,69 @@ class CallsStuck(Exception):
     pass
 
 
-class TimeBoxedCaller:
-    """Runs a blocking call on its own daemon thread and waits at most ``timeout_s`` for it.
+class _Worker:
+    """A daemon thread that runs the calls handed to it, one at a time, until retired or idle a minute."""
 
-    A model that hangs cannot stall the bar loop beyond the timeout; its thread is left to finish (or
-    not) in the background. Once ``max_stuck`` such threads are still running, new calls are refused
-    at once rather than piling up threads behind a dead endpoint.
+    IDLE_EXIT_S = 60.0
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="llm-agent-call", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.IDLE_EXIT_S)
+            except queue.Empty:
+                job = None
+            if job is None:
+                return
+            job.run()
+
+    def submit(self, fn: Callable[[], Any]) -> _Job:
+        job = _Job(fn)
+        self._jobs.put(job)
+        return job
+
+    def retire(self) -> None:
+        """Exit after the call it is running (a stuck worker serves no further call)."""
+        self._jobs.put(None)
+
+
+class _Job:
+    __slots__ = ("done", "error", "fn", "value")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:  # handed to the caller, whatever it is
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class TimeBoxedCaller:
+    """Runs a blocking call on a worker thread and waits at most ``timeout_s`` for it.
+
+    A model that hangs cannot stall the bar loop beyond the timeout: its worker is left to finish (or
+    not) in the background and the next call gets a new one. One worker is otherwise reused from call
+    to call (starting a thread per call was most of a fake model's cost on a busy actor process). Once
+    ``max_stuck`` timed-out calls are still running, new calls are refused at once rather than piling up
+    threads behind a dead endpoint.
     """
 
     def __init__(self, timeout_s: float, max_stuck: int = 4) -> None:
         self.timeout_s = timeout_s
         self.max_stuck = max_stuck
         self._stuck: list[threading.Thread] = []
+        self._worker: _Worker | None = None
 
     @property
     def stuck(self) -> int:
@@ -325,22 +377,15 @@ class TimeBoxedCaller:
     def call(self, fn: Callable[[], Any]) -> Any:
         if self.stuck >= self.max_stuck:
             raise CallsStuck(f"{len(self._stuck)} earlier calls still running")
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:  # handed to the caller, whatever it is
-                box["error"] = exc
-            finally:
-                done.set()
-
-        thread = threading.Thread(target=run, name="llm-agent-call", daemon=True)
-        thread.start()
-        if not done.wait(self.timeout_s):
-            self._stuck.append(thread)
+        worker = self._worker
+        if worker is None or not worker.thread.is_alive():  # none yet, or it exited idle
+            worker = self._worker = _Worker()
+        job = worker.submit(fn)
+        if not job.done.wait(self.timeout_s):
+            worker.retire()
+            self._worker = None
+            self._stuck.append(worker.thread)
             raise CallTimedOut(f"no answer within {self.timeout_s:g} s")
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+        if job.error is not None:
+            raise job.error
+        return job.value

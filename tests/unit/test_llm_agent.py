@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -34,9 +35,11 @@ from mmats.strategy import IndicatorDict, StrategyContext
 from strategies.llm_agent import LlmAgent
 from strategies.llm_agent_support import (
     AnswerRejected,
+    CallTimedOut,
     DecisionCache,
     LlmDecision,
     RateLimiter,
+    TimeBoxedCaller,
     check_stops,
     parse_decision,
 )
@@ -190,6 +193,19 @@ def test_hung_calls_do_not_pile_up_threads() -> None:
     reasons = [llm_meta(s.on_bar(context(i)))["reason"] for i in range(6)]
     assert reasons[:4] == ["timeout"] * 4
     assert all(r.startswith("timeout: 4 earlier calls still running") for r in reasons[4:]), reasons
+
+
+def test_calls_reuse_one_worker_thread_until_one_times_out() -> None:
+    caller = TimeBoxedCaller(0.2)
+    threads = [caller.call(threading.get_ident) for _ in range(3)]
+    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
+    with pytest.raises(CallTimedOut):
+        caller.call(lambda: time.sleep(0.6))
+    assert caller.stuck == 1
+    after = caller.call(threading.get_ident)  # a new worker: the stuck one is still sleeping
+    assert after != threads[0]
+    time.sleep(0.6)
+    assert caller.stuck == 0  # the stuck worker finished its call and exited
 
 
 def test_an_unreachable_model_falls_back_with_the_error() -> None:
