@@ -165,10 +165,9 @@ class PortfolioActor:
         if everyone:
             self._strategies_pushed = now
         touched = {f.strategy_id for f in fills}
-        for strategy_id, handle in self.strategies.items():
-            if everyone or strategy_id in touched or strategy_id in orders or strategy_id in rejected:
-                handle.on_orders.remote(OrderOutcomes(strategy_id, orders.get(strategy_id, []),
-                                                      rejected.get(strategy_id, []), snap))
+        _send_outcomes([(handle, OrderOutcomes(sid, orders.get(sid, []), rejected.get(sid, []), snap))
+                        for sid, handle in self.strategies.items()
+                        if everyone or sid in touched or sid in orders or sid in rejected])
 
     def _book(self, f: Fill) -> None:
         """Apply a fill, and keep what each strategy holds of each symbol (the gatekeeper sizes every
@@ -217,9 +216,9 @@ class PortfolioActor:
         strategies at once, from this actor like every other outcome. Nothing was booked, so the account
         they hold is still current and does not go with them (a snapshot per refusal would cost more than
         the refusal). ``delivered``: answer once every strategy has them (a lockstep replay)."""
-        refs = [handle.on_orders.remote(OrderOutcomes(strategy_id, rejected=orders))
-                for strategy_id, orders in _by_strategy(rejected, lambda r: r[0].strategy_id).items()
-                if (handle := self.strategies.get(strategy_id)) is not None]
+        refs = _send_outcomes([(handle, OrderOutcomes(strategy_id, rejected=orders))
+                               for strategy_id, orders in _by_strategy(rejected, lambda r: r[0].strategy_id).items()
+                               if (handle := self.strategies.get(strategy_id)) is not None])
         if delivered:
             ray.get(refs)
 
@@ -235,7 +234,7 @@ class PortfolioActor:
         with self._lock:
             snap = self.portfolio.snapshot(self.as_of)
             targets = [(sid, host if host is not None else self.strategies.get(sid)) for sid in strategy_ids]
-        refs = [h.on_orders.remote(OrderOutcomes(sid, account=snap)) for sid, h in targets if h is not None]
+        refs = _send_outcomes([(h, OrderOutcomes(sid, account=snap)) for sid, h in targets if h is not None])
         if wait:
             ray.get(refs)
         return len(refs)
@@ -320,6 +319,15 @@ class PortfolioActor:
 
     def ping(self) -> str:
         return "ok"
+
+
+def _send_outcomes(outcomes: list[tuple[Any, OrderOutcomes]]) -> list[Any]:
+    """One ``on_orders`` message per host actor with the outcomes of each of its strategies named: a pool
+    of five gets one message, and the account they share is serialized once, not five times."""
+    by_host: dict[Any, list[OrderOutcomes]] = {}
+    for handle, outcome in outcomes:
+        by_host.setdefault(handle, []).append(outcome)
+    return [handle.on_orders.remote(msgs) for handle, msgs in by_host.items()]
 
 
 def _by_strategy(items: list[T], strategy_of: Callable[[T], str]) -> dict[str, list[T]]:

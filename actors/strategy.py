@@ -113,15 +113,16 @@ class StrategyActor:
             if st.strategy_id == self.strategy_id:
                 self.host.set_enabled(st.enabled)
 
-    def on_orders(self, msg: OrderOutcomes) -> None:
+    def on_orders(self, msgs: list[OrderOutcomes]) -> None:
         """Everything about this strategy's orders since the last message, in one message (a Ray call
         costs this machine about a millisecond of CPU; the outcome of a batch of orders fits in one)."""
-        if msg.account is not None:
-            self.host.account = msg.account
-        for order in msg.filled:
-            self.host.order_filled(order)
-        for order, reason in msg.rejected:
-            self.host.order_rejected(order, reason)
+        for msg in msgs:
+            if msg.account is not None:
+                self.host.account = msg.account
+            for order in msg.filled:
+                self.host.order_filled(order)
+            for order, reason in msg.rejected:
+                self.host.order_rejected(order, reason)
 
     def set_enabled(self, enabled: bool, strategy_id: str | None = None) -> None:
         self._check_id(strategy_id)

@@ -109,8 +109,10 @@ class StrategyPoolActor:
         """Bar time -> wall time every member had processed it (``actors.processed_times``)."""
         return dict(self.processed.wall)
 
-    def on_orders(self, msg: OrderOutcomes) -> None:
-        self.group.on_orders(msg)
+    def on_orders(self, msgs: list[OrderOutcomes]) -> None:
+        """The outcomes of its members' orders, one message for all of them (``OrderOutcomes`` each)."""
+        for msg in msgs:
+            self.group.on_orders(msg)
 
     # ----------------------------------------------------------------------------------- controls
 

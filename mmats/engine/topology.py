@@ -42,7 +42,8 @@ EDGES: tuple[Edge, ...] = (
     Edge(ROUTER, GATEKEEPER, "router error / ok / venue alert", "on_router_error"),
     Edge(ROUTER, "feed", "lockstep acknowledgement", "ack", "lockstep replays"),
     Edge(PORTFOLIO, GATEKEEPER, "AccountSnapshot", "on_account"),
-    Edge(PORTFOLIO, "host", "OrderOutcomes", "on_orders", "fills, rejections and the account: a host's only sender"),
+    Edge(PORTFOLIO, "host", "OrderOutcomes", "on_orders",
+         "fills, rejections, account; one message per host, its only sender"),
 )
 
 

@@ -49,6 +49,9 @@ def test_a_pool_places_the_same_orders_as_one_actor_per_strategy_and_isolates_a_
     assert pooled["fast"]["signals"] > 0 and pooled["slow"]["signals"] > 0
     assert len(alone_orders) > 10
     assert pool_orders == alone_orders
+    # Each member heard of each of its own fills (one outcomes message per host for its members).
+    for sid in ("fast", "slow"):
+        assert pooled[sid]["orders_filled"] == alone[sid]["orders_filled"] > 0
     # The same signals (within one bar, strategies in separate actors report in no fixed order).
     assert sorted((s["strategy_id"], s["time"], s["action"]) for s in pool_signals) == \
         sorted((s["strategy_id"], s["time"], s["action"]) for s in alone_signals)
