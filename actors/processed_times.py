@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-KEPT = 200_000  # bar times remembered (the newest); older ones are dropped half at a time
+KEPT = 50_000  # bar times remembered (about 5 MB; the newest), older ones dropped half at a time
 
 
 class ProcessedTimes:
@@ -21,8 +21,8 @@ class ProcessedTimes:
     def stamp(self, bars: Iterable[tuple[object, int, float, float, float, float, float]]) -> None:
         now = time.time()
         wall = self.wall
-        for b in bars:
-            wall.setdefault(b[1], now)
+        for b in bars:  # a bar time split over two batches is done with the later one
+            wall[b[1]] = now
         if len(wall) > KEPT:
             for key in list(wall)[: len(wall) // 2]:
                 del wall[key]
