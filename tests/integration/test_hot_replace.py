@@ -28,10 +28,10 @@ def wait(check: Any, timeout: float, what: str) -> None:
 
 
 def test_a_hot_replace_processes_every_bar_once_and_keeps_the_position() -> None:
-    bars = 6000  # 24 s of replay: a replace slowed by a loaded machine still lands mid-stream
+    bars = 6000  # 40 s of replay: a replace slowed by a loaded machine still lands mid-stream
     cfg = system_config([{"id": "rec", "ref": RECORDER, "symbols": [SYMBOL], "params": {"tag": "v1"}}], bars,
                         pace="speed")
-    cfg["feeds"][0]["speed"] = 60 * 250  # 250 one-minute bars a second: the replace lands mid-stream
+    cfg["feeds"][0]["speed"] = 60 * 150  # 150 one-minute bars a second (40 s): the replace lands mid-stream
     sup, handles = start_system(cfg)
     feed = next(iter(handles["feeds"].values()))
     try:
