@@ -251,7 +251,7 @@ def efe_of(terms: list[dict[int, tuple[float, float]]], policy: tuple[int, ...],
     """A policy's G from the per-step terms of ``step_terms``, plus its turnover from ``current`` on."""
     risk = ambiguity = turnover = 0.0
     previous = current
-    for row, exposure in zip(terms, policy, strict=False):
+    for row, exposure in zip(terms, policy, strict=True):
         r, a = row[exposure]
         risk += r
         ambiguity += a
@@ -279,7 +279,7 @@ def policies(exposures: tuple[int, ...], horizon: int) -> tuple[tuple[int, ...],
     return tuple(itertools.product(exposures, repeat=horizon))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def _preference_logs(prefs: Preferences) -> tuple[Vector, Vector]:
     """ln C of the P&L and turnover outcomes: fixed by the parameters, so computed once per agent."""
     return prefs.log_c_pnl(), prefs.log_c_turnover()
