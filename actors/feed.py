@@ -37,6 +37,7 @@ from mmats.data import BarArrays
 from mmats.engine.actor_settings import FeedSettings
 from mmats.engine.batching import AdaptiveBatcher, AnswerRelay
 from mmats.engine.topology import Wiring
+from mmats.engine.wall_stamps import WallStamps
 from mmats.feed_health import LiveFeedHealth
 from mmats.messages import BarBatch, FeedStatus
 
@@ -89,7 +90,7 @@ class FeedActor:
         self._stop = threading.Event()
         self._pause = threading.Event()
         self.published = 0
-        self.publish_wall: dict[int, float] = {}  # bar time -> wall time it went out (latency benchmark)
+        self.publish_wall: WallStamps[int] = WallStamps(200_000)  # bar time -> wall time it went out (benchmarks)
         self.last_update_wall = time.time()
         self.done = False
         self._timeline = self._build_timeline()
@@ -396,9 +397,7 @@ class FeedActor:
                 self.history[b[0]].append(b)
             self.published += len(bars)
             if bars:
-                self.publish_wall[bars[-1][1]] = time.time()
-                if len(self.publish_wall) > 200_000:
-                    self.publish_wall.pop(next(iter(self.publish_wall)))
+                self.publish_wall.stamp((bars[-1][1],))
             self._published_ts = bars[-1][1] if bars else self._published_ts
             self.last_update_wall = time.time()
             for sub in self.subs.values():
@@ -471,7 +470,7 @@ class FeedActor:
 
     def publish_times(self) -> dict[int, float]:
         with self._lock:
-            return dict(self.publish_wall)
+            return self.publish_wall.snapshot()
 
     def last_prices(self) -> dict[str, float]:
         with self._lock:

@@ -28,6 +28,7 @@ from mmats.engine.service_times import ServiceTimes
 from mmats.engine.signal_path import GatewayOutput, PendingSignal, SignalPath
 from mmats.engine.topology import Wiring
 from mmats.engine.triggers import RouterErrorStreak, StaleFeeds
+from mmats.engine.wall_stamps import WallStamps
 from mmats.engine.windows import RecentKeys, RecordWindow
 from mmats.messages import AccountSnapshot, BarBatch, FeedStatus, OrderCommands, SignalBatch
 from mmats.model import Environment, iso
@@ -43,12 +44,6 @@ RECENT_KEPT = 20_000  # signals and decisions kept in memory for the live views
 HOP_TIMES_KEPT = 100_000  # recent hop time stamps kept for the latency benchmark
 CLAIMS_KEPT = 200_000  # signal idempotency keys kept in memory (a retried or replayed signal is recent)
 READ_SETTLE_S = 2.0  # how long a read of the records waits for the journal writer
-
-
-def _trim(stamps: dict[Any, float]) -> None:
-    """Keep the newer half of a dict of time stamps (insertion order is time order)."""
-    for key in list(stamps)[: len(stamps) // 2]:
-        del stamps[key]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,8 +123,9 @@ class RiskGatekeeperActor:
         self._cmd_inflight = False
         self._refusals_told: Any = None  # lockstep: the refusals' delivery the next commands wait for
         self._cmd_relay = AnswerRelay(self._lock, self._send_commands, "commands-relay")
-        self.signal_wall: dict[tuple[str, int], float] = {}  # hop times (latency benchmark), see hop_times
-        self.decided_wall: dict[str, float] = {}
+        # hop times (benchmarks), see hop_times; the arrivals bounded on their own: HOLDs never order
+        self.signal_wall: WallStamps[tuple[str, int]] = WallStamps(HOP_TIMES_KEPT)
+        self.decided_wall: WallStamps[str] = WallStamps(HOP_TIMES_KEPT)
         self.busy = ServiceTimes()  # the message thread's time per kind of message (hop_times)
         # Signals and decisions are committed off the message thread, several messages per commit.
         self.journal_writer: GroupCommit[_Decided] | None = None
@@ -197,11 +193,7 @@ class RiskGatekeeperActor:
         t0 = time.perf_counter()
         now = time.time()
         if msg.signals:  # arrival per (strategy, bar time): the latency benchmark's hop times
-            wall = self.signal_wall
-            for p in msg.signals:
-                wall[(p.strategy_id, p.ts_ns)] = now
-            if len(wall) > HOP_TIMES_KEPT:  # bounded on its own: HOLDs arrive without ever ordering
-                _trim(wall)
+            self.signal_wall.stamp(((p.strategy_id, p.ts_ns) for p in msg.signals), now)
         for strategy_id in msg.reporters:
             self.reported[strategy_id] = max(self.reported.get(strategy_id, -1), msg.upto_ts)
         self._track_reports()
@@ -400,11 +392,8 @@ class RiskGatekeeperActor:
             cmd["decided_ns"] = b.decided_ns  # the batch's oldest decision
         cmd["cancels"] += out.cancels
         cmd["submits"] += submits
-        now = time.time()
-        for order, _ in submits:  # decided and journaled: the latency benchmark's hop times
-            self.decided_wall[order.client_order_id] = now
-        if len(self.decided_wall) > HOP_TIMES_KEPT:
-            _trim(self.decided_wall)
+        # decided and journaled: the latency benchmark's hop times
+        self.decided_wall.stamp(order.client_order_id for order, _ in submits)
         ts = max((o.created_ns for o, _ in submits), default=self.signal_path.as_of_ns)
         cmd["ts"] = max(cmd["ts"], ts)
         if b.ack is not None:
@@ -674,7 +663,7 @@ class RiskGatekeeperActor:
         """Wall times (s) of the recent signals' arrival, per (strategy, bar time), and of each order's
         decision, per client order id: ``bench/live_pipeline.py`` splits tick-to-fill by hop with them.
         ``busy``: the message thread's time per kind of message since the start (its journal commits apart)."""
-        return {"signal_arrived": dict(self.signal_wall), "decided": dict(self.decided_wall),
+        return {"signal_arrived": self.signal_wall.snapshot(), "decided": self.decided_wall.snapshot(),
                 "busy": self.busy.to_dict()}
 
     @ray.method(concurrency_group=CONTROL)

@@ -24,6 +24,7 @@ from adapters.sql_store import TradeState
 from mmats.engine.actor_settings import RouterSettings
 from mmats.engine.batching import AdaptiveBatcher, AnswerRelay
 from mmats.engine.topology import Wiring
+from mmats.engine.wall_stamps import WallStamps
 from mmats.execution.live import LiveExecution, LiveSettings
 from mmats.execution.paper import BarUpdate, PaperExecution
 from mmats.execution.routing import OrderSubmitter, RetryPolicy, SubmitOutcome, SubmitResult
@@ -104,8 +105,8 @@ class OrderRouterActor:
         self.duplicates = 0
         self.stores = open_stores(persist) if persist is not None else None
         self.restored_working = 0
-        self.accept_wall: dict[str, float] = {}  # client order id -> wall time accepted (latency benchmark)
-        self.bar_wall: dict[int, float] = {}  # bar time -> wall time this actor first had it (same)
+        self.accept_wall: WallStamps[str] = WallStamps(200_000)  # client order id -> wall time accepted (benchmarks)
+        self.bar_wall: WallStamps[int] = WallStamps(200_000)  # bar time -> wall time this actor first had it (same)
         # Gatekeeper clock (ns) of the last kill-switch escalation: submits decided before it are stale.
         self.halt_ns = 0
         self.stale_dropped = 0
@@ -146,12 +147,7 @@ class OrderRouterActor:
     def on_bars(self, msg: BarBatch) -> int:
         batch, upto_ts = msg.bars, msg.upto_ts
         if batch:  # when each bar reached the venue side (the latency benchmark's fill half)
-            now = time.time()
-            for b in batch:
-                self.bar_wall.setdefault(b[1], now)
-            if len(self.bar_wall) > 200_000:
-                for key in list(self.bar_wall)[:100_000]:
-                    del self.bar_wall[key]
+            self.bar_wall.stamp((b[1] for b in batch), first=True)
         fills: list[Fill] = []
         for b in batch:
             self.last_prices[b[0]] = b[5]
@@ -355,7 +351,7 @@ class OrderRouterActor:
             result = self.submitter.submit(order, lambda o=order, c=children: self.execution.submit(o, c, ts_ns), ts_ns)
             if result.outcome is SubmitOutcome.ACCEPTED:
                 accepted += 1
-                self.accept_wall[cid] = time.time()
+                self.accept_wall.stamp((cid,))
             elif result.outcome is SubmitOutcome.DUPLICATE:
                 self.duplicates += 1
             if cid not in self.execution.orders:  # failed before the venue took it: still on record
@@ -479,12 +475,12 @@ class OrderRouterActor:
     @ray.method(concurrency_group=CONTROL)
     @locked
     def accept_times(self) -> dict[str, float]:
-        return dict(self.accept_wall)
+        return self.accept_wall.snapshot()
 
     @ray.method(concurrency_group=CONTROL)
     @locked
     def bar_times(self) -> dict[int, float]:
-        return dict(self.bar_wall)
+        return self.bar_wall.snapshot()
 
     @ray.method(concurrency_group=CONTROL)
     @locked

@@ -16,11 +16,11 @@ from typing import Any
 import ray
 
 from actors.control import was_restarted
-from actors.processed_times import ProcessedTimes
 from actors.signal_sender import SignalSender
 from mmats.engine.actor_settings import HostSettings, StrategySettings
 from mmats.engine.strategy_group import build_host
 from mmats.engine.topology import Wiring
+from mmats.engine.wall_stamps import PROCESSED_KEPT, WallStamps
 from mmats.errors import StrategyError
 from mmats.messages import BarBatch, OrderOutcomes
 from mmats.model import Timeframe
@@ -46,7 +46,7 @@ class StrategyActor:
         self.gatekeeper = wiring.gatekeeper
         self.feed = feed = wiring.feed
         self.signals = SignalSender(self.gatekeeper, lambda: (strategy_id,))  # adaptively batched, one in flight
-        self.processed = ProcessedTimes()
+        self.processed: WallStamps[int] = WallStamps(PROCESSED_KEPT)
         self.host = build_host(st)
         # After a restart: rebuild state from history, silently, then resume live (a coarser timeframe
         # needs as many of its own bars, so proportionally more source bars).
@@ -96,14 +96,14 @@ class StrategyActor:
             log.error("strategy %s disabled after %d consecutive errors: %s", self.strategy_id,
                       self.host.max_errors, self.host.last_error)
             self.gatekeeper.on_strategy_disabled.remote(self.strategy_id, self.host.last_error)
-        self.processed.stamp(msg.bars)
+        self.processed.stamp(b[1] for b in msg.bars)  # a bar time split over two batches: the later
         if msg.last:
             self.signals.drain()
         return len(signals)
 
     def processed_times(self) -> dict[int, float]:
-        """Bar time -> wall time this strategy had processed it (``actors.processed_times``)."""
-        return dict(self.processed.wall)
+        """Bar time -> wall time this strategy had processed it (``mmats.engine.wall_stamps``)."""
+        return self.processed.snapshot()
 
     def wire(self, wiring: Wiring[Any], members: list[StrategySettings] | None = None) -> None:
         """Peers from the topology; after a restart also the strategy's enabled flag as it runs now."""

@@ -21,11 +21,11 @@ from typing import Any
 import ray
 
 from actors.control import was_restarted
-from actors.processed_times import ProcessedTimes
 from actors.signal_sender import SignalSender
 from mmats.engine.actor_settings import HostSettings, StrategySettings
 from mmats.engine.strategy_group import StrategyGroup
 from mmats.engine.topology import Wiring
+from mmats.engine.wall_stamps import PROCESSED_KEPT, WallStamps
 from mmats.messages import BarBatch, OrderOutcomes
 
 log = logging.getLogger("mmats.strategy")
@@ -40,7 +40,7 @@ class StrategyPoolActor:
         self.gatekeeper = wiring.gatekeeper
         self.feed = wiring.feed
         self.signals = SignalSender(self.gatekeeper, lambda: tuple(self.group.ids))  # adaptively batched, one in flight
-        self.processed = ProcessedTimes()
+        self.processed: WallStamps[int] = WallStamps(PROCESSED_KEPT)
         self.group = StrategyGroup(list(settings.strategies))
         self.group.warm(ray.get(self.feed.get_history.remote(self.group.feed_symbols, self.group.warmup_bars)))
         self.attached = False
@@ -100,14 +100,14 @@ class StrategyPoolActor:
         for sid, error in disabled:
             log.error("strategy %s disabled after repeated errors: %s", sid, error)
             self.gatekeeper.on_strategy_disabled.remote(sid, error)
-        self.processed.stamp(msg.bars)
+        self.processed.stamp(b[1] for b in msg.bars)  # a bar time split over two batches: the later
         if msg.last:
             self.signals.drain()
         return len(signals)
 
     def processed_times(self) -> dict[int, float]:
-        """Bar time -> wall time every member had processed it (``actors.processed_times``)."""
-        return dict(self.processed.wall)
+        """Bar time -> wall time every member had processed it (``mmats.engine.wall_stamps``)."""
+        return self.processed.snapshot()
 
     def on_orders(self, msgs: list[OrderOutcomes]) -> None:
         """The outcomes of its members' orders, one message for all of them (``OrderOutcomes`` each)."""

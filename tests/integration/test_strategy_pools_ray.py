@@ -29,9 +29,29 @@ def _run(per_actor: int, bars: int) -> tuple[list[Any], dict[str, dict[str, Any]
         orders = fills_of(handles)
         listed = {s["id"]: s for s in ray.get(sup.list_strategies.remote())}
         signals = ray.get(handles["gatekeeper"].get_signals.remote())
+        _check_wall_stamps(handles, bars)
     finally:
         stop(sup, handles)
     return orders, listed, signals
+
+
+def _check_wall_stamps(handles: dict[str, Any], bars: int) -> None:
+    """What the latency benchmarks read (mmats.engine.wall_stamps), from every kind of host: each bar
+    time published, then processed by every strategy host and had by the router; each order decided,
+    then accepted."""
+    feed = next(iter(handles["feeds"].values()))
+    published = ray.get(feed.publish_times.remote())
+    assert len(published) == bars  # a lockstep replay publishes one bar time per batch
+    for host in set(handles["strategies"].values()):
+        processed = ray.get(host.processed_times.remote())
+        assert processed.keys() == published.keys()
+        assert all(processed[ts] >= published[ts] for ts in published)
+    routed = ray.get(handles["router"].bar_times.remote())
+    assert routed.keys() == published.keys() and all(routed[ts] >= published[ts] for ts in published)
+    accepted = ray.get(handles["router"].accept_times.remote())
+    decided = ray.get(handles["gatekeeper"].hop_times.remote())["decided"]
+    assert accepted and accepted.keys() <= decided.keys()
+    assert all(decided[cid] <= accepted[cid] for cid in accepted)
 
 
 def test_a_pool_places_the_same_orders_as_one_actor_per_strategy_and_isolates_a_raising_member() -> None:

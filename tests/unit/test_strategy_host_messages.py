@@ -3,7 +3,6 @@ when it processed a bar time (the bar-processing latency of bench/many_strategie
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from actors.portfolio import _send_outcomes
@@ -35,17 +34,3 @@ def test_a_pool_gets_one_message_for_all_its_members_and_a_lone_strategy_its_own
     assert refs == ["ref-pool", "ref-alone"]
     assert [(name, [m.strategy_id for m in msgs]) for name, msgs in calls] == [("pool", ["a", "b"]), ("alone", ["c"])]
     assert _send_outcomes([]) == []
-
-
-def test_processed_times_stamp_a_bar_time_when_its_last_bar_is_done_and_stay_bounded() -> None:
-    from actors import processed_times
-
-    stamps = processed_times.ProcessedTimes()
-    stamps.stamp([("A", 1, 0, 0, 0, 0, 0), ("B", 1, 0, 0, 0, 0, 0), ("A", 2, 0, 0, 0, 0, 0)])
-    first = dict(stamps.wall)
-    time.sleep(0.01)
-    stamps.stamp([("B", 2, 0, 0, 0, 0, 0)])  # bar time 2 is done only with its second batch
-    assert list(stamps.wall) == [1, 2] and stamps.wall[1] == first[1] and stamps.wall[2] > first[2]
-    stamps.stamp([("A", t, 0, 0, 0, 0, 0) for t in range(3, processed_times.KEPT + 2)])
-    assert len(stamps.wall) <= processed_times.KEPT and 1 not in stamps.wall
-    assert processed_times.KEPT + 1 in stamps.wall
