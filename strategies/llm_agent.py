@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
+import zlib
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -96,6 +97,15 @@ def _structured(chat: Any) -> Any | None:
         return chat.with_structured_output(LlmDecision, include_raw=True)
     except (NotImplementedError, AttributeError, TypeError, ValueError):
         return None
+
+
+def decision_phase(symbol: str, every_n_bars: int) -> int:
+    """Which bar of each ``every_n_bars`` a symbol's instance asks the model on, counted from its first bar.
+
+    Spread by symbol (a stable hash, the same in a backtest and live): a strategy on ten symbols then asks
+    for two or three of them on each bar, where all ten on the same bar would make its host wait for ten
+    calls in a row (a real model answers in 0.3-3 s each) and hit a rate limit as one burst."""
+    return 0 if every_n_bars == 1 else zlib.crc32(symbol.encode()) % every_n_bars
 
 
 class LlmAgent(IStrategy):
@@ -212,7 +222,8 @@ class LlmAgent(IStrategy):
             self._fallback.strategy_id = self.strategy_id
             rule_signal = self._fallback.on_bar(context)
         self._n += 1
-        if (self._n - 1) % self.params["every_n_bars"]:
+        n = self.params["every_n_bars"]
+        if (self._n - 1) % n != decision_phase(context.symbol, n):
             return None
         return self._decide(context, ts_ns, rule_signal)
 

@@ -7,10 +7,10 @@ and one real chat model pointed at a closed port on 127.0.0.1 (an unreachable en
 from __future__ import annotations
 
 import json
-import math
 import socket
 import threading
 import time
+import zlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +32,7 @@ from mmats.model import AccountState, Environment, MarketType, SignalAction, Tra
 from mmats.registry import create_strategy
 from mmats.research.runconfig import BacktestConfig, run_backtest
 from mmats.strategy import IndicatorDict, StrategyContext
-from strategies.llm_agent import LlmAgent
+from strategies.llm_agent import LlmAgent, decision_phase
 from strategies.llm_agent_support import (
     AnswerRejected,
     CallTimedOut,
@@ -241,9 +241,21 @@ def test_the_rate_limit_is_a_sliding_minute() -> None:
 def test_every_n_bars_asks_the_model_only_on_those_bars() -> None:
     CountingChatModel.calls = 0
     s = agent(model_class=f"{HERE}.CountingChatModel", every_n_bars=3)
-    out = [s.on_bar(context(i)) for i in range(7)]
-    assert [i for i, x in enumerate(out) if x is not None] == [0, 3, 6]
+    out = [s.on_bar(context(i)) for i in range(9)]
+    phase = decision_phase("BTC/USDT", 3)
+    assert [i for i, x in enumerate(out) if x is not None] == [phase, phase + 3, phase + 6]
     assert CountingChatModel.calls == 3
+    assert decision_phase("BTC/USDT", 1) == 0  # every bar
+
+
+def test_a_strategy_on_many_symbols_spreads_its_model_calls_over_the_bars() -> None:
+    """Ten symbols asking every 5th bar: a few on each bar, none twice in five, the same phases each run."""
+    symbols = [f"S{i}/USDT" for i in range(10)]
+    per_bar = [[s for s in symbols if k % 5 == decision_phase(s, 5)] for k in range(10)]
+    assert sum(len(x) for x in per_bar[:5]) == 10  # each symbol once in every five bars
+    assert per_bar[:5] == per_bar[5:]
+    assert max(len(x) for x in per_bar) <= 3  # not all ten on one bar
+    assert [decision_phase(s, 5) for s in symbols] == [zlib.crc32(s.encode()) % 5 for s in symbols]
 
 
 def test_the_prompt_carries_the_latest_bars_indicators_position_and_instructions() -> None:
@@ -395,7 +407,9 @@ def test_the_backtest_audit_records_every_decision_with_its_llm_provenance() -> 
     records = list(j.records())
     assert verify_records([r.to_dict() for r in records]).ok
     signals = [r.payload for r in records if r.kind == "signal"]
-    assert len(signals) == math.ceil(res.summary["bars"] / 5)  # no indicators: every 5th bar from the first
+    # no indicators: every 5th bar from the symbol's phase on
+    symbol = {r.payload["symbol"] for r in records if r.kind == "signal"}.pop()
+    assert len(signals) == len(range(decision_phase(symbol, 5), res.summary["bars"], 5))
     by_action: dict[str, int] = {}
     for p in signals:
         by_action[p["action"]] = by_action.get(p["action"], 0) + 1
