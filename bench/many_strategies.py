@@ -1,26 +1,35 @@
 """Many strategies through the Ray actors: 20 strategies (every shipped kind, two LLM agents on LangChain's
 fake chat model) on 10 symbols, paper broker, against the first of them alone on the same symbols.
 
-One run, two phases on one local Ray cluster, each a fresh system fed at the same offered rate (a replay
-at N x real time, so the bars arrive at a steady rate whatever the system does):
+One run, three phases on one local Ray cluster (the third below), each a fresh system fed at the same
+offered rate (a replay at N x real time, so the bars arrive at a steady rate whatever the system does):
 - ``1``: one strategy (sma_cross) on the 10 symbols;
 - ``20``: twenty strategies, one actor each, on the same 10 symbols.
 
 Per phase, over the measured window (after a warm-up):
 - bar processing (``bar_*``): for every strategy and every bar time the feed published in the window,
   from the publication to the strategy having run on it and handed its signals on (the strategy host's
-  ``processed_times``; a bar not processed by the end of the window counts as late as the window's
-  end). This is how far behind the market each strategy runs: the lag;
+  ``processed_times``, ``mmats/engine/wall_stamps.py``; a bar not processed by the end of the window
+  counts as late as the window's end). This is how far behind the market each strategy runs: the lag;
 - signal to order (``order_*``): from the feed publishing a bar to the router accepting the order a
   strategy decided on it (feed -> strategy -> gatekeeper -> router; ``signal_to_order_s`` of
   bench/live_pipeline.py), over every order accepted in the window, split by hop and by strategy kind;
 - the feed's largest per-subscriber backlog (read once a second) and any bars coalesced away;
 - cores used per kind of process, and resident memory: all processes of the cluster (driver, GCS,
-  raylet, workers) and the raylet's workers by kind (``StrategyActor`` etc.).
+  raylet, workers) and the raylet's workers by kind (``StrategyActor`` etc.);
+- all processes' CPU per bar time published (``cpu_ms_per_bar_time``): the burst of work each bar
+  time sets off, which the machine's cores share.
+Before the phases, the mix's own work: each strategy run in this process on the same generated bars
+after the same warm-up, CPU per bar time (``strategy_cpu_ms_each``, ``strategy_cpu_ms_per_bar_time``),
+and that sum over the machine's cores (``strategy_cpu_floor_ms``): a floor under the many phases'
+bar-processing p99, since on every bar time one strategy in twenty (5 % of the pairs measured) is the
+last to finish, after all that work.
 A third phase runs the same strategies pooled, ``--pool`` (default 5) per actor process
 (``strategies_per_actor``): ``pool_*``. Pools are formed in config order, so the mix is listed with
 every fifth strategy starting a new share of the heavy kinds (active_inference, llm_agent,
 vumanchu_cipher): each pool carries about the same work, as docs/deployment.md advises.
+``--mix light`` runs the same phases with light strategies only (``LIGHT_MIX``): what the system itself
+adds when the strategies' own work is small.
 
 Progress on stderr. Last line of stdout: one JSON object.
 """
@@ -55,6 +64,7 @@ ALLOCATION = 0.045  # twenty strategies on one account: 90 % of equity allocated
 # bars/s offered (all symbols together): 20 strategies keep up with it on a shared 2-core machine, where
 # 300 and 500 already drove the order path's latency to seconds (docs/architecture.md "Many strategies").
 DEFAULT_RATE = 200.0
+CORES = 2  # the local cluster's CPUs (ray.init below)
 
 
 def _llm_answer(action: str, size: float) -> str:
@@ -94,6 +104,14 @@ MIX: list[tuple[str, dict[str, Any]]] = [
     ("bollinger_reversion", {"rsi_period": 14}),
     ("rsi_reversion", {"period": 7, "oversold": 25.0, "exit": 60.0}),
 ]
+
+
+# ``--mix light``: the same first strategy, then only the light kinds (sma_cross and rsi_reversion with
+# other parameters): what the system itself (messages, the shared order path) adds when the strategies'
+# own work is small.
+LIGHT_MIX: list[tuple[str, dict[str, Any]]] = [MIX[0]] + [
+    ("sma_cross", {"fast": 5 + i, "slow": 30 + 2 * i}) if i % 2 == 0 else ("rsi_reversion", {"period": 7 + i})
+    for i in range(1, 20)]
 
 
 def strategy_specs(n: int) -> list[dict[str, Any]]:
@@ -210,9 +228,40 @@ def run_phase(n: int, rate: float, warmup: float, seconds: float, home: str, poo
         "by_kind": {k: {"orders": len(v), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99)}
                     for k, v in sorted(by_kind.items())},
         "cores_used": cores,
+        # all processes' CPU per bar time published: the burst of work each bar time sets off
+        "cpu_ms_per_bar_time": round(sum(cores.values()) * 1000 / max(done / per_ts, 1e-9), 1),
         "rss_mb": round(rss), "workers": workers, "strategy_errors": errors,
         "bars_seen": {sid: x["bars_seen"] for sid, x in healths.items()},
     }
+
+
+def strategy_cpu(n: int, timestamps: int = 600, warmup: int = 2_000) -> dict[str, Any]:
+    """The mix's own work, in this process and nothing else running: each strategy's CPU per timestamp (10
+    bars) on the replay's generated bars, after the same warm-up as in the actors. Every strategy has to
+    do this work on every bar wherever it runs, so ``total_ms / cores`` is the least time the machine's
+    cores need, after a bar time is published, before the last strategy has processed it: at least one
+    strategy in twenty (5 % of the measured pairs) is that late on every bar time, a floor under the
+    bar-processing p99 that no topology or messaging can go below."""
+    import zlib
+
+    from mmats.data import generate_bars, to_arrays
+    from mmats.engine.actor_settings import StrategySettings
+    from mmats.engine.strategy_group import build_host
+
+    series = {sym: to_arrays(generate_bars(warmup + timestamps, seed=zlib.crc32(sym.encode()))) for sym in SYMBOLS}
+    rows = [[(sym, int(a.ts_ns[i]), float(a.open[i]), float(a.high[i]), float(a.low[i]), float(a.close[i]),
+              float(a.volume[i])) for sym, a in series.items()] for i in range(warmup + timestamps)]
+    per_strategy: dict[str, float] = {}
+    for spec in strategy_specs(n):
+        host = build_host(StrategySettings(spec["id"], spec["ref"], spec["params"], SYMBOLS, "crypto"))
+        host.warm_up([b for batch in rows[:warmup] for b in batch])
+        t0 = time.process_time()
+        for batch in rows[warmup:]:
+            host.on_bars(batch)
+        per_strategy[spec["id"]] = (time.process_time() - t0) * 1000 / timestamps
+    total = sum(per_strategy.values())
+    return {"total_ms": round(total, 2), "floor_ms": round(total / CORES, 2), "cores": CORES,
+            "per_strategy_ms": {k: round(v, 3) for k, v in per_strategy.items()}}
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -227,18 +276,24 @@ def main() -> None:
     ap.add_argument("--strategies", type=int, default=len(MIX), help=f"size of the many phase (1..{len(MIX)})")
     ap.add_argument("--quick", action="store_true", help="a short smoke run: 6 s windows, 3 s warm-up")
     ap.add_argument("--pool", type=int, default=5, help="strategies per actor in the pooled phase (default 5)")
+    ap.add_argument("--mix", choices=["shipped", "light"], default="shipped",
+                    help="shipped: every shipped kind (default); light: sma_cross and rsi_reversion only")
     ap.add_argument("--no-persist", action="store_true", help="run without storage (default: SQLite in a temp home)")
     args = ap.parse_args()
     if not 1 <= args.strategies <= len(MIX):
         ap.error(f"--strategies must be 1..{len(MIX)}")
     if args.rate <= 0:
         ap.error("--rate must be positive")
+    if args.mix == "light":
+        MIX[:] = LIGHT_MIX
     if args.quick:
         args.seconds, args.warmup = 6.0, 3.0
     many = args.strategies
     if args.no_persist:
         lp.STORAGE["persist"] = False  # read by lp.config
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    progress(f"the mix's own work in this process (no actors): {many} strategies")
+    own = strategy_cpu(many)
+    ray.init(num_cpus=CORES, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     home = tempfile.mkdtemp(prefix="mmats-bench-many-")
     try:
         one = run_phase(1, args.rate, args.warmup, args.seconds, home + "/one")
@@ -249,7 +304,7 @@ def main() -> None:
         ray.shutdown()
     strategy_actor_mb = lots["workers"].get("StrategyActor", {}).get("rss_mb")
     out = {
-        "strategies": many, "symbols": len(SYMBOLS), "bars_per_sec_offered": args.rate,
+        "strategies": many, "mix_kind": args.mix, "symbols": len(SYMBOLS), "bars_per_sec_offered": args.rate,
         "seconds": args.seconds, "persist": not args.no_persist,
         # bar processing (the lag): twenty over one, one actor each and pooled
         "bar_p50_ms_1": one["bar_p50_ms"], "bar_p99_ms_1": one["bar_p99_ms"],
@@ -271,6 +326,10 @@ def main() -> None:
         "pool_strategies_per_actor": args.pool, "pool_rss_mb": pooled["rss_mb"],
         "phases": {"1": one, str(many): lots, f"{many}_pooled": pooled},
         "cpu_calibration": calib,
+        # the strategies' own work per bar time (10 bars), in this process alone, and that work spread over
+        # every core: a floor under bar_p99_ms_N that no topology or messaging goes below
+        "strategy_cpu_ms_per_bar_time": own["total_ms"], "strategy_cpu_floor_ms": own["floor_ms"],
+        "strategy_cpu_ms_each": own["per_strategy_ms"],
         "mix": [f"{s['id']}" for s in strategy_specs(many)],
     }
     print(json.dumps(out))
