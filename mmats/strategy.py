@@ -45,9 +45,14 @@ class StrategyContext:
 
     ``account`` is computed lazily through a provider, so a strategy that never looks at it costs
     nothing; ``time`` is the bar's open time (UTC); decisions act from the *next* bar onwards.
+
+    ``replaying``: the bar is past history replayed to rebuild the strategy's state when it starts live
+    (a start, a restart, a hot replace). Whatever ``on_bar`` returns then is discarded, so a strategy
+    whose decisions cost something outside its own state (a language model's call) skips them.
     """
 
-    __slots__ = ("_account_provider", "bar", "environment", "indicators", "market", "strategy_id", "symbol")
+    __slots__ = ("_account_provider", "bar", "environment", "indicators", "market", "replaying", "strategy_id",
+                 "symbol")
 
     def __init__(
         self,
@@ -58,8 +63,11 @@ class StrategyContext:
         market: MarketType,
         strategy_id: str,
         account_provider: Callable[[], AccountState],
+        *,
+        replaying: bool = False,
     ) -> None:
         self.bar = bar
+        self.replaying = replaying
         self.indicators = indicators
         self.environment = environment
         self.symbol = symbol

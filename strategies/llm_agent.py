@@ -142,7 +142,7 @@ class LlmAgent(IStrategy):
         self._limiter = RateLimiter(0)
         self._caller = TimeBoxedCaller(5.0)
         #: what happened so far: model calls made, cache hits, fallbacks by reason kind
-        self.stats: dict[str, int] = {"model_calls": 0, "cache_hits": 0, "fallbacks": 0}
+        self.stats: dict[str, int] = {"model_calls": 0, "cache_hits": 0, "fallbacks": 0, "replayed": 0}
 
     # ----------------------------------------------------------------------------------- parameters
 
@@ -224,6 +224,9 @@ class LlmAgent(IStrategy):
         self._n += 1
         n = self.params["every_n_bars"]
         if (self._n - 1) % n != decision_phase(context.symbol, n):
+            return None
+        if context.replaying:  # history at a start: the decision would be discarded, so no model call
+            self.stats["replayed"] += 1
             return None
         return self._decide(context, ts_ns, rule_signal)
 

@@ -134,7 +134,7 @@ class StrategyHost:
         if not self.enabled:  # disabled (also mid-warm-up): indicators keep up, the strategy is not called
             return None
         ctx = StrategyContext(LiveBar(b), IndicatorDict(values), self.environment, sym, self.market,
-                              self.strategy_id, self._account)
+                              self.strategy_id, self._account, replaying=not emit)
         try:
             sig = strat.on_bar(ctx)
         except Exception as exc:  # isolation: a strategy's bug is its own problem, counted and reported

@@ -453,12 +453,13 @@ def test_the_live_host_passes_decisions_and_holds_with_their_provenance_to_the_g
     host.warm_up([("BTC/USDT", T0 + i * MINUTE, 100.0, 101.0, 99.0, 100.0 + i, 5.0) for i in range(3)])
     live = [("BTC/USDT", T0 + i * MINUTE, 100.0, 101.0, 99.0, 100.0 + i, 5.0) for i in range(3, 6)]
     out, _ = host.on_bars(live)
-    assert [p.signal.action for p in out] == [SignalAction.HOLD, SignalAction.BUY, SignalAction.HOLD]
-    assert host.signals_emitted == 1  # only the BUY counts as a trading signal
+    # the warm-up asked nothing, so the live bars get the model's answers from the first
+    assert [p.signal.action for p in out] == [SignalAction.BUY, SignalAction.HOLD, SignalAction.BUY]
+    assert host.signals_emitted == 2  # only the BUYs count as trading signals
     views = [signal_view(p.strategy_id, p.signal, p.price) for p in out]
-    assert [v["metadata"]["llm"]["fallback"] for v in views] == [True, False, True]
-    assert views[0]["metadata"]["llm"]["reason"].startswith("invalid_answer: not JSON")
-    assert views[1]["metadata"]["llm"]["model"] == "FakeListChatModel"
+    assert [v["metadata"]["llm"]["fallback"] for v in views] == [False, True, False]
+    assert views[1]["metadata"]["llm"]["reason"].startswith("invalid_answer: not JSON")
+    assert views[0]["metadata"]["llm"]["model"] == "FakeListChatModel"
     assert "metadata" not in signal_view("x", TradeSignal(SignalAction.BUY, "X", metadata={"bar_price": 1.0}), 1.0)
 
 
@@ -469,3 +470,29 @@ def test_mapping_parameters_may_come_as_json_text_from_the_command_line() -> Non
     sig = s.on_bar(context(0, indicators={"SMA_3": 1.0, "SMA_8": 2.0}))
     assert sig is not None and sig.action is SignalAction.SELL
     assert s.get_required_indicators() == ["SMA_3", "SMA_8"]
+
+
+def test_an_actor_warming_up_on_history_does_not_ask_the_model_then_asks_with_that_history() -> None:
+    """A start, restart or hot replace replays past bars whose signals are discarded: no model call is
+    made (or paid, or counted against the rate limit) for them; the first live bar's prompt still shows
+    the bars the warm-up kept."""
+    from mmats.engine.strategy_host import StrategyHost
+
+    RecordingChatModel.seen = []
+    params = {"model_class": f"{HERE}.RecordingChatModel", "model_kwargs": {"responses": [answer()]},
+              "max_calls_per_minute": 1, "history_bars": 3}
+    host = StrategyHost("agent", "llm_agent", params, ["BTC/USDT"], MarketType.CRYPTO, Environment.PAPER)
+    bars = [("BTC/USDT", T0 + i * MINUTE, 99.5 + i, 101.0 + i, 99.0 + i, 100.0 + i, 10.0) for i in range(50)]
+    host.warm_up(bars[:40])
+    strat = host.strategies["BTC/USDT"]
+    assert isinstance(strat, LlmAgent)
+    assert RecordingChatModel.seen == [] and strat.stats["model_calls"] == 0 and strat.stats["replayed"] == 40
+    signals, _ = host.on_bars(bars[40:41])
+    assert len(RecordingChatModel.seen) == 1 and strat.stats["model_calls"] == 1  # the rate limit was not spent
+    assert [s.signal.metadata["llm"]["fallback"] for s in signals] == [False]
+    state = json.loads(str(RecordingChatModel.seen[0][1].content).split("\n", 1)[1])
+    assert [b[4] for b in state["bars"]] == [138.0, 139.0, 140.0]  # two warm-up bars and the live one
+
+
+def test_a_backtest_context_is_not_replaying() -> None:
+    assert context(0).replaying is False
