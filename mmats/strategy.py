@@ -111,6 +111,10 @@ class IStrategy(ABC):
     markets_supported: ClassVar[tuple[MarketType, ...]] = (MarketType.CRYPTO, MarketType.FOREX, MarketType.STOCK)
     timeframes_supported: ClassVar[tuple[Timeframe, ...]] = tuple(Timeframe)
 
+    #: ``on_bar`` waits on something outside the process (a model, a service): a live host calls it for
+    #: the symbols of one bar time at once, on threads (mmats.engine.strategy_host). Leave it False for a
+    #: strategy that computes: threads would only add their cost.
+    io_bound: ClassVar[bool] = False
     #: parameter name -> default value; only these names are accepted by ``initialize``.
     default_params: ClassVar[Mapping[str, Any]] = {}
 

@@ -103,13 +103,14 @@ def decision_phase(symbol: str, every_n_bars: int) -> int:
     """Which bar of each ``every_n_bars`` a symbol's instance asks the model on, counted from its first bar.
 
     Spread by symbol (a stable hash, the same in a backtest and live): a strategy on ten symbols then asks
-    for two or three of them on each bar, where all ten on the same bar would make its host wait for ten
-    calls in a row (a real model answers in 0.3-3 s each) and hit a rate limit as one burst."""
+    for two or three of them on each bar, where all ten on the same bar would put every call, its cost
+    and the load on the model's endpoint on one bar in five, and reach a rate limit as one burst."""
     return 0 if every_n_bars == 1 else zlib.crc32(symbol.encode()) % every_n_bars
 
 
 class LlmAgent(IStrategy):
     name = "llm_agent"
+    io_bound = True  # each call waits on the model: a live host asks for a bar time's symbols at once
     version = "1.0.0"
     author = "MMATS"
     description = "A LangChain chat model decides on a compact market state; a rule decides when it cannot."

@@ -12,13 +12,23 @@ bar stamped at or before it that has arrived; within one batch a benchmark's bar
 taken before the traded symbols' bars of that timestamp, so the arrival order inside a timestamp does
 not matter (the replay feed publishes a timestamp's bars together, the live feed polls them together).
 That is the rule the backtests apply (mmats.indicators.align_benchmark).
+
+Waiting strategies. A strategy whose ``on_bar`` waits on something outside the process (``io_bound``:
+``llm_agent`` asks a language model, 0.3-3 s a call) would hold its host for the sum of its symbols'
+calls on every bar time. For those, the host calls ``on_bar`` for all the symbols of one bar time at once,
+on threads, and takes the answers in symbol order: each symbol has its own strategy instance, so the
+signals are the ones a call after the other gives. Errors are counted in that order too; when they
+disable the strategy, the later symbols' answers of that bar time are dropped, as a disabled strategy's
+are. CPU-bound strategies gain nothing from threads (one interpreter lock) and are called one by one.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import traceback
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -32,6 +42,19 @@ from mmats.registry import create_strategy
 from mmats.strategy import IndicatorDict, IStrategy, StrategyContext
 
 BarTuple = tuple[str, int, float, float, float, float, float]
+
+_CALLS_MAX = 32  # io_bound calls running at once in one process, all hosts together
+_calls: ThreadPoolExecutor | None = None
+_calls_lock = threading.Lock()
+
+
+def _call_pool() -> ThreadPoolExecutor:
+    """One pool per process, made on first use: hosts come and go (hot replace), their calls share it."""
+    global _calls
+    with _calls_lock:
+        if _calls is None:
+            _calls = ThreadPoolExecutor(max_workers=_CALLS_MAX, thread_name_prefix="strategy-call")
+        return _calls
 
 
 class LiveBar:
@@ -80,6 +103,8 @@ class StrategyHost:
         self.orders_rejected = 0
         self.last_rejection = ""
         self.last_bar_ns = 0
+        # several symbols of a strategy that waits on the outside: one bar time's calls run together
+        self._together = len(self.strategies) > 1 and any(s.io_bound for s in self.strategies.values())
 
     def _account(self) -> AccountState:
         if self.account is None:
@@ -98,19 +123,28 @@ class StrategyHost:
         if self._bench_set:  # a timestamp's benchmark bars first (stable: the feed's order otherwise)
             bench = self._bench_set
             bars = sorted(bars, key=lambda b: (b[1], b[0] not in bench))
-        if agg is None:
+        if agg is None and not (self._together and emit):
             for b in bars:
                 p = self._step(b, emit, b[1])
                 if p is not None:
                     out.append(p)
             return out
-        for b in bars:
-            if b[0] not in self.strategies and b[0] not in self._bench_set:
-                continue
-            for binned, known_ns in agg.update(b):
-                p = self._step(binned, emit, known_ns)
+        steps = ((b, b[1]) for b in bars) if agg is None else (
+            step for b in bars if b[0] in self.strategies or b[0] in self._bench_set for step in agg.update(b))
+        if not (self._together and emit):
+            for b, known_ns in steps:
+                p = self._step(b, emit, known_ns)
                 if p is not None:
                     out.append(p)
+            return out
+        group: list[tuple[BarTuple, int]] = []
+        for b, known_ns in steps:
+            if group and known_ns != group[0][1]:
+                out += self._step_together(group)
+                group = []
+            group.append((b, known_ns))
+        if group:
+            out += self._step_together(group)
         return out
 
     def on_bars(self, batch: list[BarTuple]) -> tuple[list[PendingSignal], bool]:
@@ -119,11 +153,43 @@ class StrategyHost:
         return out, was_enabled and not self.enabled
 
     def _step(self, b: BarTuple, emit: bool, known_ns: int) -> PendingSignal | None:
+        ctx = self._context(b, emit)
+        if ctx is None:
+            return None
+        try:
+            sig = self.strategies[b[0]].on_bar(ctx)
+        except Exception as exc:  # isolation: a strategy's bug is its own problem, counted and reported
+            self._failed(exc)
+            return None
+        return self._decided(b, sig, emit, known_ns)
+
+    def _step_together(self, group: list[tuple[BarTuple, int]]) -> list[PendingSignal]:
+        """The live bars of one bar time of an ``io_bound`` strategy: its symbols' calls at once."""
+        ready = [(b, known_ns, ctx) for b, known_ns in group if (ctx := self._context(b, True)) is not None]
+        pool = _call_pool()
+        calls = [pool.submit(self.strategies[b[0]].on_bar, ctx) for b, _, ctx in ready]
+        out: list[PendingSignal] = []
+        for (b, known_ns, _), call in zip(ready, calls, strict=True):
+            try:
+                sig = call.result()
+            except Exception as exc:  # counted in symbol order, as one call after the other would be
+                if self.enabled:
+                    self._failed(exc)
+                continue
+            if not self.enabled:  # disabled by an earlier symbol's errors of this bar time
+                continue
+            p = self._decided(b, sig, True, known_ns)
+            if p is not None:
+                out.append(p)
+        return out
+
+    def _context(self, b: BarTuple, emit: bool) -> StrategyContext | None:
+        """Everything before the strategy is called: benchmarks, counters, indicators; None when the
+        strategy is not to be called on this bar."""
         sym = b[0]
         if sym in self._bench_set:
             self.benchmark_close[sym] = b[5]
-        strat = self.strategies.get(sym)
-        if strat is None:
+        if sym not in self.strategies:
             return None
         self.bars_seen += 1
         self.last_bar_ns = b[1]
@@ -133,17 +199,18 @@ class StrategyHost:
             return None
         if not self.enabled:  # disabled (also mid-warm-up): indicators keep up, the strategy is not called
             return None
-        ctx = StrategyContext(LiveBar(b), IndicatorDict(values), self.environment, sym, self.market,
-                              self.strategy_id, self._account, replaying=not emit)
-        try:
-            sig = strat.on_bar(ctx)
-        except Exception as exc:  # isolation: a strategy's bug is its own problem, counted and reported
-            self.errors_total += 1
-            self.consecutive_errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3).splitlines()[-2:]}"
-            if self.consecutive_errors >= self.max_errors:
-                self.enabled = False
-            return None
+        return StrategyContext(LiveBar(b), IndicatorDict(values), self.environment, sym, self.market,
+                               self.strategy_id, self._account, replaying=not emit)
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors_total += 1
+        self.consecutive_errors += 1
+        where = "".join(traceback.format_exception(exc, limit=3)).splitlines()[-2:]
+        self.last_error = f"{type(exc).__name__}: {exc} | {where}"
+        if self.consecutive_errors >= self.max_errors:
+            self.enabled = False
+
+    def _decided(self, b: BarTuple, sig: TradeSignal | None, emit: bool, known_ns: int) -> PendingSignal | None:
         self.consecutive_errors = 0
         if sig is None or not emit:
             return None

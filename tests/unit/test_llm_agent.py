@@ -496,3 +496,22 @@ def test_an_actor_warming_up_on_history_does_not_ask_the_model_then_asks_with_th
 
 def test_a_backtest_context_is_not_replaying() -> None:
     assert context(0).replaying is False
+
+
+def test_a_live_host_asks_the_model_for_a_bar_times_symbols_together_with_the_same_decisions() -> None:
+    from mmats.engine.strategy_host import StrategyHost
+
+    symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    params = {"model_class": FAKE, "max_calls_per_minute": 0, "model_kwargs": {"responses": [
+        answer("BUY", 0.5, 0.8, "up"), "garbage", answer("CLOSE", 0.0, 0.6, "flat")]}}
+    bars = [(s, T0 + i * MINUTE, 100.0, 101.0, 99.0, 100.0 + i + k, 5.0) for i in range(4)
+            for k, s in enumerate(symbols)]
+    runs = []
+    for together in (True, False):
+        host = StrategyHost("llm", "llm_agent", params, symbols, MarketType.CRYPTO, Environment.PAPER)
+        assert host._together  # several symbols of an io_bound strategy
+        host._together = together
+        out, _ = host.on_bars(bars)
+        runs.append([(p.signal.symbol, p.ts_ns, p.signal.action, p.signal.metadata["llm"]["fallback"]) for p in out])
+    assert runs[0] == runs[1] and len(runs[0]) == 12
+    assert {a for _, _, a, _ in runs[0]} == {SignalAction.BUY, SignalAction.HOLD, SignalAction.CLOSE}
