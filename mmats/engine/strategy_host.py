@@ -138,11 +138,16 @@ class StrategyHost:
                     out.append(p)
             return out
         group: list[tuple[BarTuple, int]] = []
+        in_group: set[str] = set()
         for b, known_ns in steps:
-            if group and known_ns != group[0][1]:
+            # one bar time per group, and one bar per symbol: an instance is never called twice at once
+            # (a source bar can complete two bins of a coarser timeframe, known at the same time)
+            if group and (known_ns != group[0][1] or b[0] in in_group):
                 out += self._step_together(group)
                 group = []
+                in_group.clear()
             group.append((b, known_ns))
+            in_group.add(b[0])
         if group:
             out += self._step_together(group)
         return out

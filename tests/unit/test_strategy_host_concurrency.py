@@ -103,3 +103,15 @@ def test_a_single_symbol_or_the_warm_up_is_called_in_line() -> None:
     many = host("WaitsOnOutside")
     many.warm_up(bar_time(0))  # history: signals discarded, no reason to wait on several at once
     assert WaitsOnOutside.overlap.most == 1
+
+
+def test_bins_of_a_coarser_timeframe_are_called_together_too_with_the_same_signals() -> None:
+    WaitsOnOutside.overlap = _Overlap()
+
+    def run(ref: str) -> list[tuple[str, int, str]]:
+        h = StrategyHost("s", f"{HERE}:{ref}", {}, SYMBOLS, MarketType.CRYPTO, Environment.PAPER, timeframe="5m")
+        return signals(h, [b for i in range(12) for b in bar_time(i)])
+
+    together, alone = run("WaitsOnOutside"), run("Computes")
+    assert together == alone and len(together) == 12  # two completed 5-minute bins per symbol
+    assert WaitsOnOutside.overlap.most >= 2
