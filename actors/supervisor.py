@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +20,7 @@ from actors.router import OrderRouterActor
 from actors.strategy import StrategyActor
 from actors.strategy_pool import StrategyPoolActor
 from adapters.sql_store import SqlStorage, make_storage
-from mmats.data import BarArrays, generate_bars, load_bars, to_arrays
+from mmats.data import BarArrays, generate_bars, generated_seed, load_bars, to_arrays
 from mmats.engine.actor_settings import (
     FeedSettings,
     GatekeeperSettings,
@@ -166,8 +165,7 @@ class SupervisorActor:
             for sym, path in feed.files.items():
                 data[sym] = to_arrays(load_bars(path))
             for sym in feed.generated_symbols:
-                seed = zlib.crc32(sym.encode())
-                data[sym] = to_arrays(generate_bars(feed.generated_bars, seed=seed))
+                data[sym] = to_arrays(generate_bars(feed.generated_bars, seed=generated_seed(sym)))
             for sym in data:
                 self.instruments[sym] = default_instrument(sym, feed.market)
             spec = live_spec(feed, cfg.home, cfg.environment.value)

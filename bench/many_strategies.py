@@ -242,13 +242,11 @@ def strategy_cpu(n: int, timestamps: int = 600, warmup: int = 2_000) -> dict[str
     cores need, after a bar time is published, before the last strategy has processed it: at least one
     strategy in twenty (5 % of the measured pairs) is that late on every bar time, a floor under the
     bar-processing p99 that no topology or messaging can go below."""
-    import zlib
-
-    from mmats.data import generate_bars, to_arrays
+    from mmats.data import generate_bars, generated_seed, to_arrays
     from mmats.engine.actor_settings import StrategySettings
     from mmats.engine.strategy_group import build_host
 
-    series = {sym: to_arrays(generate_bars(warmup + timestamps, seed=zlib.crc32(sym.encode()))) for sym in SYMBOLS}
+    series = {sym: to_arrays(generate_bars(warmup + timestamps, seed=generated_seed(sym))) for sym in SYMBOLS}
     rows = [[(sym, int(a.ts_ns[i]), float(a.open[i]), float(a.high[i]), float(a.low[i]), float(a.close[i]),
               float(a.volume[i])) for sym, a in series.items()] for i in range(warmup + timestamps)]
     per_strategy: dict[str, float] = {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import weakref
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -505,6 +506,12 @@ def slice_dates(df: pd.DataFrame, start: str | datetime | None = None,
 
 
 # ------------------------------------------------------------------------------------ synthetic data
+
+
+def generated_seed(symbol: str) -> int:
+    """The seed of a config's ``generated_symbols`` entry: its symbol's crc32, so the paper replay, the
+    portfolio backtest and the benchmarks generate the same bars for it."""
+    return zlib.crc32(symbol.encode())
 
 
 def generate_bars(

@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import weakref
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -39,7 +38,7 @@ import numpy as np
 from mmats.allocation import account_allocation
 from mmats.attribution import StrategyLedgers
 from mmats.audit import Journal
-from mmats.data import BarArrays, column_list, generate_bars, load_bars, to_arrays, untracked
+from mmats.data import BarArrays, column_list, generate_bars, generated_seed, load_bars, to_arrays, untracked
 from mmats.engine.backtest import (
     KillSwitchEvent,
     _Cursor,
@@ -196,7 +195,7 @@ def load_portfolio_data(cfg: SystemConfig, start: str | None = None, end: str | 
     """Every replay feed's files and generated symbols, as the supervisor loads them for a paper replay,
     cut to ``[start, end)`` when given (every symbol on the same dates).
 
-    Generated symbols use the supervisor's seed (crc32 of the symbol), so a backtest and a paper replay
+    Generated symbols use the supervisor's seed (``generated_seed``), so a backtest and a paper replay
     of one config trade the same bars. A live source cannot be replayed: it is refused by name.
     """
     series: dict[str, BarArrays] = {}
@@ -210,7 +209,7 @@ def load_portfolio_data(cfg: SystemConfig, start: str | None = None, end: str | 
             series[sym] = to_arrays(load_bars(path))
             sources[sym] = path
         for sym in feed.generated_symbols:
-            seed = zlib.crc32(sym.encode())
+            seed = generated_seed(sym)
             series[sym] = to_arrays(generate_bars(feed.generated_bars, seed=seed))
             sources[sym] = f"generated(bars={feed.generated_bars}, seed={seed})"
         for sym in [*feed.files, *feed.generated_symbols]:
