@@ -139,6 +139,7 @@ class LlmAgent(IStrategy):
         self._fallback: IStrategy | None = None
         self._bars: deque[list[Any]] = deque(maxlen=20)
         self._n = 0
+        self._phase = -1  # decision_phase of its symbol, from its first bar (an instance sees one symbol)
         self._cache = DecisionCache(None)
         self._limiter = RateLimiter(0)
         self._caller = TimeBoxedCaller(5.0)
@@ -189,6 +190,7 @@ class LlmAgent(IStrategy):
         self._caller = TimeBoxedCaller(p["timeout_s"])
         self._bars = deque(maxlen=p["history_bars"])
         self._n = 0
+        self._phase = -1  # decision_phase of its symbol, from its first bar (an instance sees one symbol)
 
     @staticmethod
     def _build_fallback(ref: str, params: dict[str, Any]) -> IStrategy | None:
@@ -222,9 +224,11 @@ class LlmAgent(IStrategy):
         if self._fallback is not None:
             self._fallback.strategy_id = self.strategy_id
             rule_signal = self._fallback.on_bar(context)
-        self._n += 1
         n = self.params["every_n_bars"]
-        if (self._n - 1) % n != decision_phase(context.symbol, n):
+        if self._n == 0:
+            self._phase = decision_phase(context.symbol, n)
+        self._n += 1
+        if (self._n - 1) % n != self._phase:
             return None
         if context.replaying:  # history at a start: the decision would be discarded, so no model call
             self.stats["replayed"] += 1
