@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import threading
 import traceback
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
@@ -55,6 +55,21 @@ def _call_pool() -> ThreadPoolExecutor:
         if _calls is None:
             _calls = ThreadPoolExecutor(max_workers=_CALLS_MAX, thread_name_prefix="strategy-call")
         return _calls
+
+
+def _call_groups(steps: Iterable[tuple[BarTuple, int]]) -> Iterator[list[tuple[BarTuple, int]]]:
+    """Consecutive steps of one bar time, at most one per symbol: an instance is never called twice at
+    once (a source bar can complete two bins of a coarser timeframe, known at the same time)."""
+    group: list[tuple[BarTuple, int]] = []
+    symbols: set[str] = set()
+    for b, known_ns in steps:
+        if group and (known_ns != group[0][1] or b[0] in symbols):
+            yield group
+            group, symbols = [], set()
+        group.append((b, known_ns))
+        symbols.add(b[0])
+    if group:
+        yield group
 
 
 class LiveBar:
@@ -123,7 +138,8 @@ class StrategyHost:
         if self._bench_set:  # a timestamp's benchmark bars first (stable: the feed's order otherwise)
             bench = self._bench_set
             bars = sorted(bars, key=lambda b: (b[1], b[0] not in bench))
-        if agg is None and not (self._together and emit):
+        together = self._together and emit
+        if agg is None and not together:
             for b in bars:
                 p = self._step(b, emit, b[1])
                 if p is not None:
@@ -131,25 +147,14 @@ class StrategyHost:
             return out
         steps = ((b, b[1]) for b in bars) if agg is None else (
             step for b in bars if b[0] in self.strategies or b[0] in self._bench_set for step in agg.update(b))
-        if not (self._together and emit):
-            for b, known_ns in steps:
-                p = self._step(b, emit, known_ns)
-                if p is not None:
-                    out.append(p)
-            return out
-        group: list[tuple[BarTuple, int]] = []
-        in_group: set[str] = set()
-        for b, known_ns in steps:
-            # one bar time per group, and one bar per symbol: an instance is never called twice at once
-            # (a source bar can complete two bins of a coarser timeframe, known at the same time)
-            if group and (known_ns != group[0][1] or b[0] in in_group):
+        if together:
+            for group in _call_groups(steps):
                 out += self._step_together(group)
-                group = []
-                in_group.clear()
-            group.append((b, known_ns))
-            in_group.add(b[0])
-        if group:
-            out += self._step_together(group)
+            return out
+        for b, known_ns in steps:
+            p = self._step(b, emit, known_ns)
+            if p is not None:
+                out.append(p)
         return out
 
     def on_bars(self, batch: list[BarTuple]) -> tuple[list[PendingSignal], bool]:
