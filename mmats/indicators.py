@@ -3,8 +3,8 @@
 A strategy names the indicators it needs as strings; the backtest computes them once over whole arrays
 (``compute_batch``) and a live strategy actor computes them bar by bar (``StreamingIndicators``). Both
 must give the *same* numbers, or a strategy would trade differently live than in its backtest: every
-kind either recomputes its batch function over the history (TA-Lib kinds, see ``StreamingIndicators``)
-or has a streaming updater whose floats are checked to be bit-identical to its batch function.
+kind streams with floats checked to be bit-identical to its batch function, through TA-Lib's own
+streams (TA-Lib kinds, see ``StreamingIndicators``) or its own streaming updater.
 
 Spec grammar: ``NAME_p1[_p2...]``, the name case-insensitive. Trailing parameters that have a default
 may be left out (``WT_10_21`` = ``WT_10_21_4``). Built in:
@@ -111,6 +111,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import talib
+from talib import _ta_lib as _ta_lib_module
 
 from mmats.errors import ValidationError
 
@@ -120,6 +121,9 @@ MAX_PERIOD = 100_000
 _SMA: Any = 0
 #: the bar columns, in the order every internal compute function receives them
 INPUTS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+
+#: TA-Lib's compiled module: its stubs do not declare the ``<NAME>_Stream`` classes
+_ta_lib: Any = _ta_lib_module
 
 _Fn = Callable[[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, tuple[float, ...]],
                tuple[FloatArray, ...]]
@@ -133,6 +137,12 @@ class _Stepper(Protocol):
     """Internal streaming state: one closed bar in (all five columns), every output value out."""
 
     def step(self, o: float, h: float, lo: float, c: float, v: float) -> tuple[float, ...]: ...
+
+
+class _Opened(_Stepper, Protocol):
+    """A stream opened on the history (TA-Lib kinds): ``current`` is every output at its last bar."""
+
+    def current(self) -> tuple[float, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +186,9 @@ class _Kind:
     #: the spec names a benchmark symbol (``RS_20@SPY``); compute and step then receive the benchmark's
     #: aligned close in the volume column (the fifth), which such a kind does not read
     benchmark: bool = False
+    #: TA-Lib's own stream for the kind, opened on the history's five columns: None while the history is
+    #: too short for it (``StreamingIndicators`` then recomputes ``compute`` over the history)
+    opener: Callable[[tuple[float, ...], Sequence[FloatArray]], _Opened | None] | None = None
 
 
 def _i(p: tuple[float, ...], k: int) -> int:
@@ -236,8 +249,83 @@ _PERIOD2 = Param("period", 2)
 def _k(name: str, usage: str, params: tuple[Param, ...], suffixes: tuple[str, ...], alias: int | None,
        compute: _Fn, lookback: Callable[[tuple[float, ...]], int], examples: tuple[str, ...],
        windowed: bool = False, stream: Callable[[tuple[float, ...]], _Stepper] | None = None,
-       check: Callable[[tuple[float, ...]], str | None] | None = None) -> _Kind:
-    return _Kind(name, usage, params, suffixes, alias, compute, lookback, windowed, stream, check, examples)
+       check: Callable[[tuple[float, ...]], str | None] | None = None,
+       opener: Callable[[tuple[float, ...], Sequence[FloatArray]], _Opened | None] | None = None) -> _Kind:
+    return _Kind(name, usage, params, suffixes, alias, compute, lookback, windowed, stream, check, examples,
+                 opener=opener)
+
+
+class _TaLibStream:
+    """TA-Lib's own streaming state for one spec (``<NAME>_Stream``, TA-Lib 0.8): the C library opens it
+    by running its batch recurrences over the history, then continues them one bar at a time, so every
+    value is the batch function's to the last bit (the streaming-equals-batch checks run on every kind)
+    at O(1) per bar, where recomputing the history cost O(n)."""
+
+    __slots__ = ("_cols", "_handle")
+
+    def __init__(self, handle: Any, cols: tuple[int, ...]) -> None:
+        self._handle = handle
+        self._cols = cols
+
+    def step(self, o: float, h: float, lo: float, c: float, v: float) -> tuple[float, ...]:
+        row = (o, h, lo, c, v)
+        out = self._handle.update(*[row[i] for i in self._cols])
+        return out if isinstance(out, tuple) else (out,)
+
+    def current(self) -> tuple[float, ...]:
+        out = self._handle.value
+        return out if isinstance(out, tuple) else (out,)
+
+
+def _ta_opener(name: str, cols: tuple[int, ...], kwargs: Callable[[tuple[float, ...]], dict[str, Any]]
+               ) -> Callable[[tuple[float, ...], Sequence[FloatArray]], _Opened | None]:
+    """Opens TA-Lib's ``<name>_Stream`` on the columns ``cols`` (indices into o, h, l, c, v)."""
+    cls = getattr(_ta_lib, f"{name}_Stream")
+
+    def open_(p: tuple[float, ...], arrays: Sequence[FloatArray]) -> _Opened | None:
+        try:
+            return _TaLibStream(cls(*(arrays[i] for i in cols), **kwargs(p)), cols)
+        except _ta_lib.InsufficientHistory:
+            return None
+
+    return open_
+
+
+_C, _HLC = (3,), (1, 2, 3)
+
+
+def _period(p: tuple[float, ...]) -> dict[str, Any]:
+    return {"timeperiod": _i(p, 0)}
+
+
+class _DonchianStream:
+    """DONCHIAN from TA-Lib's MAX and MIN streams, with the batch's arithmetic for the middle."""
+
+    __slots__ = ("_high", "_low", "_lower", "_upper")
+
+    def __init__(self, high: Any, low: Any, upper: float, lower: float) -> None:
+        self._high, self._low, self._upper, self._lower = high, low, upper, lower
+
+    def step(self, o: float, h: float, lo: float, c: float, v: float) -> tuple[float, ...]:
+        self._upper = h if self._high is None else self._high.update(h)
+        self._lower = lo if self._low is None else self._low.update(lo)
+        return self.current()
+
+    def current(self) -> tuple[float, ...]:
+        return self._upper, self._lower, (self._upper + self._lower) * 0.5
+
+
+def _donchian_opener(p: tuple[float, ...], arrays: Sequence[FloatArray]) -> _Opened | None:
+    n, high, low = _i(p, 0), arrays[1], arrays[2]
+    if len(high) == 0:
+        return None
+    if n == 1:  # the batch copies the bar's own high and low
+        return _DonchianStream(None, None, float(high[-1]), float(low[-1]))
+    try:
+        hs, ls = _ta_lib.MAX_Stream(high, timeperiod=n), _ta_lib.MIN_Stream(low, timeperiod=n)
+    except _ta_lib.InsufficientHistory:
+        return None
+    return _DonchianStream(hs, ls, hs.value, ls.value)
 
 
 def _macd_check(p: tuple[float, ...]) -> str | None:
@@ -246,59 +334,69 @@ def _macd_check(p: tuple[float, ...]) -> str | None:
     return None
 
 
-# Only SMA streams in O(1): TA-Lib's EMA/RSI loops are compiled with fused multiply-adds on this
-# platform, which Python 3.11 cannot reproduce (a replica drifted by 7e-12 after 15,000 bars), so they
-# recompute the history.
+# SMA steps a Python replica of TA-Lib's loop from the first bar; the others open TA-Lib's own stream
+# (``opener``): its EMA/RSI loops are compiled with fused multiply-adds on this platform, which a Python
+# replica cannot reproduce (one drifted by 7e-12 after 15,000 bars).
 _TALIB_KINDS: tuple[_Kind, ...] = (
     _k("SMA", "SMA_period", (_PERIOD,), ("",), None,
        lambda o, h, lo, c, v, p: _tup(talib.SMA(c, timeperiod=_i(p, 0))), lambda p: _i(p, 0) - 1,
        ("SMA_20", "SMA_1"), stream=lambda p: _RunningSMA(_i(p, 0))),
     _k("EMA", "EMA_period", (_PERIOD,), ("",), None,
        lambda o, h, lo, c, v, p: _tup(talib.EMA(c, timeperiod=_i(p, 0))), lambda p: _i(p, 0) - 1,
-       ("EMA_50", "EMA_2")),
+       ("EMA_50", "EMA_2"), opener=_ta_opener("EMA", _C, _period)),
     _k("WMA", "WMA_period", (_PERIOD,), ("",), None,
-       lambda o, h, lo, c, v, p: _tup(talib.WMA(c, timeperiod=_i(p, 0))), lambda p: _i(p, 0) - 1, ("WMA_10",)),
+       lambda o, h, lo, c, v, p: _tup(talib.WMA(c, timeperiod=_i(p, 0))), lambda p: _i(p, 0) - 1, ("WMA_10",),
+       opener=_ta_opener("WMA", _C, _period)),
     _k("RSI", "RSI_period", (_PERIOD2,), ("",), None,
-       lambda o, h, lo, c, v, p: _tup(talib.RSI(c, timeperiod=_i(p, 0))), lambda p: _i(p, 0), ("RSI_14",)),
+       lambda o, h, lo, c, v, p: _tup(talib.RSI(c, timeperiod=_i(p, 0))), lambda p: _i(p, 0), ("RSI_14",),
+       opener=_ta_opener("RSI", _C, _period)),
     _k("ATR", "ATR_period", (_PERIOD,), ("",), None,
        lambda o, h, lo, c, v, p: _tup(talib.ATR(h, lo, c, timeperiod=_i(p, 0))), lambda p: _i(p, 0),
-       ("ATR_14", "ATR_1")),
+       ("ATR_14", "ATR_1"), opener=_ta_opener("ATR", _HLC, _period)),
     _k("ADX", "ADX_period", (_PERIOD2,), ("",), None,
        lambda o, h, lo, c, v, p: _tup(talib.ADX(h, lo, c, timeperiod=_i(p, 0))), lambda p: 2 * _i(p, 0) - 1,
-       ("ADX_14", "ADX_2")),
+       ("ADX_14", "ADX_2"), opener=_ta_opener("ADX", _HLC, _period)),
     _k("CCI", "CCI_period", (_PERIOD2,), ("",), None,
        lambda o, h, lo, c, v, p: _tup(talib.CCI(h, lo, c, timeperiod=_i(p, 0))), lambda p: _i(p, 0) - 1,
-       ("CCI_20",)),
+       ("CCI_20",), opener=_ta_opener("CCI", _HLC, _period)),
     _k("MOM", "MOM_period", (_PERIOD,), ("",), None,
        lambda o, h, lo, c, v, p: _tup(talib.MOM(c, timeperiod=_i(p, 0))), lambda p: _i(p, 0),
-       ("MOM_10", "MOM_1"), windowed=True),
+       ("MOM_10", "MOM_1"), windowed=True, opener=_ta_opener("MOM", _C, _period)),
     _k("ROC", "ROC_period", (_PERIOD,), ("",), None,
        lambda o, h, lo, c, v, p: _tup(talib.ROC(c, timeperiod=_i(p, 0))), lambda p: _i(p, 0),
-       ("ROC_12",), windowed=True),
+       ("ROC_12",), windowed=True, opener=_ta_opener("ROC", _C, _period)),
     _k("STDDEV", "STDDEV_period", (_PERIOD2,), ("",), None,
        lambda o, h, lo, c, v, p: _tup(talib.STDDEV(c, timeperiod=_i(p, 0), nbdev=1.0)), lambda p: _i(p, 0) - 1,
-       ("STDDEV_20",)),
+       ("STDDEV_20",),
+       opener=_ta_opener("STDDEV", _C, lambda p: {"timeperiod": _i(p, 0), "nbdev": 1.0})),
     _k("MACD", "MACD_fast_slow_signal (e.g. MACD_12_26_9)",
        (Param("fast period", 2), Param("slow period", 2), Param("signal period", 1)),
        ("", ".signal", ".hist"), None,
        lambda o, h, lo, c, v, p: _tup(*talib.MACD(c, fastperiod=_i(p, 0), slowperiod=_i(p, 1),
                                                   signalperiod=_i(p, 2))),
-       lambda p: _i(p, 1) - 1 + _i(p, 2) - 1, ("MACD_12_26_9", "MACD_2_3_1"), check=_macd_check),
+       lambda p: _i(p, 1) - 1 + _i(p, 2) - 1, ("MACD_12_26_9", "MACD_2_3_1"), check=_macd_check,
+       opener=_ta_opener("MACD", _C, lambda p: {"fastperiod": _i(p, 0), "slowperiod": _i(p, 1),
+                                               "signalperiod": _i(p, 2)})),
     _k("BBANDS", "BBANDS_period_stddevs (e.g. BBANDS_20_2 or BBANDS_20_2.5)",
        (_PERIOD2, Param("std multiplier", 0, integer=False)),
        (".upper", ".middle", ".lower"), 1,
        lambda o, h, lo, c, v, p: _tup(*talib.BBANDS(c, timeperiod=_i(p, 0), nbdevup=p[1], nbdevdn=p[1],
                                                     matype=_SMA)),
-       lambda p: _i(p, 0) - 1, ("BBANDS_20_2", "BBANDS_10_2.5")),
+       lambda p: _i(p, 0) - 1, ("BBANDS_20_2", "BBANDS_10_2.5"),
+       opener=_ta_opener("BBANDS", _C, lambda p: {"timeperiod": _i(p, 0), "nbdevup": p[1], "nbdevdn": p[1],
+                                                 "matype": _SMA})),
     _k("DONCHIAN", "DONCHIAN_period", (_PERIOD,), (".upper", ".lower", ".middle"), 2,
-       _donchian, lambda p: _i(p, 0) - 1, ("DONCHIAN_20", "DONCHIAN_1"), windowed=True),
+       _donchian, lambda p: _i(p, 0) - 1, ("DONCHIAN_20", "DONCHIAN_1"), windowed=True, opener=_donchian_opener),
     _k("STOCH", "STOCH_fastk_slowk_slowd (e.g. STOCH_14_3_3)",
        (Param("fast %K period", 1), Param("slow %K period", 1), Param("slow %D period", 1)),
        (".k", ".d"), 0,
        lambda o, h, lo, c, v, p: _tup(*talib.STOCH(h, lo, c, fastk_period=_i(p, 0), slowk_period=_i(p, 1),
                                                    slowk_matype=_SMA, slowd_period=_i(p, 2),
                                                    slowd_matype=_SMA)),
-       lambda p: _i(p, 0) - 1 + _i(p, 1) - 1 + _i(p, 2) - 1, ("STOCH_14_3_3", "STOCH_1_1_1")),
+       lambda p: _i(p, 0) - 1 + _i(p, 1) - 1 + _i(p, 2) - 1, ("STOCH_14_3_3", "STOCH_1_1_1"),
+       opener=_ta_opener("STOCH", _HLC, lambda p: {"fastk_period": _i(p, 0), "slowk_period": _i(p, 1),
+                                                  "slowk_matype": _SMA, "slowd_period": _i(p, 2),
+                                                  "slowd_matype": _SMA})),
 )
 
 _KINDS: dict[str, _Kind] = {k.name: k for k in _TALIB_KINDS}
@@ -760,35 +858,44 @@ def indicator_examples(*, benchmark: bool = False) -> list[str]:
 class StreamingIndicators:
     """Bar-by-bar indicator values, bit-identical to ``compute_batch`` over the same bars.
 
-    Kinds with a streaming updater (SMA, the registered Python kinds) step in O(1) or O(window) per
-    bar. For the rest, the full history is kept. Why: TA-Lib's EMA, RSI, ATR, ADX and MACD are
-    recursive from the first bar (seeded by an SMA), and even its WMA, STDDEV and CCI keep running sums
-    whose rounding depends on where the series started. The only way to get the batch's exact floats is
-    to run the same function over the same history. So the bars are kept in growable numpy buffers
-    (amortised O(1) append) and each update recomputes those specs over the whole history and keeps the
-    last value: O(n) per bar (measured at 500,000 bars: EMA or MACD about 1 ms, ADX about 6 ms per
-    update), which is nothing at live bar rates but makes replaying a long history through ``update``
-    quadratic (use ``extend`` to warm up). Specs whose value depends only on a short window through
-    exact operations (DONCHIAN: max/min, MOM: difference, ROC: ratio) are computed on that window only,
-    which is provably identical. Memory grows by 40 bytes per bar.
+    Every kind streams at O(1) per bar (or O(window) for a few Python kinds), so a strategy that runs
+    for months costs the same per bar as on its first day:
+
+    - the Python kinds (SMA and every registered kind) step their own updater from the first bar;
+    - the TA-Lib kinds use TA-Lib's own streams (``<NAME>_Stream``). Their values have to be the batch
+      function's exact floats, and TA-Lib's EMA, RSI, ATR, ADX and MACD are recursive from the first bar
+      (seeded by an SMA) while its WMA, STDDEV and CCI keep running sums whose rounding depends on where
+      the series started; the C library's loops are also built with fused multiply-adds, which Python
+      cannot reproduce. A TA-Lib stream is opened by running the batch recurrences over the history and
+      continues them bar by bar, so it matches. It needs the kind's warm-up of history to open: until
+      then the spec recomputes its batch function over the few bars there are.
+
+    The bars are kept (growable numpy buffers, 40 bytes a bar) only while a TA-Lib stream is still
+    waiting for its history; once every one is open the buffer is dropped.
 
     Specs that name a benchmark (``RS_20@SPY``) read its close from the ``benchmarks`` mapping given to
     ``update`` (symbol -> the close of its latest bar at or before this one; a symbol absent from it has
     no bar yet, NaN) and to ``extend`` (symbol -> closes aligned to the bars, see ``align_benchmark``).
     """
 
-    __slots__ = ("_aliases", "_buf", "_last", "_n", "_parsed", "_specs", "_steppers", "outputs", "warmup_bars")
+    __slots__ = ("_aliases", "_buf", "_has_bench", "_last", "_n", "_open", "_parsed", "_specs", "_steppers",
+                 "_waiting", "outputs", "warmup_bars")
 
     def __init__(self, specs: Sequence[str | IndicatorSpec], *, capacity: int = 1024) -> None:
         parsed = _parse_all(specs)
         self._parsed = tuple(parsed)
         self._steppers: list[tuple[tuple[str, ...], _Stepper, str | None]] = []
         self._aliases: list[tuple[str, str]] = []
-        self._specs: list[IndicatorSpec] = []
+        #: TA-Lib specs: the spec, its kind, the keys each output is published under, its stream once open
+        self._specs: list[tuple[IndicatorSpec, _Kind, tuple[tuple[str, ...], ...]]] = []
+        self._open: list[_Opened | None] = []
         for sp in parsed:
             kind = _kind_of(sp)
             if kind.stream is None:
-                self._specs.append(sp)
+                published = tuple((sp.text + s,) + ((sp.text,) if kind.alias == i else ())
+                                  for i, s in enumerate(kind.suffixes))
+                self._specs.append((sp, kind, published))
+                self._open.append(None)
                 continue
             # keys in the order step() returns values; the bare alias is filled from its output
             keys = tuple(sp.text + s for s in kind.suffixes)
@@ -797,7 +904,9 @@ class StreamingIndicators:
                 self._aliases.append((sp.text, keys[kind.alias]))
         self.outputs: tuple[str, ...] = tuple(k for s in parsed for k in s.outputs)
         self.warmup_bars: int = max((s.lookback for s in parsed), default=0)
-        self._buf = np.empty((5, max(16, int(capacity))), dtype=np.float64)
+        self._has_bench = any(b is not None for _, _, b in self._steppers)
+        self._waiting = len(self._specs)  # TA-Lib streams not open yet
+        self._buf = np.empty((5, max(16, int(capacity)) if self._specs else 0), dtype=np.float64)
         self._n = 0
         self._last: dict[str, float] = dict.fromkeys(self.outputs, math.nan)
 
@@ -808,11 +917,17 @@ class StreamingIndicators:
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def keeps_history(self) -> bool:
+        """Whether the bars are still kept: a TA-Lib stream is waiting for enough history to open."""
+        return self._waiting > 0
+
     def _reserve(self, extra: int) -> None:
         need = self._n + extra
         cap = self._buf.shape[1]
         if need <= cap:
             return
+        cap = max(cap, 16)
         while cap < need:
             cap *= 2
         grown = np.empty((5, cap), dtype=np.float64)
@@ -825,7 +940,7 @@ class StreamingIndicators:
         return benchmark_symbols(self._parsed)
 
     def _bench_values(self, benchmarks: Mapping[str, Any] | None) -> None:
-        if benchmarks is None and any(b is not None for _, _, b in self._steppers):
+        if benchmarks is None and self._has_bench:
             raise ValidationError(f"indicators {', '.join(s.text for s in self._parsed if s.benchmark)} compare "
                                   f"with {', '.join(self.benchmarks)}: pass their closes as benchmarks=")
 
@@ -846,20 +961,34 @@ class StreamingIndicators:
     def update(self, open_: float, high: float, low: float, close: float, volume: float,
                benchmarks: Mapping[str, float] | None = None) -> dict[str, float]:
         """Append one closed bar; return the current value of every output (NaN during warm-up)."""
-        row = (float(open_), float(high), float(low), float(close), float(volume))
-        if not all(math.isfinite(x) for x in row):
+        o, h, lo, c, v = float(open_), float(high), float(low), float(close), float(volume)
+        if not (math.isfinite(o) and math.isfinite(h) and math.isfinite(lo) and math.isfinite(c)
+                and math.isfinite(v)):
             # a NaN in the history would poison recursive indicators forever; refuse it, keep the rest
-            raise ValidationError(f"indicator update with a non-finite value (o,h,l,c,v)={row}")
+            raise ValidationError(f"indicator update with a non-finite value (o,h,l,c,v)={(o, h, lo, c, v)}")
         self._bench_values(benchmarks)
-        self._reserve(1)
-        self._buf[:, self._n] = row
+        waiting = self._waiting > 0
+        if waiting:
+            self._reserve(1)
+            self._buf[:, self._n] = (o, h, lo, c, v)
         self._n += 1
-        self._step(row[0], row[1], row[2], row[3], row[4], benchmarks)
-        return self._refresh()
+        self._step(o, h, lo, c, v, benchmarks)
+        last = self._last
+        for i, (_, _, keys) in enumerate(self._specs):
+            stream = self._open[i]
+            if stream is None:
+                continue
+            for ks, x in zip(keys, stream.step(o, h, lo, c, v), strict=True):
+                for k in ks:
+                    last[k] = x
+        if waiting:
+            self._open_or_recompute()
+        return dict(last)
 
     def extend(self, open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike,
                volume: npt.ArrayLike, benchmarks: Mapping[str, npt.ArrayLike] | None = None) -> dict[str, float]:
-        """Append many bars at once (warm-up from history) at the cost of one update."""
+        """Append many bars at once (warm-up from history): an open stream steps through them, the rest
+        open on (or recompute over) the history once."""
         cols = [_as_f64(x, name) for x, name in zip((open_, high, low, close, volume), INPUTS, strict=True)]
         m = len(cols[0])
         if any(len(c) != m for c in cols):
@@ -872,30 +1001,56 @@ class StreamingIndicators:
             return dict(self._last)
         if not all(bool(np.isfinite(c).all()) for c in cols):
             raise ValidationError("indicator extend with non-finite values")
-        self._reserve(m)
-        for i, c in enumerate(cols):
-            self._buf[i, self._n : self._n + m] = c
+        waiting = self._waiting > 0
+        if waiting:
+            self._reserve(m)
+            for i, c in enumerate(cols):
+                self._buf[i, self._n : self._n + m] = c
         self._n += m
-        if self._steppers:
+        opened = [(stream, keys) for stream, (_, _, keys) in zip(self._open, self._specs, strict=True)
+                  if stream is not None]
+        if self._steppers or opened:
             o, h, lo, c, v = (col.tolist() for col in cols)
             for j in range(m):
                 self._step(o[j], h[j], lo[j], c[j], v[j], {sym: x[j] for sym, x in bench.items()} if bench else None)
-        return self._refresh()
+                for stream, _ in opened:
+                    stream.step(o[j], h[j], lo[j], c[j], v[j])
+            for stream, keys in opened:
+                for ks, x in zip(keys, stream.current(), strict=True):
+                    for k in ks:
+                        self._last[k] = x
+        if waiting:
+            self._open_or_recompute()
+        return dict(self._last)
 
     def current(self) -> dict[str, float]:
         """The values after the last bar (all NaN before the first)."""
         return dict(self._last)
 
-    def _refresh(self) -> dict[str, float]:
+    def _open_or_recompute(self) -> None:
+        """Each TA-Lib spec whose stream is not open yet: open it on the history, or (too little history)
+        recompute the batch over it; once every stream is open the history is let go."""
         n = self._n
-        b = self._buf
+        cols = [self._buf[i, :n] for i in range(5)]
         last = self._last
-        for spec in self._specs:
-            start = max(0, n - spec.lookback - 1) if _kind_of(spec).windowed else 0
-            outs = spec.compute(b[0, start:n], b[1, start:n], b[2, start:n], b[3, start:n], b[4, start:n])
-            for k, arr in outs.items():
-                last[k] = float(arr[-1])
-        return dict(last)
+        for i, (spec, kind, keys) in enumerate(self._specs):
+            if self._open[i] is not None:
+                continue
+            stream = kind.opener(spec.params, cols) if kind.opener is not None and n > spec.lookback else None
+            if stream is not None:
+                self._open[i] = stream
+                self._waiting -= 1
+                values: Sequence[float] = stream.current()
+            else:
+                start = max(0, n - spec.lookback - 1) if kind.windowed else 0
+                o, h, lo, c, v = (col[start:] for col in cols)
+                arrays = kind.compute(o, h, lo, c, v, spec.params)
+                values = [float(a[-1]) for a in arrays]
+            for ks, x in zip(keys, values, strict=True):
+                for k in ks:
+                    last[k] = x
+        if not self._waiting:
+            self._buf = np.empty((5, 0), dtype=np.float64)
 
 
 # ------------------------------------------------------------------- Python kinds, registered like a user's

@@ -232,6 +232,42 @@ def test_streaming_sma_is_bit_identical_over_a_long_history() -> None:
         np.testing.assert_array_equal(got[k], batch[k])
 
 
+#: the TA-Lib kinds, each streamed from TA-Lib's own state once its history is long enough
+TALIB_SPECS = ["EMA_50", "WMA_10", "RSI_14", "ATR_14", "ADX_14", "CCI_20", "MOM_10", "ROC_12", "STDDEV_20",
+               "MACD_12_26_9", "BBANDS_20_2.5", "DONCHIAN_20", "DONCHIAN_1", "STOCH_14_3_3", "EMA_200"]
+
+
+def test_talib_kinds_stream_exactly_over_a_long_history_and_let_the_bars_go() -> None:
+    """Bit-identical to the batch after 30k bars, and once every stream is open no bar is kept: a live
+    strategy's cost per bar and its memory stay flat however long it runs."""
+    a = to_arrays(generate_bars(30_000, seed=5, start_price=45_000.0))
+    s = StreamingIndicators(TALIB_SPECS, capacity=16)
+    longest = max(s.specs, key=lambda sp: sp.lookback).lookback
+    got = {k: np.empty(len(a)) for k in s.outputs}
+    for i in range(len(a)):
+        values = s.update(a.open[i], a.high[i], a.low[i], a.close[i], a.volume[i])
+        for k in got:
+            got[k][i] = values[k]
+        assert s.keeps_history == (i < longest)  # the stream with the longest warm-up opens last
+    b = batch(TALIB_SPECS, a)
+    for k in b:
+        np.testing.assert_array_equal(got[k], b[k], err_msg=k)
+    assert len(s) == len(a) and s._buf.size == 0
+
+
+def test_extend_after_the_streams_opened_steps_them_through(gen: BarArrays) -> None:
+    """A warm-up delta (hot replace, re-attach) arriving after the streams opened continues them."""
+    s = StreamingIndicators([*TALIB_SPECS, "SMA_5", "WT_9_12_3"])
+    for i in range(300):
+        s.update(gen.open[i], gen.high[i], gen.low[i], gen.close[i], gen.volume[i])
+    assert not s.keeps_history
+    got = s.extend(gen.open[300:900], gen.high[300:900], gen.low[300:900], gen.close[300:900], gen.volume[300:900])
+    b = batch([*TALIB_SPECS, "SMA_5", "WT_9_12_3"], gen)
+    assert got == {k: float(b[k][899]) for k in got}
+    nxt = s.update(gen.open[900], gen.high[900], gen.low[900], gen.close[900], gen.volume[900])
+    assert nxt == {k: float(b[k][900]) for k in nxt}
+
+
 # ------------------------------------------------------------------------- every registered kind
 
 
@@ -367,6 +403,9 @@ def test_batch_only_kind_streams_by_recomputing(gen: BarArrays) -> None:
     try:
         check_indicator("HL2")
         assert parse_spec("HL2").params == ()
+        s = StreamingIndicators(["HL2"])
+        s.extend(gen.open[:50], gen.high[:50], gen.low[:50], gen.close[:50], gen.volume[:50])
+        assert s.keeps_history  # no stream to open: the batch is recomputed over the kept bars
     finally:
         unregister_indicator("HL2")
 
