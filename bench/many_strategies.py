@@ -80,8 +80,8 @@ def _llm(every_n_bars: int) -> dict[str, Any]:
 
 
 # (ref, params): the first one is also the single strategy of phase ``1``. In pools of five (config
-# order), each pool gets one or two of the heavy kinds; per bar on this machine: active_inference
-# ~260-320 µs, llm_agent ~150-350, vumanchu_cipher ~200, the others 16-75.
+# order), each pool gets one or two of the heavier kinds; per bar on this machine: active_inference
+# ~160-170 µs, llm_agent ~100-180, vumanchu_cipher ~35-45, the others 5-12.
 MIX: list[tuple[str, dict[str, Any]]] = [
     ("sma_cross", {"fast": 10, "slow": 30}),
     ("llm_agent", _llm(5)),
