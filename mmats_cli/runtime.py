@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -95,6 +96,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     _check_before_start(cfg)
     ray.init(address=args.address, namespace="mmats", include_dashboard=False, logging_level=logging.ERROR,
              num_cpus=args.num_cpus if args.address is None else None)
+    # A service manager (systemd, docker stop, kill) stops with SIGTERM: the same graceful `down` as Ctrl-C.
+    # Set after ray.init, whose own handler would print a stack and exit without stopping the system.
+    signal.signal(signal.SIGTERM, _interrupt)
     client = SystemClient()
     from control.cluster_address import forget, record
 
@@ -139,6 +143,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         forget(client.namespace, gcs)
         ray.shutdown()
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _check_before_start(cfg: Any) -> None:
