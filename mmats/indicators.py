@@ -261,15 +261,14 @@ class _TaLibStream:
     value is the batch function's to the last bit (the streaming-equals-batch checks run on every kind)
     at O(1) per bar, where recomputing the history cost O(n)."""
 
-    __slots__ = ("_cols", "_handle")
+    __slots__ = ("_handle", "_hlc")
 
     def __init__(self, handle: Any, cols: tuple[int, ...]) -> None:
         self._handle = handle
-        self._cols = cols
+        self._hlc = cols == _HLC  # the kinds read the close, or high, low and close
 
     def step(self, o: float, h: float, lo: float, c: float, v: float) -> tuple[float, ...]:
-        row = (o, h, lo, c, v)
-        out = self._handle.update(*[row[i] for i in self._cols])
+        out = self._handle.update(h, lo, c) if self._hlc else self._handle.update(c)
         return out if isinstance(out, tuple) else (out,)
 
     def current(self) -> tuple[float, ...]:
@@ -879,33 +878,30 @@ class StreamingIndicators:
     """
 
     __slots__ = ("_aliases", "_buf", "_has_bench", "_last", "_n", "_open", "_parsed", "_specs", "_steppers",
-                 "_waiting", "outputs", "warmup_bars")
+                 "outputs", "warmup_bars")
 
     def __init__(self, specs: Sequence[str | IndicatorSpec], *, capacity: int = 1024) -> None:
         parsed = _parse_all(specs)
         self._parsed = tuple(parsed)
         self._steppers: list[tuple[tuple[str, ...], _Stepper, str | None]] = []
         self._aliases: list[tuple[str, str]] = []
-        #: TA-Lib specs: the spec, its kind, the keys each output is published under, its stream once open
-        self._specs: list[tuple[IndicatorSpec, _Kind, tuple[tuple[str, ...], ...]]] = []
+        #: TA-Lib specs: the spec, its kind, its output keys; ``_open``: its stream once open
+        self._specs: list[tuple[IndicatorSpec, _Kind, tuple[str, ...]]] = []
         self._open: list[_Opened | None] = []
         for sp in parsed:
             kind = _kind_of(sp)
-            if kind.stream is None:
-                published = tuple((sp.text + s,) + ((sp.text,) if kind.alias == i else ())
-                                  for i, s in enumerate(kind.suffixes))
-                self._specs.append((sp, kind, published))
-                self._open.append(None)
-                continue
             # keys in the order step() returns values; the bare alias is filled from its output
             keys = tuple(sp.text + s for s in kind.suffixes)
-            self._steppers.append((keys, kind.stream(sp.params), sp.benchmark))
             if kind.alias is not None:
                 self._aliases.append((sp.text, keys[kind.alias]))
+            if kind.stream is None:
+                self._specs.append((sp, kind, keys))
+                self._open.append(None)
+            else:
+                self._steppers.append((keys, kind.stream(sp.params), sp.benchmark))
         self.outputs: tuple[str, ...] = tuple(k for s in parsed for k in s.outputs)
         self.warmup_bars: int = max((s.lookback for s in parsed), default=0)
         self._has_bench = any(b is not None for _, _, b in self._steppers)
-        self._waiting = len(self._specs)  # TA-Lib streams not open yet
         self._buf = np.empty((5, max(16, int(capacity)) if self._specs else 0), dtype=np.float64)
         self._n = 0
         self._last: dict[str, float] = dict.fromkeys(self.outputs, math.nan)
@@ -920,7 +916,7 @@ class StreamingIndicators:
     @property
     def keeps_history(self) -> bool:
         """Whether the bars are still kept: a TA-Lib stream is waiting for enough history to open."""
-        return self._waiting > 0
+        return None in self._open
 
     def _reserve(self, extra: int) -> None:
         need = self._n + extra
@@ -946,17 +942,24 @@ class StreamingIndicators:
 
     def _step(self, o: float, h: float, lo: float, c: float, v: float,
               bench: Mapping[str, float] | None = None) -> None:
-        last = self._last
         for keys, stepper, sym in self._steppers:
             if sym is None:
-                values = stepper.step(o, h, lo, c, v)
+                self._set(keys, stepper.step(o, h, lo, c, v))
             else:
                 x = bench.get(sym, math.nan) if bench is not None else math.nan
-                values = stepper.step(o, h, lo, c, float(x))
-            for k, x in zip(keys, values, strict=True):
-                last[k] = x
+                self._set(keys, stepper.step(o, h, lo, c, float(x)))
+
+    def _set(self, keys: tuple[str, ...], values: Sequence[float]) -> None:
+        last = self._last
+        for k, x in zip(keys, values, strict=True):
+            last[k] = x
+
+    def _current(self) -> dict[str, float]:
+        """Every output, the bare aliases filled from theirs."""
+        last = self._last
         for bare, key in self._aliases:
             last[bare] = last[key]
+        return dict(last)
 
     def update(self, open_: float, high: float, low: float, close: float, volume: float,
                benchmarks: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -967,23 +970,18 @@ class StreamingIndicators:
             # a NaN in the history would poison recursive indicators forever; refuse it, keep the rest
             raise ValidationError(f"indicator update with a non-finite value (o,h,l,c,v)={(o, h, lo, c, v)}")
         self._bench_values(benchmarks)
-        waiting = self._waiting > 0
+        waiting = self.keeps_history
         if waiting:
             self._reserve(1)
             self._buf[:, self._n] = (o, h, lo, c, v)
         self._n += 1
         self._step(o, h, lo, c, v, benchmarks)
-        last = self._last
-        for i, (_, _, keys) in enumerate(self._specs):
-            stream = self._open[i]
-            if stream is None:
-                continue
-            for ks, x in zip(keys, stream.step(o, h, lo, c, v), strict=True):
-                for k in ks:
-                    last[k] = x
+        for (_, _, keys), stream in zip(self._specs, self._open, strict=True):
+            if stream is not None:
+                self._set(keys, stream.step(o, h, lo, c, v))
         if waiting:
             self._open_or_recompute()
-        return dict(last)
+        return self._current()
 
     def extend(self, open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike,
                volume: npt.ArrayLike, benchmarks: Mapping[str, npt.ArrayLike] | None = None) -> dict[str, float]:
@@ -998,10 +996,10 @@ class StreamingIndicators:
         if any(len(x) != m for x in bench.values()):
             raise ValidationError(f"extend: benchmark closes must be aligned to the {m} bars")
         if m == 0:
-            return dict(self._last)
+            return self._current()
         if not all(bool(np.isfinite(c).all()) for c in cols):
             raise ValidationError("indicator extend with non-finite values")
-        waiting = self._waiting > 0
+        waiting = self.keeps_history
         if waiting:
             self._reserve(m)
             for i, c in enumerate(cols):
@@ -1016,40 +1014,32 @@ class StreamingIndicators:
                 for stream, _ in opened:
                     stream.step(o[j], h[j], lo[j], c[j], v[j])
             for stream, keys in opened:
-                for ks, x in zip(keys, stream.current(), strict=True):
-                    for k in ks:
-                        self._last[k] = x
+                self._set(keys, stream.current())
         if waiting:
             self._open_or_recompute()
-        return dict(self._last)
+        return self._current()
 
     def current(self) -> dict[str, float]:
         """The values after the last bar (all NaN before the first)."""
-        return dict(self._last)
+        return self._current()
 
     def _open_or_recompute(self) -> None:
         """Each TA-Lib spec whose stream is not open yet: open it on the history, or (too little history)
         recompute the batch over it; once every stream is open the history is let go."""
         n = self._n
         cols = [self._buf[i, :n] for i in range(5)]
-        last = self._last
         for i, (spec, kind, keys) in enumerate(self._specs):
             if self._open[i] is not None:
                 continue
             stream = kind.opener(spec.params, cols) if kind.opener is not None and n > spec.lookback else None
             if stream is not None:
                 self._open[i] = stream
-                self._waiting -= 1
-                values: Sequence[float] = stream.current()
-            else:
-                start = max(0, n - spec.lookback - 1) if kind.windowed else 0
-                o, h, lo, c, v = (col[start:] for col in cols)
-                arrays = kind.compute(o, h, lo, c, v, spec.params)
-                values = [float(a[-1]) for a in arrays]
-            for ks, x in zip(keys, values, strict=True):
-                for k in ks:
-                    last[k] = x
-        if not self._waiting:
+                self._set(keys, stream.current())
+                continue
+            start = max(0, n - spec.lookback - 1) if kind.windowed else 0
+            o, h, lo, c, v = (col[start:] for col in cols)
+            self._set(keys, [float(a[-1]) for a in kind.compute(o, h, lo, c, v, spec.params)])
+        if not self.keeps_history:
             self._buf = np.empty((5, 0), dtype=np.float64)
 
 
